@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cvmconv — host-side handling of private/shared memory conversions for
+ * confidential VMs whose private memory lives in guest_memfd.
+ *
+ * The library receives KVM_HC_MAP_GPA_RANGE hypercall exits and
+ * KVM_EXIT_MEMORY_FAULT exits, updates KVM memory attributes, tracks guest
+ * memory in 2 MiB extents and punches the stale side of converted memory —
+ * 4 KiB runs on 4 KiB backings, whole huge pages only on huge-page backings.
+ *
+ * Conventions: every function that can fail returns 0 (or a documented
+ * non-negative value) on success and a negative errno on failure. Structs
+ * passed in or out begin with a `sz` field that the caller sets to
+ * sizeof(the struct it was compiled with), so old and new callers both work.
+ * Ranges are half-open [start, start + size). Sizes and addresses are bytes.
+ *
+ * This header needs only libc headers: it does not require kernel headers
+ * that know guest_memfd (struct kvm_run is only forward-declared).
+ */
+#ifndef CVMCONV_H
+#define CVMCONV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CVMCONV_VERSION_MAJOR 0
+#define CVMCONV_VERSION_MINOR 1
+#define CVMCONV_VERSION_PATCH 0
+#define CVMCONV_VERSION_NUMBER                                                 \
+	(CVMCONV_VERSION_MAJOR * 10000 + CVMCONV_VERSION_MINOR * 100 +          \
+	 CVMCONV_VERSION_PATCH)
+#define CVMCONV_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__) && !defined(CVMCONV_STATIC_ONLY)
+#define CVMCONV_API __attribute__((visibility("default")))
+#else
+#define CVMCONV_API
+#endif
+
+/* KVM hypercall error codes as the guest sees them (include/uapi/linux/kvm_para.h).
+ * The library writes their negation (as u64) into hypercall.ret. */
+#define CVMCONV_KVM_EPERM 1
+#define CVMCONV_KVM_E2BIG 7
+#define CVMCONV_KVM_EFAULT 14
+#define CVMCONV_KVM_EINVAL 22
+#define CVMCONV_KVM_EOPNOTSUPP 95
+#define CVMCONV_KVM_ENOSYS 1000
+
+/* KVM_HC_MAP_GPA_RANGE attribute bits (args[2]). */
+#define CVMCONV_MAP_GPA_RANGE_PAGE_SZ_MASK 3ULL
+#define CVMCONV_MAP_GPA_RANGE_PAGE_SZ_4K 0ULL
+#define CVMCONV_MAP_GPA_RANGE_PAGE_SZ_2M 1ULL
+#define CVMCONV_MAP_GPA_RANGE_PAGE_SZ_1G 2ULL
+#define CVMCONV_MAP_GPA_RANGE_ENCRYPTED (1ULL << 4)
+
+/* KVM_MEMORY_ATTRIBUTE_PRIVATE, the only attribute the library sets. */
+#define CVMCONV_ATTR_PRIVATE (1ULL << 3)
+
+struct cvmconv; /* opaque context, one per VM */
+struct kvm_run; /* from <linux/kvm.h>; only a pointer is needed here */
+
+/* What to do with a guest request whose start or size is not a multiple of
+ * the granule. */
+enum cvmconv_unaligned {
+	CVMCONV_UNALIGNED_ALLOW,  /* convert and count */
+	CVMCONV_UNALIGNED_LOG,    /* convert, count, log (rate limited) */
+	CVMCONV_UNALIGNED_REJECT, /* change nothing, answer -KVM_EINVAL */
+};
+
+/*
+ * Kernel operations. Every member may be NULL: the real kernel call is then
+ * used (KVM_SET_MEMORY_ATTRIBUTES on cfg->vm_fd, fallocate(PUNCH_HOLE |
+ * KEEP_SIZE), madvise(MADV_REMOVE)). Each returns 0 or a negative errno and
+ * receives cfg->ops_opaque first. They are called with the context lock held
+ * and must not call back into the library.
+ */
+struct cvmconv_ops {
+	int (*set_memory_attributes)(void *opaque, uint64_t gpa, uint64_t size,
+				     uint64_t attributes);
+	int (*punch)(void *opaque, int fd, uint64_t offset, uint64_t len);
+	int (*discard_hva)(void *opaque, void *hva, uint64_t len);
+};
+
+struct cvmconv_config {
+	size_t sz;        /* sizeof(struct cvmconv_config) */
+	int vm_fd;        /* KVM VM fd; -1 allowed when ops->set_memory_attributes is set */
+	uint64_t granule; /* alignment policy granule: 0 = 2 MiB; a power of two >= 4 KiB */
+	enum cvmconv_unaligned unaligned; /* default policy for regions */
+	const struct cvmconv_ops *ops;    /* NULL = real kernel */
+	void *ops_opaque;
+	/* syslog levels (LOG_ERR..LOG_DEBUG); message has no trailing newline;
+	 * NULL = silent. Called with the context lock held: must not call back. */
+	void (*log)(void *opaque, int level, const char *msg);
+	void *log_opaque;
+};
+
+/* cvmconv_region.flags */
+#define CVMCONV_REGION_PRIVATE (1u << 0) /* starts private: attributes set at add */
+
+struct cvmconv_region {
+	size_t sz;              /* sizeof(struct cvmconv_region) */
+	uint64_t gpa, size;     /* 4 KiB aligned, size > 0 */
+	int private_fd;         /* guest_memfd (or a stand-in fd in tests); -1 none */
+	uint64_t private_offset;
+	int shared_fd;          /* memfd / hugetlbfs / tmpfs file; -1 = use shared_hva */
+	uint64_t shared_offset;
+	void *shared_hva;       /* host mapping of the shared side; may be NULL if shared_fd set */
+	uint32_t flags;         /* CVMCONV_REGION_* */
+	int unaligned;          /* -1 = context default, else enum cvmconv_unaligned */
+};
+
+/**
+ * cvmconv_create() - create a conversion context for one VM.
+ * @cfg: configuration; copied, need not outlive the call.
+ * @out: receives the context.
+ *
+ * When @cfg->vm_fd is a real VM fd and no set_memory_attributes op is given,
+ * KVM_CAP_MEMORY_ATTRIBUTES is probed once here.
+ *
+ * Return: 0, or -EINVAL (bad sz, granule, policy, or vm_fd < 0 without a
+ * set_memory_attributes op), -E2BIG (cfg->sz larger than known with non-zero
+ * tail), -EOPNOTSUPP (the VM does not support KVM_MEMORY_ATTRIBUTE_PRIVATE),
+ * -ENOMEM.
+ * Thread safety: safe (touches no shared state).
+ */
+CVMCONV_API int cvmconv_create(const struct cvmconv_config *cfg, struct cvmconv **out);
+
+/**
+ * cvmconv_destroy() - free a context. Punches nothing, closes no fd.
+ * @c: context or NULL.
+ * Thread safety: not thread-safe; no other call on @c may be in progress.
+ */
+CVMCONV_API void cvmconv_destroy(struct cvmconv *c);
+
+/**
+ * cvmconv_add_region() - register a range of guest memory and its backings.
+ * @c: context.
+ * @r: region; copied. Offsets must be 4 KiB aligned. With
+ *     CVMCONV_REGION_PRIVATE the whole range is set private with one
+ *     attribute update; otherwise KVM's default (shared) is assumed.
+ *     The page size of each backing is detected here (fstatfs; hugetlbfs
+ *     reports its huge page size; an hva is looked up in /proc/self/smaps).
+ *
+ * Return: 0, or -EINVAL (bad sz/alignment/flags/policy, size 0, overflow),
+ * -E2BIG (unknown non-zero tail), -EEXIST (overlaps a region), -EBADF (an fd
+ * that fstat rejects), -ENOMEM, -ENOTRECOVERABLE (context broken), or the
+ * error of the attribute update.
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r);
+
+/**
+ * cvmconv_remove_region() - forget the region that starts at @gpa. Neither
+ * attributes nor backings are touched.
+ * Return: 0, -ENOENT (no region starts at @gpa).
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_remove_region(struct cvmconv *c, uint64_t gpa);
+
+/**
+ * cvmconv_map_gpa_range() - handle one KVM_HC_MAP_GPA_RANGE request.
+ * @gpa, @npages, @attrs: the guest's args[0..2] (npages in 4 KiB units).
+ * @hc_ret: receives 0 or a negative KVM error code (as u64) for the guest:
+ *          -KVM_EINVAL for any malformed request (misaligned or zero range,
+ *          overflow, reserved attribute bits, a page-size hint the range
+ *          contradicts, a range not wholly inside registered regions) and
+ *          for an unaligned request under REJECT policy. Nothing changes then.
+ *
+ * Return: 0 when the guest was answered (also for refused requests);
+ * negative errno when the host failed and the VMM must decide: the error of
+ * the attribute update (the request was rolled back and *hc_ret is
+ * -KVM_EFAULT should the VMM re-enter), -ENOTRECOVERABLE (rollback failed or
+ * the context was already broken: stop the VM), -EINVAL (@hc_ret NULL).
+ * Punch failures are not errors here: they are counted and retried by
+ * cvmconv_flush().
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_map_gpa_range(struct cvmconv *c, uint64_t gpa, uint64_t npages,
+				      uint64_t attrs, uint64_t *hc_ret);
+
+/**
+ * cvmconv_handle_exit() - kvm_run front end.
+ * @run: the vCPU's mapped kvm_run after KVM_RUN returned.
+ *
+ * KVM_EXIT_HYPERCALL with nr == KVM_HC_MAP_GPA_RANGE: decoded as by
+ * cvmconv_map_gpa_range(); hypercall.ret is always written.
+ * KVM_EXIT_MEMORY_FAULT: the range is converted to the access the guest
+ * wanted (flags & KVM_MEMORY_EXIT_FLAG_PRIVATE); policy applies.
+ *
+ * Return: 1 handled (re-enter KVM_RUN); 0 not a conversion exit (left
+ * untouched); negative errno fatal: as cvmconv_map_gpa_range() for
+ * hypercalls; for a memory fault also -EFAULT (invalid range or unknown
+ * flags) and -EPERM (refused by REJECT policy) since the guest cannot be
+ * answered. -EINVAL when @run is NULL.
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run);
+
+/**
+ * cvmconv_convert() - host-initiated conversion (no guest policy applied).
+ * Same transaction as a guest request: attributes first, rollback, punch.
+ * Return: 0, -EINVAL (misaligned, zero, overflowing or not inside regions),
+ * -ENOTRECOVERABLE, or the attribute update's error (rolled back).
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_convert(struct cvmconv *c, uint64_t gpa, uint64_t size,
+				bool to_private);
+
+/**
+ * cvmconv_flush() - retry punches that failed earlier (stale memory that is
+ * still allocated). Live pages are never punched.
+ * Return: 0 when nothing stale is left pending, else the last punch error
+ * (the rest stays pending), -ENOTRECOVERABLE if broken.
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_flush(struct cvmconv *c);
+
+/**
+ * cvmconv_is_private() - the library's view of the page containing @gpa.
+ * Return: 1 private, 0 shared, -ENOENT not in any region.
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_is_private(struct cvmconv *c, uint64_t gpa);
+
+struct cvmconv_stats {
+	size_t sz; /* sizeof(struct cvmconv_stats), set by the caller */
+	uint64_t exits;     /* guest requests seen (hypercalls and memory faults) */
+	uint64_t rejected;  /* guest requests refused (malformed or by policy) */
+	uint64_t unaligned; /* guest requests not granule aligned */
+	uint64_t to_private_bytes, to_shared_bytes; /* bytes that changed state */
+	uint64_t attr_updates;   /* attribute updates issued (rollbacks included) */
+	uint64_t punches;        /* punch/discard calls issued */
+	uint64_t punch_failures; /* of those, failed */
+	uint64_t double_alloc_bytes;      /* live on one side, held on the other */
+	uint64_t double_alloc_peak_bytes; /* maximum of the above */
+	uint64_t mixed_extents; /* 2 MiB extents with both private and shared pages */
+	uint64_t extents;       /* 2 MiB extents tracked */
+	/* fields below may be absent for callers compiled against older headers */
+	uint64_t guest_bytes;         /* bytes in registered regions */
+	uint64_t huge_mappable_bytes; /* bytes in whole, uniform 2 MiB extents */
+	uint64_t punch_pending_bytes; /* stale bytes still allocated after a failed punch */
+	uint64_t tracker_bytes;       /* heap bytes used by the extent tracker */
+	uint64_t log_suppressed;      /* log lines dropped by the rate limit */
+	uint64_t broken;              /* 1 once a rollback failed */
+};
+
+/**
+ * cvmconv_get_stats() - copy the counters.
+ * @st: st->sz must be set; at most st->sz bytes are written.
+ * Return: 0, -EINVAL (NULL or sz smaller than the DESIGN.md core fields).
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st);
+
+/* ---- backing helpers (backing.c) ---- */
+
+/**
+ * cvmconv_memfd_create() - create a memfd suitable as a backing.
+ * @name: memfd name (for /proc); NULL = "cvmconv".
+ * @size: bytes, a multiple of @page_size (ftruncate'd).
+ * @page_size: 4096 (shmem), 2 MiB or 1 GiB (MFD_HUGETLB with that size).
+ * Return: fd (close-on-exec) or -EINVAL, or memfd_create/ftruncate's error
+ * (e.g. -ENOMEM / -EINVAL when the kernel has no such huge pages).
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_memfd_create(const char *name, uint64_t size, uint64_t page_size);
+
+/**
+ * cvmconv_hugetlbfs_create() - create an unlinked file of @size bytes on a
+ * hugetlbfs mount with @page_size pages (found with libhugetlbfs when the
+ * library was built with it, else from /proc/self/mountinfo).
+ * Return: fd or -EINVAL (bad size), -ENOENT (no mount with that page size),
+ * or the open/ftruncate error.
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_hugetlbfs_create(uint64_t size, uint64_t page_size);
+
+/**
+ * cvmconv_hugetlbfs_mount_path() - the mount point used by
+ * cvmconv_hugetlbfs_create() for @page_size, copied into @buf.
+ * Return: 0, -ENOENT, -ENAMETOOLONG.
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_hugetlbfs_mount_path(uint64_t page_size, char *buf, size_t len);
+
+/**
+ * cvmconv_fd_page_size() - page size the kernel frees in whole units for @fd:
+ * the huge page size on hugetlbfs (including MFD_HUGETLB memfds), else 4096.
+ * Return: page size, or -EBADF / fstatfs error.
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int64_t cvmconv_fd_page_size(int fd);
+
+/**
+ * cvmconv_version() - the library's CVMCONV_VERSION_STRING at build time.
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API const char *cvmconv_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CVMCONV_H */

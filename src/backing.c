@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The two stores behind a region — the shared side (memfd, hugetlbfs file or
+ * a host mapping) and the private side (guest_memfd) — and when their stale
+ * memory is given back.
+ *
+ * 4 KiB backings (shmem, guest_memfd) free exactly what is punched, so a
+ * stale run is punched at once. A huge-page backing frees only whole huge
+ * pages: hugetlbfs_punch_hole (fs/hugetlbfs/inode.c) zeroes partial head and
+ * tail pieces in place. So a huge page is punched only when every one of its
+ * pages is stale on that side, at the conversion that makes the last one
+ * stale, and only when it lies wholly inside the region (the rest of it may
+ * belong to someone else).
+ *
+ * Accounting ("held"): a huge page counts as allocated from the moment any
+ * of its pages is live on that side until it is punched. double_alloc_pages
+ * of a side = its stale pages that are still held. On 4 KiB backings only a
+ * failed punch leaves stale pages held; they are kept as pending runs.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "internal.h"
+
+#define PENDING_MAX 65536u /* failed-punch runs kept per side; more are merged */
+
+/* ---- page size of a host mapping ---- */
+
+/* Kernel page size of the mapping holding @hva, from /proc/self/smaps
+ * (fs/proc/task_mmu.c show_smap: "KernelPageSize:"); 4096 if not found. */
+static uint64_t hva_page_size(const void *hva)
+{
+	uintptr_t addr = (uintptr_t)hva;
+	char line[512];
+	bool inside = false;
+	uint64_t size = PAGE_4K;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f)
+		return PAGE_4K;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, kb;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			inside = addr >= lo && addr < hi;
+		} else if (inside && sscanf(line, "KernelPageSize: %lu kB", &kb) == 1) {
+			size = (uint64_t)kb * 1024;
+			break;
+		}
+	}
+	fclose(f);
+	return size;
+}
+
+bool side_is_huge(const struct side *s)
+{
+	return s->page_size > PAGE_4K;
+}
+
+static bool side_present(const struct side *s)
+{
+	return s->fd >= 0 || s->hva;
+}
+
+int side_init(struct side *s, int fd, void *hva, uint64_t offset, uint64_t npages,
+	      bool live_at_start)
+{
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->page_size = PAGE_4K;
+	if (fd >= 0) {
+		int64_t ps = cvmconv_fd_page_size(fd);
+
+		if (ps < 0)
+			return (int)ps;
+		s->page_size = (uint64_t)ps;
+		s->offset = offset;
+	} else if (hva) {
+		s->hva = hva;
+		s->offset = (uint64_t)(uintptr_t)hva;
+		s->page_size = hva_page_size(hva);
+	}
+	if (side_is_huge(s)) {
+		uint64_t last = (s->offset + npages * PAGE_4K - 1) / s->page_size;
+
+		s->first_hpage = s->offset / s->page_size;
+		s->nhpages = last - s->first_hpage + 1;
+		s->held = calloc((s->nhpages + 63) / 64, sizeof(uint64_t));
+		if (!s->held)
+			return -ENOMEM;
+		if (live_at_start)
+			memset(s->held, 0xff, (s->nhpages + 63) / 64 * sizeof(uint64_t));
+	}
+	return 0;
+}
+
+void side_fini(struct cvmconv *c, struct side *s)
+{
+	c->double_alloc_pages -= s->double_alloc_pages;
+	free(s->held);
+	free(s->pending);
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+}
+
+/* ---- geometry: region pages <-> huge pages of a side ---- */
+
+static uint64_t hpage_of(const struct side *s, uint64_t page)
+{
+	return (s->offset + page * PAGE_4K) / s->page_size - s->first_hpage;
+}
+
+/* Region pages [*from, *to) lying in huge page @h (relative index). */
+static void hpage_span(const struct side *s, const struct region *r, uint64_t h, uint64_t *from,
+		       uint64_t *to)
+{
+	uint64_t start = (s->first_hpage + h) * s->page_size, end = start + s->page_size;
+
+	*from = start > s->offset ? (start - s->offset) / PAGE_4K : 0;
+	*to = (end - s->offset) / PAGE_4K < r->npages ? (end - s->offset) / PAGE_4K : r->npages;
+}
+
+static bool hpage_whole(const struct side *s, const struct region *r, uint64_t h)
+{
+	uint64_t from, to;
+
+	hpage_span(s, r, h, &from, &to);
+	return to - from == s->page_size / PAGE_4K;
+}
+
+static bool held(const struct side *s, uint64_t h)
+{
+	return (s->held[h / 64] >> (h % 64)) & 1;
+}
+
+static void set_held(struct side *s, uint64_t h, bool value)
+{
+	if (value)
+		s->held[h / 64] |= 1ULL << (h % 64);
+	else
+		s->held[h / 64] &= ~(1ULL << (h % 64));
+}
+
+/* Pages of [from, to) that are stale on the side @private_side. */
+static uint64_t stale_pages(const struct region *r, bool private_side, uint64_t from, uint64_t to)
+{
+	uint64_t priv = tracker_count_private(&r->tr, from, to);
+
+	return private_side ? (to - from) - priv : priv;
+}
+
+static void adjust(struct cvmconv *c, struct side *s, int64_t pages)
+{
+	s->double_alloc_pages += (uint64_t)pages;
+	c->double_alloc_pages += (uint64_t)pages;
+}
+
+/* ---- kernel calls ---- */
+
+static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
+{
+	uint64_t len = (to - from) * PAGE_4K;
+	int ret;
+
+	c->n.punches++;
+	if (s->fd >= 0)
+		ret = op_punch(c, s->fd, s->offset + from * PAGE_4K, len);
+	else
+		ret = op_discard_hva(c, (void *)(uintptr_t)(s->offset + from * PAGE_4K), len);
+	if (ret < 0) {
+		c->n.punch_failures++;
+		log_guest(c, LOG_ERR, "%s of %s offset 0x%llx len 0x%llx failed: %s; kept for flush",
+			  s->fd >= 0 ? "punch" : "discard", s->fd >= 0 ? "fd" : "hva",
+			  (unsigned long long)(s->offset + from * PAGE_4K), (unsigned long long)len,
+			  strerror(-ret));
+	}
+	return ret;
+}
+
+/* ---- 4 KiB backings: pending runs after failed punches ---- */
+
+static void pending_recount(struct cvmconv *c, struct region *r, struct side *s, bool private_side)
+{
+	uint64_t pages = 0;
+
+	for (uint32_t i = 0; i < s->npending; i++)
+		pages += stale_pages(r, private_side, s->pending[i].from, s->pending[i].to);
+	adjust(c, s, (int64_t)(pages - s->double_alloc_pages));
+}
+
+static void pending_add(struct side *s, uint64_t from, uint64_t to)
+{
+	uint32_t i;
+
+	/* merge with an overlapping or adjacent run */
+	for (i = 0; i < s->npending; i++) {
+		if (from <= s->pending[i].to && to >= s->pending[i].from) {
+			s->pending[i].from = from < s->pending[i].from ? from : s->pending[i].from;
+			s->pending[i].to = to > s->pending[i].to ? to : s->pending[i].to;
+			return;
+		}
+	}
+	if (s->npending == s->pending_cap && s->pending_cap < PENDING_MAX) {
+		uint32_t cap = s->pending_cap ? s->pending_cap * 2 : 8;
+		struct pending_run *p = realloc(s->pending, cap * sizeof(*p));
+
+		if (p) {
+			s->pending = p;
+			s->pending_cap = cap;
+		}
+	}
+	if (s->npending < s->pending_cap) {
+		s->pending[s->npending].from = from;
+		s->pending[s->npending++].to = to;
+	} else if (s->npending) {
+		/* Out of room: widen a run. Flush punches only stale pages inside
+		 * it, so widening never endangers live data. */
+		struct pending_run *last = &s->pending[s->npending - 1];
+		last->from = from < last->from ? from : last->from;
+		last->to = to > last->to ? to : last->to;
+	}
+}
+
+/* Drop [from, to) from the pending runs (those pages are live again or were
+ * punched). Splitting may need room; without it the run stays whole. */
+static void pending_remove(struct side *s, uint64_t from, uint64_t to)
+{
+	for (uint32_t i = 0; i < s->npending; i++) {
+		struct pending_run *p = &s->pending[i];
+
+		if (to <= p->from || from >= p->to)
+			continue;
+		if (from <= p->from && to >= p->to) {
+			*p = s->pending[--s->npending];
+			i--;
+		} else if (from <= p->from) {
+			p->from = to;
+		} else if (to >= p->to) {
+			p->to = from;
+		} else if (s->npending < s->pending_cap) {
+			s->pending[s->npending].from = to;
+			s->pending[s->npending++].to = p->to;
+			p->to = from;
+		}
+	}
+}
+
+/* ---- the stale and the live side of a changed run ---- */
+
+static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s,
+			    bool private_side, uint64_t from, uint64_t to)
+{
+	uint64_t h_first = hpage_of(s, from), h_last = hpage_of(s, to - 1);
+	uint64_t run_from = 0, run_to = 0, run_h = 0, run_n = 0;
+
+	for (uint64_t h = h_first; h <= h_last + 1; h++) {
+		uint64_t lo = 0, hi = 0;
+		bool freeable = false;
+
+		if (h <= h_last) {
+			hpage_span(s, r, h, &lo, &hi);
+			if (held(s, h)) {
+				uint64_t a = lo > from ? lo : from, b = hi < to ? hi : to;
+
+				adjust(c, s, (int64_t)(b - a)); /* now stale while held */
+				freeable = hpage_whole(s, r, h) &&
+					   stale_pages(r, private_side, lo, hi) == hi - lo;
+			}
+		}
+		if (freeable && run_n && run_to == lo) {
+			run_to = hi;
+			run_n++;
+			continue;
+		}
+		/* close the current run of freeable huge pages: one call */
+		if (run_n) {
+			if (punch(c, s, run_from, run_to) == 0) {
+				for (uint64_t k = run_h; k < run_h + run_n; k++)
+					set_held(s, k, false);
+				adjust(c, s, -(int64_t)(run_to - run_from));
+			} else {
+				s->retry_hpages += run_n;
+			}
+			run_n = 0;
+		}
+		if (freeable) {
+			run_from = lo;
+			run_to = hi;
+			run_h = h;
+			run_n = 1;
+		}
+	}
+}
+
+static void huge_went_live(struct cvmconv *c, struct region *r, struct side *s,
+			   bool private_side, uint64_t from, uint64_t to)
+{
+	for (uint64_t h = hpage_of(s, from); h <= hpage_of(s, to - 1); h++) {
+		uint64_t lo, hi;
+
+		hpage_span(s, r, h, &lo, &hi);
+		if (held(s, h)) {
+			uint64_t a = lo > from ? lo : from, b = hi < to ? hi : to;
+
+			adjust(c, s, -(int64_t)(b - a)); /* were stale and held */
+		} else {
+			/* allocated again from now on: its other pages count */
+			set_held(s, h, true);
+			adjust(c, s, (int64_t)stale_pages(r, private_side, lo, hi));
+		}
+	}
+}
+
+void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to,
+			   bool now_private)
+{
+	struct side *stale = region_side(r, !now_private), *live = region_side(r, now_private);
+
+	if (side_present(live)) {
+		if (side_is_huge(live)) {
+			huge_went_live(c, r, live, now_private, from, to);
+		} else if (live->npending) {
+			pending_remove(live, from, to);
+			pending_recount(c, r, live, now_private);
+		}
+	}
+	if (side_present(stale)) {
+		if (side_is_huge(stale)) {
+			huge_went_stale(c, r, stale, !now_private, from, to);
+		} else if (punch(c, stale, from, to) == 0) {
+			if (stale->npending) {
+				pending_remove(stale, from, to);
+				pending_recount(c, r, stale, !now_private);
+			}
+		} else {
+			pending_add(stale, from, to);
+			pending_recount(c, r, stale, !now_private);
+		}
+	}
+}
+
+static int flush_side(struct cvmconv *c, struct region *r, struct side *s, bool private_side)
+{
+	int err = 0;
+
+	if (!side_present(s))
+		return 0;
+	if (side_is_huge(s)) {
+		uint64_t failed = 0;
+
+		if (!s->retry_hpages)
+			return 0;
+		for (uint64_t h = 0; h < s->nhpages; h++) {
+			uint64_t lo, hi;
+
+			hpage_span(s, r, h, &lo, &hi);
+			if (!held(s, h) || !hpage_whole(s, r, h) ||
+			    stale_pages(r, private_side, lo, hi) != hi - lo)
+				continue;
+			int ret = punch(c, s, lo, hi);
+			if (ret == 0) {
+				set_held(s, h, false);
+				adjust(c, s, -(int64_t)(hi - lo));
+			} else {
+				failed++;
+				err = ret;
+			}
+		}
+		s->retry_hpages = failed;
+		return err;
+	}
+	/* 4 KiB: punch the stale runs inside each pending run, keep failures */
+	for (uint32_t i = 0; i < s->npending;) {
+		struct pending_run run = s->pending[i];
+		bool all_done = true;
+		uint64_t p = run.from;
+
+		while (p < run.to) {
+			/* stale on the private side = shared in the tracker */
+			uint64_t a = tracker_find(&r->tr, p, run.to, !private_side);
+			uint64_t b = tracker_find(&r->tr, a, run.to, private_side);
+
+			if (a < b) {
+				int ret = punch(c, s, a, b);
+				if (ret) {
+					all_done = false;
+					err = ret;
+				}
+			}
+			p = b;
+		}
+		if (all_done)
+			s->pending[i] = s->pending[--s->npending];
+		else
+			i++;
+	}
+	pending_recount(c, r, s, private_side);
+	return err;
+}
+
+int backing_flush(struct cvmconv *c, struct region *r)
+{
+	int a = flush_side(c, r, &r->shared, false);
+	int b = flush_side(c, r, &r->private_, true);
+
+	return b ? b : a;
+}
+
+static uint64_t side_pending_bytes(const struct region *r, const struct side *s,
+				   bool private_side)
+{
+	uint64_t bytes = 0;
+
+	if (!side_present(s))
+		return 0;
+	if (!side_is_huge(s))
+		return s->double_alloc_pages * PAGE_4K; /* only failed punches hold pages */
+	if (!s->retry_hpages)
+		return 0;
+	for (uint64_t h = 0; h < s->nhpages; h++) {
+		uint64_t lo, hi;
+
+		hpage_span(s, r, h, &lo, &hi);
+		if (held(s, h) && hpage_whole(s, r, h) &&
+		    stale_pages(r, private_side, lo, hi) == hi - lo)
+			bytes += s->page_size;
+	}
+	return bytes;
+}
+
+uint64_t backing_pending_bytes(const struct region *r)
+{
+	return side_pending_bytes(r, &r->shared, false) + side_pending_bytes(r, &r->private_, true);
+}

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The context and its region registry: creation, the sorted list of
+ * non-overlapping regions, and lookups by guest physical address.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "internal.h"
+
+#define offsetofend(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
+
+/* Copy a caller's sz-prefixed struct into ours (libbpf-style options): a
+ * shorter one is zero-extended, a longer one must have a zero tail. */
+static int copy_sized(void *dst, size_t ours, const void *src, size_t theirs, size_t minimum)
+{
+	if (theirs < minimum)
+		return -EINVAL;
+	for (size_t i = ours; i < theirs; i++)
+		if (((const unsigned char *)src)[i])
+			return -E2BIG;
+	memset(dst, 0, ours);
+	memcpy(dst, src, theirs < ours ? theirs : ours);
+	return 0;
+}
+
+int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
+{
+	struct cvmconv_config cfg;
+	struct cvmconv *c;
+	int err;
+
+	if (!cfg_in || !out)
+		return -EINVAL;
+	err = copy_sized(&cfg, sizeof(cfg), cfg_in, cfg_in->sz,
+			 offsetofend(struct cvmconv_config, ops));
+	if (err)
+		return err;
+	if (!cfg.granule)
+		cfg.granule = SIZE_2M;
+	if (cfg.granule < PAGE_4K || (cfg.granule & (cfg.granule - 1)) ||
+	    (unsigned)cfg.unaligned > CVMCONV_UNALIGNED_REJECT)
+		return -EINVAL;
+	if (cfg.vm_fd < 0 && !(cfg.ops && cfg.ops->set_memory_attributes))
+		return -EINVAL;
+	if (!(cfg.ops && cfg.ops->set_memory_attributes)) {
+		err = kvm_probe_private_attribute(cfg.vm_fd);
+		if (err)
+			return err;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if (pthread_mutex_init(&c->lock, NULL)) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->vm_fd = cfg.vm_fd;
+	c->granule = cfg.granule;
+	c->unaligned = cfg.unaligned;
+	if (cfg.ops)
+		c->ops = *cfg.ops;
+	c->ops_opaque = cfg.ops_opaque;
+	c->log_fn = cfg.log;
+	c->log_opaque = cfg.log_opaque;
+	*out = c;
+	return 0;
+}
+
+void cvmconv_destroy(struct cvmconv *c)
+{
+	if (!c)
+		return;
+	for (uint32_t i = 0; i < c->nregions; i++) {
+		side_fini(c, &c->regions[i]->shared);
+		side_fini(c, &c->regions[i]->private_);
+		tracker_fini(&c->regions[i]->tr);
+		free(c->regions[i]);
+	}
+	free(c->regions);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+struct region *context_find_region(struct cvmconv *c, uint64_t gpa, uint32_t *idx)
+{
+	uint32_t lo = 0, hi = c->nregions;
+
+	/* first region whose end lies above gpa */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		struct region *r = c->regions[mid];
+
+		if (r->gpa + r->size <= gpa)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*idx = lo;
+	if (lo < c->nregions && c->regions[lo]->gpa <= gpa)
+		return c->regions[lo];
+	return NULL;
+}
+
+static int check_region(const struct cvmconv_region *r)
+{
+	if (!r->size || ((r->gpa | r->size | r->private_offset | r->shared_offset) & (PAGE_4K - 1)))
+		return -EINVAL;
+	if (r->size > GPA_LIMIT || r->gpa > GPA_LIMIT - r->size)
+		return -EINVAL;
+	if (r->private_offset > UINT64_MAX - r->size || r->shared_offset > UINT64_MAX - r->size)
+		return -EINVAL;
+	if (r->flags & ~CVMCONV_REGION_PRIVATE)
+		return -EINVAL;
+	if (r->unaligned < -1 || r->unaligned > CVMCONV_UNALIGNED_REJECT)
+		return -EINVAL;
+	return 0;
+}
+
+static void region_free(struct cvmconv *c, struct region *r)
+{
+	side_fini(c, &r->shared);
+	side_fini(c, &r->private_);
+	tracker_fini(&r->tr);
+	free(r);
+}
+
+int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
+{
+	struct cvmconv_region in;
+	struct region *r;
+	uint32_t idx;
+	bool private;
+	int err;
+
+	if (!c || !r_in)
+		return -EINVAL;
+	err = copy_sized(&in, sizeof(in), r_in, r_in->sz, offsetofend(struct cvmconv_region, flags));
+	if (err)
+		return err;
+	if (r_in->sz < offsetofend(struct cvmconv_region, unaligned))
+		in.unaligned = -1;
+	err = check_region(&in);
+	if (err)
+		return err;
+	private = in.flags & CVMCONV_REGION_PRIVATE;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->gpa = in.gpa;
+	r->size = in.size;
+	r->npages = in.size >> PAGE_SHIFT_4K;
+	r->shared.fd = r->private_.fd = -1;
+	err = tracker_init(&r->tr, in.gpa, in.size, private);
+	if (!err)
+		err = side_init(&r->shared, in.shared_fd, in.shared_hva, in.shared_offset, r->npages,
+				!private);
+	if (!err)
+		err = side_init(&r->private_, in.private_fd, NULL, in.private_offset, r->npages,
+				private);
+	if (err) {
+		region_free(c, r);
+		return err;
+	}
+
+	pthread_mutex_lock(&c->lock);
+	r->unaligned = in.unaligned < 0 ? (int)c->unaligned : in.unaligned;
+	if (c->broken) {
+		err = -ENOTRECOVERABLE;
+	} else if (context_find_region(c, in.gpa, &idx) ||
+		   (idx < c->nregions && c->regions[idx]->gpa < in.gpa + in.size)) {
+		err = -EEXIST;
+	} else if (c->nregions == c->regions_cap) {
+		uint32_t cap = c->regions_cap ? c->regions_cap * 2 : 8;
+		struct region **grown = realloc(c->regions, cap * sizeof(*grown));
+
+		if (grown) {
+			c->regions = grown;
+			c->regions_cap = cap;
+		} else {
+			err = -ENOMEM;
+		}
+	}
+	if (!err && private) {
+		c->n.attr_updates++;
+		err = op_set_memory_attributes(c, in.gpa, in.size, CVMCONV_ATTR_PRIVATE);
+	}
+	if (!err) {
+		memmove(&c->regions[idx + 1], &c->regions[idx],
+			(c->nregions - idx) * sizeof(*c->regions));
+		c->regions[idx] = r;
+		c->nregions++;
+		/* held huge pages whose pages are stale from the start count */
+		c->double_alloc_pages += r->shared.double_alloc_pages + r->private_.double_alloc_pages;
+		log_msg(c, LOG_INFO, "region gpa 0x%llx size 0x%llx: shared page %llu, private page %llu%s",
+			(unsigned long long)in.gpa, (unsigned long long)in.size,
+			(unsigned long long)r->shared.page_size,
+			(unsigned long long)r->private_.page_size, private ? ", private" : "");
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (err)
+		region_free(c, r);
+	return err;
+}
+
+int cvmconv_remove_region(struct cvmconv *c, uint64_t gpa)
+{
+	struct region *r;
+	uint32_t idx;
+
+	if (!c)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	r = context_find_region(c, gpa, &idx);
+	if (!r || r->gpa != gpa) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOENT;
+	}
+	memmove(&c->regions[idx], &c->regions[idx + 1], (c->nregions - idx - 1) * sizeof(*c->regions));
+	c->nregions--;
+	region_free(c, r);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+int cvmconv_is_private(struct cvmconv *c, uint64_t gpa)
+{
+	struct region *r;
+	uint32_t idx;
+	int ret = -ENOENT;
+
+	if (!c)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	r = context_find_region(c, gpa, &idx);
+	if (r)
+		ret = tracker_page_private(&r->tr, (gpa - r->gpa) >> PAGE_SHIFT_4K);
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}

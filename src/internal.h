@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal interfaces of the host library. Data flows one way:
+ * exit.c -> convert.c (validate, policy, plan, apply) -> extents.c (state)
+ * -> backing.c (punch) -> stats.c; log.c is a sink used by all. */
+#ifndef CVMCONV_INTERNAL_H
+#define CVMCONV_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "cvmconv.h"
+
+#define PAGE_SHIFT_4K 12
+#define PAGE_4K 4096ULL
+#define EXTENT_SHIFT 21 /* tracker extent: 2 MiB, the x86 EPT/NPT large page */
+#define EXTENT_BYTES (1ULL << EXTENT_SHIFT)
+#define PAGES_PER_EXTENT 512u
+#define SIZE_2M (2ULL << 20)
+#define SIZE_1G (1ULL << 30)
+/* Largest guest physical address any x86 CPU can name (MAXPHYADDR 52). */
+#define GPA_LIMIT (1ULL << 52)
+
+#define HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- extents.c: per-region private/shared state in 2 MiB extents ---- */
+
+enum extent_state { EXTENT_SHARED = 0, EXTENT_PRIVATE = 1, EXTENT_MIXED = 2 };
+
+struct mixed_slot { /* open-addressing hash entry: extent index -> page map */
+	uint64_t extent;  /* UINT64_MAX = empty */
+	uint64_t map[8]; /* bit set = page private */
+};
+
+struct tracker {
+	uint64_t gpa, npages;  /* region range in 4 KiB pages from gpa */
+	uint64_t first_extent; /* gpa >> EXTENT_SHIFT */
+	uint64_t nextents;
+	uint8_t *state;        /* enum extent_state per extent */
+	struct mixed_slot *mixed;
+	uint64_t mixed_cap, mixed_count; /* cap: power of two, 0 = none */
+	uint64_t private_pages;
+};
+
+HIDDEN int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private);
+HIDDEN void tracker_fini(struct tracker *t);
+/* Page p is region-relative (0 .. npages-1). */
+HIDDEN bool tracker_page_private(const struct tracker *t, uint64_t p);
+/* First page in [from, to) whose state equals @private, or @to. */
+HIDDEN uint64_t tracker_find(const struct tracker *t, uint64_t from, uint64_t to, bool private);
+/* Number of private pages in [from, to). */
+HIDDEN uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to);
+/* Set [from, to) to @private. -ENOMEM only when a mixed map cannot be
+ * allocated; callers reserve first with tracker_reserve() so that the set
+ * after the kernel changed state cannot fail. */
+HIDDEN int tracker_reserve(struct tracker *t, uint64_t extra_mixed);
+HIDDEN void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private);
+HIDDEN uint64_t tracker_mixed(const struct tracker *t);
+/* Whole 2 MiB extents inside the region that are uniform. */
+HIDDEN uint64_t tracker_uniform_full_extents(const struct tracker *t);
+HIDDEN uint64_t tracker_heap_bytes(const struct tracker *t);
+
+/* ---- backing.c: one side (shared or private) of a region ---- */
+
+struct side {
+	int fd;             /* -1 with hva == NULL: no backing, nothing to punch */
+	void *hva;          /* used when fd < 0 (madvise path) */
+	uint64_t offset;    /* file offset (fd) or hva address of the region start */
+	uint64_t page_size; /* unit the kernel frees: 4 KiB or huge page size */
+	/* Huge backings: one bit per backing page overlapping the region, set
+	 * while that page counts as allocated ("held"). */
+	uint64_t *held;
+	uint64_t first_hpage, nhpages; /* hpage index = (offset + rel) / page_size */
+	uint64_t retry_hpages;         /* failed huge punches waiting for flush */
+	/* 4 KiB backings: ranges (region pages) whose punch failed. */
+	struct pending_run {
+		uint64_t from, to;
+	} *pending;
+	uint32_t npending, pending_cap;
+	uint64_t double_alloc_pages; /* pages stale here that are still held */
+};
+
+struct region {
+	uint64_t gpa, size, npages;
+	int unaligned; /* enum cvmconv_unaligned */
+	struct tracker tr;
+	struct side shared, private_;
+};
+
+static inline struct side *region_side(struct region *r, bool private_side)
+{
+	return private_side ? &r->private_ : &r->shared;
+}
+
+HIDDEN int side_init(struct side *s, int fd, void *hva, uint64_t offset, uint64_t npages,
+		     bool live_at_start);
+HIDDEN void side_fini(struct cvmconv *c, struct side *s);
+HIDDEN bool side_is_huge(const struct side *s);
+
+/* ---- context ---- */
+
+struct ratelimit {
+	struct timespec window_start;
+	uint32_t in_window;
+	uint64_t suppressed, suppressed_reported;
+};
+
+struct counters {
+	uint64_t exits, rejected, unaligned;
+	uint64_t to_private_bytes, to_shared_bytes;
+	uint64_t attr_updates, punches, punch_failures;
+	uint64_t double_alloc_peak_bytes;
+};
+
+struct cvmconv {
+	pthread_mutex_t lock; /* serialises every public call but create/destroy */
+	int vm_fd;
+	uint64_t granule;
+	enum cvmconv_unaligned unaligned;
+	struct cvmconv_ops ops; /* the VMM's; NULL members: kernel ops (kvm.c) */
+	void *ops_opaque;
+	void (*log_fn)(void *opaque, int level, const char *msg);
+	void *log_opaque;
+	struct ratelimit rl;
+	bool broken;
+	uint64_t double_alloc_pages; /* sum over all sides of all regions */
+	struct region **regions; /* sorted by gpa, non-overlapping */
+	uint32_t nregions, regions_cap;
+	struct counters n;
+};
+
+/* kvm.c: the default kernel ops (opaque = struct cvmconv *). */
+HIDDEN int kvm_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size,
+				     uint64_t attributes);
+HIDDEN int kvm_punch(void *opaque, int fd, uint64_t offset, uint64_t len);
+HIDDEN int kvm_discard_hva(void *opaque, void *hva, uint64_t len);
+HIDDEN int kvm_probe_private_attribute(int vm_fd);
+
+/* Kernel calls go through these: the VMM's op with its opaque, or ours. */
+static inline int op_set_memory_attributes(struct cvmconv *c, uint64_t gpa, uint64_t size,
+					   uint64_t attributes)
+{
+	if (c->ops.set_memory_attributes)
+		return c->ops.set_memory_attributes(c->ops_opaque, gpa, size, attributes);
+	return kvm_set_memory_attributes(c, gpa, size, attributes);
+}
+
+static inline int op_punch(struct cvmconv *c, int fd, uint64_t offset, uint64_t len)
+{
+	if (c->ops.punch)
+		return c->ops.punch(c->ops_opaque, fd, offset, len);
+	return kvm_punch(c, fd, offset, len);
+}
+
+static inline int op_discard_hva(struct cvmconv *c, void *hva, uint64_t len)
+{
+	if (c->ops.discard_hva)
+		return c->ops.discard_hva(c->ops_opaque, hva, len);
+	return kvm_discard_hva(c, hva, len);
+}
+
+/* log.c: rate-limited for anything a guest can trigger. */
+HIDDEN void log_msg(struct cvmconv *c, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+HIDDEN void log_guest(struct cvmconv *c, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* backing.c: region pages [from, to) just changed state (the tracker already
+ * says so): account the side they left and the side they joined, and punch
+ * what became wholly stale. Failures are counted and kept for
+ * cvmconv_flush(); nothing here can undo the conversion. */
+HIDDEN void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t from,
+				  uint64_t to, bool now_private);
+HIDDEN int backing_flush(struct cvmconv *c, struct region *r);
+HIDDEN uint64_t backing_pending_bytes(const struct region *r);
+
+/* policy.c: strictest policy of regions[first..last]; whether an
+ * (un)aligned request may proceed (counts and logs unaligned ones). */
+HIDDEN enum cvmconv_unaligned policy_strictest(struct cvmconv *c, uint32_t first, uint32_t last);
+HIDDEN bool policy_allows(struct cvmconv *c, uint64_t gpa, uint64_t size, bool to_private,
+			  enum cvmconv_unaligned mode);
+
+/* stats.c */
+HIDDEN uint64_t stats_double_alloc_bytes(const struct cvmconv *c);
+HIDDEN void stats_update_peak(struct cvmconv *c);
+
+/* context.c */
+HIDDEN struct region *context_find_region(struct cvmconv *c, uint64_t gpa, uint32_t *idx);
+
+/* convert.c: the whole transaction (validate, policy, plan, apply, punch).
+ * A request as decoded from an exit (exit.c) or made by the host. */
+struct conversion {
+	uint64_t gpa, size;
+	bool to_private;
+	bool guest;          /* guest request: counted, policy applies */
+	const char *source;  /* "map_gpa_range", "memory_fault", "convert" */
+	const char *invalid; /* set by the decoder: why the fields are malformed */
+	uint64_t raw[3];     /* guest fields as received, for log lines */
+	bool *by_policy;     /* optional: set when refused by the alignment policy */
+};
+
+/* Returns 0 with *guest_err = 0 (done) or a KVM error code (refused, nothing
+ * changed); or -errno for a host failure (rolled back; *guest_err =
+ * CVMCONV_KVM_EFAULT), -ENOTRECOVERABLE when broken. For host requests a
+ * refusal is returned as -EINVAL. */
+HIDDEN int convert_request(struct cvmconv *c, const struct conversion *cv, int *guest_err);
+
+#endif

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* Counters and the figures derived from the extent tracker and backings. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define offsetofend(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
+
+uint64_t stats_double_alloc_bytes(const struct cvmconv *c)
+{
+	return c->double_alloc_pages * PAGE_4K;
+}
+
+void stats_update_peak(struct cvmconv *c)
+{
+	uint64_t now = stats_double_alloc_bytes(c);
+
+	if (now > c->n.double_alloc_peak_bytes)
+		c->n.double_alloc_peak_bytes = now;
+}
+
+int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
+{
+	struct cvmconv_stats s = {0};
+	size_t sz;
+
+	if (!c || !st || st->sz < offsetofend(struct cvmconv_stats, extents))
+		return -EINVAL;
+	sz = st->sz;
+	pthread_mutex_lock(&c->lock);
+	s.exits = c->n.exits;
+	s.rejected = c->n.rejected;
+	s.unaligned = c->n.unaligned;
+	s.to_private_bytes = c->n.to_private_bytes;
+	s.to_shared_bytes = c->n.to_shared_bytes;
+	s.attr_updates = c->n.attr_updates;
+	s.punches = c->n.punches;
+	s.punch_failures = c->n.punch_failures;
+	s.double_alloc_bytes = stats_double_alloc_bytes(c);
+	s.double_alloc_peak_bytes = c->n.double_alloc_peak_bytes;
+	for (uint32_t i = 0; i < c->nregions; i++) {
+		const struct region *r = c->regions[i];
+
+		s.mixed_extents += tracker_mixed(&r->tr);
+		s.extents += r->tr.nextents;
+		s.guest_bytes += r->size;
+		s.huge_mappable_bytes += tracker_uniform_full_extents(&r->tr) * EXTENT_BYTES;
+		s.punch_pending_bytes += backing_pending_bytes(r);
+		s.tracker_bytes += tracker_heap_bytes(&r->tr);
+	}
+	s.log_suppressed = c->rl.suppressed;
+	s.broken = c->broken;
+	pthread_mutex_unlock(&c->lock);
+	memcpy(st, &s, sz < sizeof(s) ? sz : sizeof(s));
+	st->sz = sz;
+	return 0;
+}

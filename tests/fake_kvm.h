@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/* A fake KVM VM for tests: serves cvmconv_ops.set_memory_attributes with the
+ * validation rules of kvm_vm_ioctl_set_mem_attributes (virt/kvm/kvm_main.c,
+ * summarised in shared/docs/KVM-FACTS.md) and keeps its own attribute map, so
+ * tests can compare it with cvmconv_is_private(). Punches go to the real
+ * kernel (fallocate / madvise) unless a failure is injected. */
+#ifndef CVMCONV_TEST_FAKE_KVM_H
+#define CVMCONV_TEST_FAKE_KVM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cvmconv.h"
+
+enum fake_vm_type { FAKE_VM_DEFAULT = 0, FAKE_VM_SW_PROTECTED = 1 };
+
+/* Which kernel call an injected failure hits. */
+enum fake_call { FAKE_CALL_ATTR, FAKE_CALL_PUNCH, FAKE_CALL_DISCARD, FAKE_CALL_COUNT };
+
+struct fake_kvm {
+	enum fake_vm_type type;
+	/* private ranges, sorted, non-overlapping, half-open, 4 KiB aligned */
+	struct fake_range {
+		uint64_t start, end;
+	} *priv;
+	unsigned npriv, cap;
+	/* call counters (all calls, including failed ones) */
+	uint64_t calls[FAKE_CALL_COUNT];
+	uint64_t rejected; /* attribute calls refused by a validation rule */
+	/* fault injection: the call with (1-based) number fail_at[k] of kind k
+	 * returns -fail_errno[k]; fail_every[k] makes every call from then on fail */
+	uint64_t fail_at[FAKE_CALL_COUNT];
+	int fail_errno[FAKE_CALL_COUNT];
+	bool fail_every[FAKE_CALL_COUNT];
+	/* log of attribute calls, for order checks: last 64 */
+	struct fake_attr_call {
+		uint64_t gpa, size, attributes;
+		int ret;
+	} log[64];
+	unsigned nlog;
+};
+
+void fake_kvm_init(struct fake_kvm *f, enum fake_vm_type type);
+void fake_kvm_fini(struct fake_kvm *f);
+/* ops bound to a fake_kvm (pass the fake as ops_opaque) */
+extern const struct cvmconv_ops fake_kvm_ops;
+/* 1 private, 0 shared */
+int fake_kvm_is_private(const struct fake_kvm *f, uint64_t gpa);
+/* Inject: the n-th (1-based, counted from now) call of @kind fails with -err. */
+void fake_kvm_fail_nth(struct fake_kvm *f, enum fake_call kind, uint64_t n, int err);
+void fake_kvm_fail_clear(struct fake_kvm *f);
+/* A config wired to this fake: vm_fd -1, ops = fake_kvm_ops. */
+struct cvmconv_config fake_kvm_config(struct fake_kvm *f, enum cvmconv_unaligned policy);
+/* Compare every 4 KiB page in [gpa, gpa+size) between library and fake;
+ * returns the number of mismatching pages (0 = consistent). Fast for uniform
+ * ranges is not required: tests keep regions small (<= 1 GiB) and the check
+ * walks the library's view with cvmconv_is_private(). */
+uint64_t fake_kvm_mismatches(const struct fake_kvm *f, struct cvmconv *c, uint64_t gpa,
+			     uint64_t size);
+
+#endif
