@@ -227,6 +227,75 @@ CVMCONV_API int cvmconv_flush(struct cvmconv *c);
  */
 CVMCONV_API int cvmconv_is_private(struct cvmconv *c, uint64_t gpa);
 
+/* ---- listeners (VFIO-style notification around conversions) ---- */
+
+/*
+ * A listener hears about every run of pages that changes state, in guest
+ * physical order: before() ahead of the attribute update — the place to
+ * unmap shared pages from an IOMMU before they turn private — and after()
+ * once the run is converted and its stale side released (result 0) — the
+ * place to map pages that turned shared — or when the request was abandoned
+ * (result -ECANCELED: vetoed or failed; undo what before() did). Every
+ * before() gets exactly one after(). A non-zero return from before() vetoes
+ * the whole request: nothing changes and a guest gets -KVM_EPERM. Both are
+ * called with the context lock held and must not call back into the library.
+ */
+struct cvmconv_listener {
+	size_t sz; /* sizeof(struct cvmconv_listener) */
+	int (*before)(void *opaque, uint64_t gpa, uint64_t size, bool to_private);
+	void (*after)(void *opaque, uint64_t gpa, uint64_t size, bool to_private, int result);
+	void *opaque;
+};
+
+#define CVMCONV_MAX_LISTENERS 8
+
+/**
+ * cvmconv_add_listener() - register a listener (copied).
+ * Return: a listener id >= 0, or -EINVAL (bad sz, no callback), -ENOSPC
+ * (CVMCONV_MAX_LISTENERS reached).
+ * Thread safety: thread-safe; takes effect from the next request.
+ */
+CVMCONV_API int cvmconv_add_listener(struct cvmconv *c, const struct cvmconv_listener *l);
+
+/**
+ * cvmconv_remove_listener() - unregister listener @id.
+ * Return: 0, -ENOENT.
+ * Thread safety: thread-safe; no callback of it runs after the return.
+ */
+CVMCONV_API int cvmconv_remove_listener(struct cvmconv *c, int id);
+
+/* ---- batch conversion ---- */
+
+struct cvmconv_range {
+	uint64_t gpa, size; /* bytes, 4 KiB aligned */
+	uint32_t to_private;
+	uint32_t reserved; /* must be 0 */
+};
+
+#define CVMCONV_BATCH_GUEST (1u << 0) /* a guest's list: counted as one request, policy applies */
+#define CVMCONV_BATCH_MAX 4096
+
+/**
+ * cvmconv_convert_batch() - convert a whole list of ranges as one request,
+ * e.g. an SEV-SNP page state change buffer a VMM decodes itself.
+ * @ranges, @n: the list; ranges must not overlap (order is irrelevant).
+ *     Adjacent ranges of the same direction are merged, so the kernel sees
+ *     one attribute update per maximal run of pages that change state.
+ * @flags: CVMCONV_BATCH_GUEST or 0 (host request, no policy).
+ * @hc_ret: with CVMCONV_BATCH_GUEST, receives 0 or a negative KVM error as
+ *     for cvmconv_map_gpa_range(); may be NULL otherwise.
+ * Atomic: all ranges convert or none does (validation first, rollback).
+ *
+ * Return: as cvmconv_map_gpa_range() for guest lists (refusals answered in
+ * *hc_ret: any invalid entry or overlap refuses the whole list with
+ * -KVM_EINVAL); for host lists 0, -EINVAL (invalid entry, overlap, unknown
+ * flags), -EPERM (vetoed). Both: -E2BIG (n > CVMCONV_BATCH_MAX), -ENOMEM,
+ * -ENOTRECOVERABLE, or the attribute update's error (rolled back).
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges,
+				      size_t n, unsigned flags, uint64_t *hc_ret);
+
 struct cvmconv_stats {
 	size_t sz; /* sizeof(struct cvmconv_stats), set by the caller */
 	uint64_t exits;     /* guest requests seen (hypercalls and memory faults) */
@@ -257,7 +326,17 @@ struct cvmconv_stats {
  */
 CVMCONV_API int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st);
 
-/* ---- backing helpers (backing.c) ---- */
+/**
+ * cvmconv_stats_json() - the counters of cvmconv_get_stats() as one JSON
+ * object (field names as in struct cvmconv_stats, values as integers), for a
+ * VMM's monitor. snprintf semantics: writes at most @len bytes including the
+ * terminating NUL.
+ * Return: the length the full text needs (excluding NUL), or -EINVAL.
+ * Thread safety: thread-safe.
+ */
+CVMCONV_API int cvmconv_stats_json(struct cvmconv *c, char *buf, size_t len);
+
+/* ---- backing helpers (backing_create.c) ---- */
 
 /**
  * cvmconv_memfd_create() - create a memfd suitable as a backing.

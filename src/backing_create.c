@@ -99,10 +99,20 @@ static uint64_t parse_size(const char *s, size_t n)
 		unsigned int shift;
 
 		switch (s[i]) {
-		case 'k': case 'K': shift = 10; break;
-		case 'm': case 'M': shift = 20; break;
-		case 'g': case 'G': shift = 30; break;
-		default: return 0;
+		case 'k':
+		case 'K':
+			shift = 10;
+			break;
+		case 'm':
+		case 'M':
+			shift = 20;
+			break;
+		case 'g':
+		case 'G':
+			shift = 30;
+			break;
+		default:
+			return 0;
 		}
 		if (i + 1 != n || v > (UINT64_MAX >> shift))
 			return 0;

@@ -13,6 +13,7 @@
  * punched, so a host failure never loses guest data.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 
@@ -124,73 +125,170 @@ static int set_attributes(struct cvmconv *c, uint64_t gpa, uint64_t end, bool pr
 	return op_set_memory_attributes(c, gpa, end - gpa, private ? CVMCONV_ATTR_PRIVATE : 0);
 }
 
-/* Apply every run; on failure set back the runs already applied. A failed
- * KVM_SET_MEMORY_ATTRIBUTES changes nothing (kvm_vm_set_mem_attributes in
- * virt/kvm/kvm_main.c reserves all entries before storing any), so the
- * failed run itself needs no undo. */
-static int apply(struct cvmconv *c, const struct conversion *cv, uint32_t first, uint32_t last)
+/* One validated request of a transaction and the regions it covers. */
+struct planned {
+	const struct conversion *cv;
+	uint32_t first, last;
+};
+
+/* Set back the first @applied runs of @p[0..n) (those whose update
+ * succeeded). Returns -ENOTRECOVERABLE if the kernel refuses. */
+static int rollback(struct cvmconv *c, const struct planned *p, size_t n, uint64_t applied)
 {
-	struct run_walk w;
-	uint64_t gpa, end, applied = 0;
-	int err = 0;
+	for (size_t k = 0; k < n && applied; k++) {
+		struct run_walk w;
+		uint64_t gpa, end;
 
-	walk_start(&w, c, cv, first, last);
-	while (walk_next(&w, &gpa, &end)) {
-		err = set_attributes(c, gpa, end, cv->to_private);
-		if (err)
-			break;
-		applied++;
-	}
-	if (!err)
-		return 0;
-	log_msg(c, LOG_ERR, "%s: attribute update gpa 0x%llx size 0x%llx failed: %s; rolling back",
-		cv->source, (unsigned long long)gpa, (unsigned long long)(end - gpa), strerror(-err));
-	walk_start(&w, c, cv, first, last);
-	while (applied-- && walk_next(&w, &gpa, &end)) {
-		int ret = set_attributes(c, gpa, end, !cv->to_private);
+		walk_start(&w, c, p[k].cv, p[k].first, p[k].last);
+		while (applied && walk_next(&w, &gpa, &end)) {
+			int ret = set_attributes(c, gpa, end, !p[k].cv->to_private);
 
-		if (ret) {
-			c->broken = true;
-			log_msg(c, LOG_CRIT,
-				"%s: rollback of gpa 0x%llx size 0x%llx failed: %s; attributes no longer "
-				"known, the VM must be stopped",
-				cv->source, (unsigned long long)gpa, (unsigned long long)(end - gpa),
-				strerror(-ret));
-			return -ENOTRECOVERABLE;
+			applied--;
+			if (ret) {
+				c->broken = true;
+				log_msg(c, LOG_CRIT,
+					"%s: rollback of gpa 0x%llx size 0x%llx failed: %s; attributes "
+					"no longer known, the VM must be stopped",
+					p[k].cv->source, (unsigned long long)gpa,
+					(unsigned long long)(end - gpa), strerror(-ret));
+				return -ENOTRECOVERABLE;
+			}
 		}
 	}
-	return err;
+	return 0;
 }
 
-/* Tracker and backings follow the kernel, run by run. Committing run k does
- * not change how later runs are found: the search resumes after it. */
-static uint64_t commit(struct cvmconv *c, const struct conversion *cv, uint32_t first,
-		       uint32_t last)
+/* Apply every run of every request; on failure set back the runs already
+ * applied. A failed KVM_SET_MEMORY_ATTRIBUTES changes nothing
+ * (kvm_vm_set_mem_attributes in virt/kvm/kvm_main.c reserves all entries
+ * before storing any), so the failed run itself needs no undo. */
+static int apply(struct cvmconv *c, const struct planned *p, size_t n)
 {
-	uint64_t changed = 0;
+	uint64_t applied = 0;
 
-	for (uint32_t i = first; i <= last; i++) {
-		struct region *r = c->regions[i];
-		uint64_t p, to;
+	for (size_t k = 0; k < n; k++) {
+		struct run_walk w;
+		uint64_t gpa, end;
 
-		clip(r, cv->gpa, cv->gpa + cv->size, &p, &to);
-		while ((p = tracker_find(&r->tr, p, to, !cv->to_private)) < to) {
-			uint64_t b = tracker_find(&r->tr, p, to, cv->to_private);
+		walk_start(&w, c, p[k].cv, p[k].first, p[k].last);
+		while (walk_next(&w, &gpa, &end)) {
+			int err = set_attributes(c, gpa, end, p[k].cv->to_private);
 
-			tracker_set(&r->tr, p, b, cv->to_private);
-			backing_release_stale(c, r, p, b, cv->to_private);
-			changed += b - p;
-			p = b;
+			if (err) {
+				log_msg(c, LOG_ERR,
+					"%s: attribute update gpa 0x%llx size 0x%llx failed: %s; "
+					"rolling back",
+					p[k].cv->source, (unsigned long long)gpa,
+					(unsigned long long)(end - gpa), strerror(-err));
+				int undo = rollback(c, p, n, applied);
+
+				return undo ? undo : err;
+			}
+			applied++;
 		}
 	}
-	return changed << PAGE_SHIFT_4K;
+	return 0;
 }
 
-static int refuse(struct cvmconv *c, const struct conversion *cv, const char *why, int *guest_err)
+/* Listeners: every "before" a listener got is answered by exactly one
+ * "after" with 0 (done) or -ECANCELED (vetoed or failed). */
+static void notify_after(struct cvmconv *c, const struct planned *p, size_t n, int result,
+			 size_t stop_req, uint64_t stop_run, unsigned stop_listener)
 {
-	*guest_err = CVMCONV_KVM_EINVAL;
+	for (size_t k = 0; k < n && k <= stop_req; k++) {
+		struct run_walk w;
+		uint64_t gpa, end, run = 0;
+
+		walk_start(&w, c, p[k].cv, p[k].first, p[k].last);
+		while (walk_next(&w, &gpa, &end)) {
+			bool last_run = k == stop_req && run == stop_run;
+
+			for (unsigned l = 0; l < c->nlisteners; l++) {
+				if (last_run && l >= stop_listener)
+					break;
+				if (c->listeners[l].after)
+					c->listeners[l].after(c->listeners[l].opaque, gpa, end - gpa,
+							      p[k].cv->to_private, result);
+			}
+			if (last_run)
+				return;
+			run++;
+		}
+	}
+}
+
+/* Returns true when every listener accepted every run. */
+static bool notify_before(struct cvmconv *c, const struct planned *p, size_t n)
+{
+	if (!c->nlisteners)
+		return true;
+	for (size_t k = 0; k < n; k++) {
+		struct run_walk w;
+		uint64_t gpa, end, run = 0;
+
+		walk_start(&w, c, p[k].cv, p[k].first, p[k].last);
+		while (walk_next(&w, &gpa, &end)) {
+			for (unsigned l = 0; l < c->nlisteners; l++) {
+				const struct cvmconv_listener *li = &c->listeners[l];
+
+				if (li->before &&
+				    li->before(li->opaque, gpa, end - gpa, p[k].cv->to_private)) {
+					log_guest(c, LOG_NOTICE,
+						  "%s: listener %u vetoed gpa 0x%llx size 0x%llx",
+						  p[k].cv->source, l, (unsigned long long)gpa,
+						  (unsigned long long)(end - gpa));
+					notify_after(c, p, n, -ECANCELED, k, run, l);
+					return false;
+				}
+			}
+			run++;
+		}
+	}
+	return true;
+}
+
+/* Tracker and backings follow the kernel, run by run; each run's listeners
+ * hear "after" once its stale side is released. Committing a run does not
+ * change how later runs are found: the walk resumes after it. */
+static void commit(struct cvmconv *c, const struct planned *p, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		const struct conversion *cv = p[k].cv;
+		struct run_walk w;
+		uint64_t gpa, end, changed = 0;
+
+		walk_start(&w, c, cv, p[k].first, p[k].last);
+		while (walk_next(&w, &gpa, &end)) {
+			for (uint32_t i = p[k].first; i <= p[k].last; i++) {
+				struct region *r = c->regions[i];
+				uint64_t from, to;
+
+				if (gpa >= r->gpa + r->size || end <= r->gpa)
+					continue;
+				clip(r, gpa, end, &from, &to);
+				tracker_set(&r->tr, from, to, cv->to_private);
+				backing_release_stale(c, r, from, to, cv->to_private);
+			}
+			changed += end - gpa;
+			for (unsigned l = 0; l < c->nlisteners; l++)
+				if (c->listeners[l].after)
+					c->listeners[l].after(c->listeners[l].opaque, gpa, end - gpa,
+							      cv->to_private, 0);
+		}
+		if (cv->to_private)
+			c->n.to_private_bytes += changed;
+		else
+			c->n.to_shared_bytes += changed;
+	}
+	stats_update_peak(c);
+}
+
+static int refuse(struct cvmconv *c, const struct conversion *cv, const char *why, int code,
+		  int *guest_err)
+{
+	*guest_err = code;
 	if (!cv->guest)
-		return -EINVAL;
+		return code == CVMCONV_KVM_EPERM ? -EPERM : -EINVAL;
 	c->n.rejected++;
 	if (cv->source && !strcmp(cv->source, "map_gpa_range"))
 		log_guest(c, LOG_WARNING,
@@ -203,10 +301,57 @@ static int refuse(struct cvmconv *c, const struct conversion *cv, const char *wh
 	return 0;
 }
 
+/* Validate one request; on refusal fills *guest_err and returns false. */
+static bool validate(struct cvmconv *c, const struct conversion *cv, struct planned *p, int *err,
+		     int *guest_err)
+{
+	const char *why = cv->invalid;
+
+	p->cv = cv;
+	if (!why && (!cv->size || ((cv->gpa | cv->size) & (PAGE_4K - 1)) || cv->size > GPA_LIMIT ||
+		     cv->gpa > GPA_LIMIT - cv->size))
+		why = "range misaligned, empty or beyond the physical address space";
+	if (!why && !covering_regions(c, cv->gpa, cv->size, &p->first, &p->last))
+		why = "range not wholly inside registered guest memory";
+	if (!why && cv->guest &&
+	    !policy_allows(c, cv->gpa, cv->size, cv->to_private,
+			   policy_strictest(c, p->first, p->last))) {
+		if (cv->by_policy)
+			*cv->by_policy = true;
+		why = "unaligned request refused by policy";
+	}
+	if (why) {
+		*err = refuse(c, cv, why, CVMCONV_KVM_EINVAL, guest_err);
+		return false;
+	}
+	return true;
+}
+
+/* The transaction over validated requests p[0..n) (disjoint ranges). */
+static int transact(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
+{
+	int err;
+
+	/* only each request's two edge extents can become mixed */
+	for (size_t k = 0; k < n; k++)
+		if (tracker_reserve(&c->regions[p[k].first]->tr, 2) ||
+		    tracker_reserve(&c->regions[p[k].last]->tr, 2))
+			return -ENOMEM;
+	if (!notify_before(c, p, n))
+		return refuse(c, p[0].cv, "vetoed by a listener", CVMCONV_KVM_EPERM, guest_err);
+	err = apply(c, p, n);
+	if (err) {
+		notify_after(c, p, n, -ECANCELED, SIZE_MAX, UINT64_MAX, 0);
+		return err;
+	}
+	commit(c, p, n);
+	*guest_err = 0;
+	return 0;
+}
+
 int convert_request(struct cvmconv *c, const struct conversion *cv, int *guest_err)
 {
-	uint32_t first, last;
-	uint64_t changed;
+	struct planned p;
 	int err;
 
 	*guest_err = CVMCONV_KVM_EFAULT;
@@ -215,44 +360,89 @@ int convert_request(struct cvmconv *c, const struct conversion *cv, int *guest_e
 		return err;
 	if (cv->guest)
 		c->n.exits++;
-	if (cv->invalid) {
-		err = refuse(c, cv, cv->invalid, guest_err);
-		goto out;
+	if (validate(c, cv, &p, &err, guest_err))
+		err = transact(c, &p, 1, guest_err);
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
+static int by_gpa(const void *a, const void *b)
+{
+	const struct conversion *x = a, *y = b;
+
+	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
+}
+
+int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges, size_t n,
+			  unsigned flags, uint64_t *hc_ret)
+{
+	bool guest = flags & CVMCONV_BATCH_GUEST;
+	struct conversion *cv = NULL;
+	struct planned *p = NULL;
+	const char *invalid = NULL;
+	size_t merged = 0;
+	int guest_err = CVMCONV_KVM_EFAULT, err;
+
+	if (!c || (flags & ~CVMCONV_BATCH_GUEST) || (guest && !hc_ret) || (n && !ranges))
+		return -EINVAL;
+	if (n > CVMCONV_BATCH_MAX)
+		return -E2BIG;
+	if (n) {
+		cv = calloc(n, sizeof(*cv));
+		p = calloc(n, sizeof(*p));
+		if (!cv || !p) {
+			free(cv);
+			free(p);
+			return -ENOMEM;
+		}
 	}
-	if (!cv->size || ((cv->gpa | cv->size) & (PAGE_4K - 1)) || cv->size > GPA_LIMIT ||
-	    cv->gpa > GPA_LIMIT - cv->size) {
-		err = refuse(c, cv, "range misaligned, empty or beyond the physical address space",
-			     guest_err);
-		goto out;
+	/* Sort a copy; the ranges are disjoint, so order does not change the
+	 * result, and sorted neighbours of one direction merge into one run. */
+	for (size_t i = 0; i < n; i++) {
+		cv[i] = (struct conversion){ranges[i].gpa, ranges[i].size, ranges[i].to_private != 0,
+					    guest, "batch", NULL, {ranges[i].gpa, ranges[i].size, i},
+					    NULL};
+		if (ranges[i].reserved || ranges[i].to_private > 1)
+			invalid = "reserved fields set in a batch entry";
 	}
-	if (!covering_regions(c, cv->gpa, cv->size, &first, &last)) {
-		err = refuse(c, cv, "range not wholly inside registered guest memory", guest_err);
-		goto out;
+	if (n)
+		qsort(cv, n, sizeof(*cv), by_gpa);
+	for (size_t i = 0; i < n; i++) {
+		if (merged && cv[merged - 1].to_private == cv[i].to_private &&
+		    cv[merged - 1].gpa + cv[merged - 1].size == cv[i].gpa &&
+		    cv[i].size <= UINT64_MAX - cv[merged - 1].size) {
+			cv[merged - 1].size += cv[i].size;
+			continue;
+		}
+		if (merged && cv[i].gpa < cv[merged - 1].gpa + cv[merged - 1].size)
+			invalid = "overlapping entries in a batch";
+		cv[merged++] = cv[i];
 	}
-	if (cv->guest && !policy_allows(c, cv->gpa, cv->size, cv->to_private,
-					policy_strictest(c, first, last))) {
-		if (cv->by_policy)
-			*cv->by_policy = true;
-		err = refuse(c, cv, "unaligned request refused by policy", guest_err);
-		goto out;
-	}
-	/* only the request's two edge extents can become mixed */
-	if (tracker_reserve(&c->regions[first]->tr, 2) || tracker_reserve(&c->regions[last]->tr, 2)) {
-		err = -ENOMEM;
-		goto out;
-	}
-	err = apply(c, cv, first, last);
+
+	err = lock(c);
 	if (err)
 		goto out;
-	changed = commit(c, cv, first, last);
-	if (cv->to_private)
-		c->n.to_private_bytes += changed;
+	if (guest)
+		c->n.exits++;
+	if (invalid) {
+		err = refuse(c, &cv[0], invalid, CVMCONV_KVM_EINVAL, &guest_err);
+		goto unlock;
+	}
+	/* the first refusal refuses the whole list */
+	for (size_t i = 0; i < merged; i++)
+		if (!validate(c, &cv[i], &p[i], &err, &guest_err))
+			goto unlock;
+	if (merged)
+		err = transact(c, p, merged, &guest_err);
 	else
-		c->n.to_shared_bytes += changed;
-	stats_update_peak(c);
-	*guest_err = 0;
-out:
+		guest_err = 0;
+unlock:
 	pthread_mutex_unlock(&c->lock);
+out:
+	if (hc_ret)
+		*hc_ret = (uint64_t) - (int64_t)guest_err;
+	free(cv);
+	free(p);
 	return err;
 }
 

@@ -126,6 +126,10 @@ struct cvmconv {
 	struct ratelimit rl;
 	bool broken;
 	uint64_t double_alloc_pages; /* sum over all sides of all regions */
+	struct cvmconv_listener listeners[CVMCONV_MAX_LISTENERS];
+	int listener_ids[CVMCONV_MAX_LISTENERS];
+	unsigned nlisteners;
+	int next_listener_id;
 	struct region **regions; /* sorted by gpa, non-overlapping */
 	uint32_t nregions, regions_cap;
 	struct counters n;

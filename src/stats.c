@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Counters and the figures derived from the extent tracker and backings. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -55,4 +57,42 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 	memcpy(st, &s, sz < sizeof(s) ? sz : sizeof(s));
 	st->sz = sz;
 	return 0;
+}
+
+int cvmconv_stats_json(struct cvmconv *c, char *buf, size_t len)
+{
+	struct cvmconv_stats s = {.sz = sizeof(s)};
+	size_t used = 0;
+	int n;
+
+	if (!c || (!buf && len) || cvmconv_get_stats(c, &s))
+		return -EINVAL;
+
+	const struct {
+		const char *name;
+		uint64_t value;
+	} fields[] = {
+#define F(x) {#x, s.x}
+		F(exits), F(rejected), F(unaligned), F(to_private_bytes), F(to_shared_bytes),
+		F(attr_updates), F(punches), F(punch_failures), F(double_alloc_bytes),
+		F(double_alloc_peak_bytes), F(mixed_extents), F(extents), F(guest_bytes),
+		F(huge_mappable_bytes), F(punch_pending_bytes), F(tracker_bytes), F(log_suppressed),
+		F(broken),
+#undef F
+	};
+
+	for (size_t i = 0; i <= sizeof(fields) / sizeof(fields[0]); i++) {
+		char *dst = used < len ? buf + used : NULL;
+		size_t room = dst ? len - used : 0;
+
+		if (i < sizeof(fields) / sizeof(fields[0]))
+			n = snprintf(dst, room, "%s\"%s\":%" PRIu64, i ? "," : "{", fields[i].name,
+				     fields[i].value);
+		else
+			n = snprintf(dst, room, "}");
+		if (n < 0)
+			return -EINVAL;
+		used += (size_t)n;
+	}
+	return used > INT32_MAX ? -EINVAL : (int)used;
 }

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/* The listener registry. Notification itself happens in convert.c, where
+ * the runs are known. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define offsetofend(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
+
+int cvmconv_add_listener(struct cvmconv *c, const struct cvmconv_listener *l)
+{
+	struct cvmconv_listener copy = {0};
+	int id;
+
+	if (!c || !l || l->sz < offsetofend(struct cvmconv_listener, opaque))
+		return -EINVAL;
+	memcpy(&copy, l, sizeof(copy));
+	copy.sz = sizeof(copy);
+	if (!copy.before && !copy.after)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	if (c->nlisteners == CVMCONV_MAX_LISTENERS) {
+		pthread_mutex_unlock(&c->lock);
+		return -ENOSPC;
+	}
+	id = c->next_listener_id++;
+	c->listeners[c->nlisteners] = copy;
+	c->listener_ids[c->nlisteners++] = id;
+	pthread_mutex_unlock(&c->lock);
+	return id;
+}
+
+int cvmconv_remove_listener(struct cvmconv *c, int id)
+{
+	int ret = -ENOENT;
+
+	if (!c)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; i < c->nlisteners; i++) {
+		if (c->listener_ids[i] != id)
+			continue;
+		/* keep registration order: notification order is part of the API */
+		memmove(&c->listeners[i], &c->listeners[i + 1],
+			(c->nlisteners - i - 1) * sizeof(c->listeners[0]));
+		memmove(&c->listener_ids[i], &c->listener_ids[i + 1],
+			(c->nlisteners - i - 1) * sizeof(c->listener_ids[0]));
+		c->nlisteners--;
+		ret = 0;
+		break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
