@@ -343,8 +343,8 @@ CVMCONV_API int cvmconv_stats_json(struct cvmconv *c, char *buf, size_t len);
  * @name: memfd name (for /proc); NULL = "cvmconv".
  * @size: bytes, a multiple of @page_size (ftruncate'd).
  * @page_size: 4096 (shmem), 2 MiB or 1 GiB (MFD_HUGETLB with that size).
- * Return: fd (close-on-exec) or -EINVAL, or memfd_create/ftruncate's error
- * (e.g. -ENOMEM / -EINVAL when the kernel has no such huge pages).
+ * Return: fd (close-on-exec) or -EINVAL (size or page size), -ENODEV (the
+ * kernel has no huge pages of that size), or memfd_create/ftruncate's error.
  * Thread safety: thread-safe.
  */
 CVMCONV_API int cvmconv_memfd_create(const char *name, uint64_t size, uint64_t page_size);
@@ -362,7 +362,8 @@ CVMCONV_API int cvmconv_hugetlbfs_create(uint64_t size, uint64_t page_size);
 /**
  * cvmconv_hugetlbfs_mount_path() - the mount point used by
  * cvmconv_hugetlbfs_create() for @page_size, copied into @buf.
- * Return: 0, -ENOENT, -ENAMETOOLONG.
+ * Return: 0, -EINVAL (@buf NULL), -ENOENT (no such mount, or @page_size not
+ * a power of two above 4 KiB), -ENAMETOOLONG.
  * Thread safety: thread-safe.
  */
 CVMCONV_API int cvmconv_hugetlbfs_mount_path(uint64_t page_size, char *buf, size_t len);

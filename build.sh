@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# cvmconv build helper.
+#   ./build.sh demo   configure + build into build/, run the convert demo
+#   ./build.sh test   configure + build into build/, run the test suites (ctest)
+#   ./build.sh asan   the same tests in build-asan/ with ASan + UBSan
+#   ./build.sh tsan   the same tests in build-tsan/ with TSan
+# Environment: CC (compiler), BUILD_DIR (overrides the build directory),
+# CVMCONV_CMAKE_ARGS (extra cmake arguments, split on spaces).
+# As root, missing build dependencies are installed with apt-get, and the
+# demo and tests raise /proc/sys/vm/nr_hugepages themselves (restoring it).
+set -euo pipefail
+
+cd "$(dirname "$0")"
+
+usage() {
+	echo "usage: $0 {demo|test|asan|tsan}" >&2
+	exit 2
+}
+
+[ $# -eq 1 ] || usage
+mode=$1
+case "$mode" in
+demo | test) default_dir=build sanitize= ;;
+asan) default_dir=build-asan sanitize=address ;;
+tsan) default_dir=build-tsan sanitize=thread ;;
+*) usage ;;
+esac
+build_dir=${BUILD_DIR:-$default_dir}
+
+# --- dependencies (Debian/Ubuntu) ---
+need_pkgs=(cmake gcc make pkg-config libcmocka-dev libhugetlbfs-dev)
+case "$(basename "${CC:-gcc}")" in
+clang*) need_pkgs+=(clang) ;;
+esac
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+	for p in "${need_pkgs[@]}"; do
+		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+			missing+=("$p")
+		fi
+	done
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "build.sh: installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	else
+		echo "build.sh: warning: missing packages (need root to install): ${missing[*]}" >&2
+	fi
+fi
+
+# --- configure and build ---
+cmake_args=()
+if [ -n "$sanitize" ]; then
+	cmake_args+=("-DCVMCONV_SANITIZE=$sanitize")
+fi
+if [ -n "${CVMCONV_CMAKE_ARGS:-}" ]; then
+	read -r -a extra <<<"$CVMCONV_CMAKE_ARGS"
+	cmake_args+=("${extra[@]}")
+fi
+cmake -S . -B "$build_dir" ${cmake_args[@]+"${cmake_args[@]}"}
+cmake --build "$build_dir" -j2
+
+run_demo() {
+	"$build_dir/examples/convert-demo/convert-demo"
+}
+
+run_tests() {
+	ctest --test-dir "$build_dir" --output-on-failure
+}
+
+case "$mode" in
+demo) run_demo ;;
+test) run_tests ;;
+asan)
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+	run_tests
+	run_demo
+	;;
+tsan)
+	export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+	run_tests
+	;;
+esac
