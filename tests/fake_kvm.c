@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT */
+/* The strict fake KVM VM: attribute updates are validated with the rules of
+ * kvm_vm_ioctl_set_mem_attributes (virt/kvm/kvm_main.c, see
+ * shared/docs/KVM-FACTS.md) and recorded in an interval list of private
+ * ranges; punches and discards go to the real kernel. */
+#include "fake_kvm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define FAKE_PAGE 4096ULL
+/* Bound on the private interval list: a request that reached the fake with a
+ * hostile pattern must not make it allocate without limit. */
+#define FAKE_MAX_RANGES (1u << 20)
+
+/* The library calls ops with its context lock held; this lock also keeps a
+ * fake shared by two contexts (or read by a test thread) consistent. */
+static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void fake_kvm_init(struct fake_kvm *f, enum fake_vm_type type)
+{
+	memset(f, 0, sizeof(*f));
+	f->type = type;
+}
+
+void fake_kvm_fini(struct fake_kvm *f)
+{
+	free(f->priv);
+	f->priv = NULL;
+	f->npriv = 0;
+	f->cap = 0;
+}
+
+/* First range whose end is > @gpa (or >= @gpa when @touching). */
+static unsigned first_ending_after(const struct fake_kvm *f, uint64_t gpa, bool touching)
+{
+	unsigned lo = 0, hi = f->npriv;
+
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		bool before = touching ? f->priv[mid].end < gpa : f->priv[mid].end <= gpa;
+
+		if (before)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* First range whose start is >= @gpa (or > @gpa when @touching). */
+static unsigned first_starting_at(const struct fake_kvm *f, uint64_t gpa, bool touching)
+{
+	unsigned lo = 0, hi = f->npriv;
+
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		bool before = touching ? f->priv[mid].start <= gpa : f->priv[mid].start < gpa;
+
+		if (before)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int ensure_cap(struct fake_kvm *f, unsigned need)
+{
+	struct fake_range *p;
+	unsigned cap;
+
+	if (need > FAKE_MAX_RANGES)
+		return -ENOMEM;
+	if (need <= f->cap)
+		return 0;
+	cap = f->cap ? f->cap : 16;
+	while (cap < need)
+		cap *= 2;
+	if (cap > FAKE_MAX_RANGES)
+		cap = FAKE_MAX_RANGES;
+	p = realloc(f->priv, (size_t)cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	f->priv = p;
+	f->cap = cap;
+	return 0;
+}
+
+/* Replace ranges [lo, hi) by the @nnew ranges in @repl. */
+static int replace_ranges(struct fake_kvm *f, unsigned lo, unsigned hi,
+			  const struct fake_range *repl, unsigned nnew)
+{
+	unsigned nold = hi - lo;
+	unsigned count = f->npriv - nold + nnew;
+	int err;
+
+	err = ensure_cap(f, count);
+	if (err)
+		return err;
+	memmove(&f->priv[lo + nnew], &f->priv[hi], (size_t)(f->npriv - hi) * sizeof(*f->priv));
+	memcpy(&f->priv[lo], repl, (size_t)nnew * sizeof(*repl));
+	f->npriv = count;
+	return 0;
+}
+
+/* Overwrite the attribute of [start, end): the kernel sets all attributes of
+ * the range, so private and shared are both plain overwrites. */
+static int set_range(struct fake_kvm *f, uint64_t start, uint64_t end, bool private_)
+{
+	struct fake_range repl[2];
+	unsigned lo, hi, n = 0;
+
+	if (private_) {
+		/* merge with every range that overlaps or touches */
+		lo = first_ending_after(f, start, true);
+		hi = first_starting_at(f, end, true);
+		repl[0].start = start;
+		repl[0].end = end;
+		if (lo < hi) {
+			if (f->priv[lo].start < start)
+				repl[0].start = f->priv[lo].start;
+			if (f->priv[hi - 1].end > end)
+				repl[0].end = f->priv[hi - 1].end;
+		}
+		return replace_ranges(f, lo, hi, repl, 1);
+	}
+	lo = first_ending_after(f, start, false);
+	hi = first_starting_at(f, end, false);
+	if (lo >= hi)
+		return 0;
+	if (f->priv[lo].start < start)
+		repl[n++] = (struct fake_range){ f->priv[lo].start, start };
+	if (f->priv[hi - 1].end > end)
+		repl[n++] = (struct fake_range){ end, f->priv[hi - 1].end };
+	return replace_ranges(f, lo, hi, repl, n);
+}
+
+static void log_call(struct fake_kvm *f, uint64_t gpa, uint64_t size, uint64_t attributes, int ret)
+{
+	const unsigned max = sizeof(f->log) / sizeof(f->log[0]);
+
+	/* oldest first; when full, the oldest entry is dropped */
+	if (f->nlog == max) {
+		memmove(&f->log[0], &f->log[1], (max - 1) * sizeof(f->log[0]));
+		f->nlog--;
+	}
+	f->log[f->nlog++] = (struct fake_attr_call){ gpa, size, attributes, ret };
+}
+
+/* Counts the call and returns the injected error for it, or 0. */
+static int count_and_inject(struct fake_kvm *f, enum fake_call kind)
+{
+	uint64_t n = ++f->calls[kind];
+	bool hit = (f->fail_at[kind] && n == f->fail_at[kind]) ||
+		   (f->fail_every[kind] && n >= f->fail_at[kind]);
+
+	if (!hit)
+		return 0;
+	return f->fail_errno[kind] ? -f->fail_errno[kind] : -EIO;
+}
+
+static int fake_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size,
+				      uint64_t attributes)
+{
+	struct fake_kvm *f = opaque;
+	uint64_t supported;
+	int ret;
+
+	if (!f)
+		return -EFAULT;
+	pthread_mutex_lock(&fake_lock);
+	/* an injected failure happens before anything changed, like the
+	 * kernel's -ENOMEM when it cannot reserve xarray entries */
+	ret = count_and_inject(f, FAKE_CALL_ATTR);
+	if (ret)
+		goto out;
+	supported = f->type == FAKE_VM_SW_PROTECTED ? CVMCONV_ATTR_PRIVATE : 0;
+	if ((attributes & ~supported) || size == 0 || gpa + size < gpa || (gpa & (FAKE_PAGE - 1)) ||
+	    (size & (FAKE_PAGE - 1))) {
+		f->rejected++;
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = set_range(f, gpa, gpa + size, attributes & CVMCONV_ATTR_PRIVATE);
+out:
+	log_call(f, gpa, size, attributes, ret);
+	pthread_mutex_unlock(&fake_lock);
+	return ret;
+}
+
+static int fake_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
+{
+	struct fake_kvm *f = opaque;
+	int ret;
+
+	if (!f)
+		return -EFAULT;
+	pthread_mutex_lock(&fake_lock);
+	ret = count_and_inject(f, FAKE_CALL_PUNCH);
+	pthread_mutex_unlock(&fake_lock);
+	if (ret)
+		return ret;
+	if (fd < 0)
+		return -EBADF;
+	if (len == 0 || offset > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - offset)
+		return -EINVAL;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) <
+	    0)
+		return -errno;
+	return 0;
+}
+
+static int fake_discard_hva(void *opaque, void *hva, uint64_t len)
+{
+	struct fake_kvm *f = opaque;
+	int ret;
+
+	if (!f)
+		return -EFAULT;
+	pthread_mutex_lock(&fake_lock);
+	ret = count_and_inject(f, FAKE_CALL_DISCARD);
+	pthread_mutex_unlock(&fake_lock);
+	if (ret)
+		return ret;
+	if (!hva || len == 0 || len > SIZE_MAX)
+		return -EINVAL;
+	if (madvise(hva, (size_t)len, MADV_REMOVE) < 0)
+		return -errno;
+	return 0;
+}
+
+const struct cvmconv_ops fake_kvm_ops = {
+	.set_memory_attributes = fake_set_memory_attributes,
+	.punch = fake_punch,
+	.discard_hva = fake_discard_hva,
+};
+
+static int is_private_locked(const struct fake_kvm *f, uint64_t gpa)
+{
+	unsigned i = first_ending_after(f, gpa, false);
+
+	return i < f->npriv && f->priv[i].start <= gpa;
+}
+
+int fake_kvm_is_private(const struct fake_kvm *f, uint64_t gpa)
+{
+	int ret;
+
+	pthread_mutex_lock(&fake_lock);
+	ret = is_private_locked(f, gpa);
+	pthread_mutex_unlock(&fake_lock);
+	return ret;
+}
+
+void fake_kvm_fail_nth(struct fake_kvm *f, enum fake_call kind, uint64_t n, int err)
+{
+	pthread_mutex_lock(&fake_lock);
+	f->fail_at[kind] = f->calls[kind] + n;
+	f->fail_errno[kind] = err < 0 ? -err : err;
+	f->fail_every[kind] = false;
+	pthread_mutex_unlock(&fake_lock);
+}
+
+void fake_kvm_fail_clear(struct fake_kvm *f)
+{
+	pthread_mutex_lock(&fake_lock);
+	memset(f->fail_at, 0, sizeof(f->fail_at));
+	memset(f->fail_errno, 0, sizeof(f->fail_errno));
+	memset(f->fail_every, 0, sizeof(f->fail_every));
+	pthread_mutex_unlock(&fake_lock);
+}
+
+struct cvmconv_config fake_kvm_config(struct fake_kvm *f, enum cvmconv_unaligned policy)
+{
+	struct cvmconv_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.sz = sizeof(cfg);
+	cfg.vm_fd = -1;
+	cfg.granule = 0;
+	cfg.unaligned = policy;
+	cfg.ops = &fake_kvm_ops;
+	cfg.ops_opaque = f;
+	return cfg;
+}
+
+/* A page the library does not know (-ENOENT) matches when the fake has it
+ * shared: nothing outside regions may ever have been made private. Any other
+ * negative answer is a mismatch. */
+uint64_t fake_kvm_mismatches(const struct fake_kvm *f, struct cvmconv *c, uint64_t gpa,
+			     uint64_t size)
+{
+	uint64_t end, bad = 0;
+
+	gpa &= ~(FAKE_PAGE - 1);
+	end = gpa + size < gpa ? UINT64_MAX & ~(FAKE_PAGE - 1) : gpa + size;
+	for (uint64_t p = gpa; p < end && p >= gpa; p += FAKE_PAGE) {
+		/* never hold fake_lock across a library call: the library holds
+		 * its own lock while it calls the fake */
+		int lib = cvmconv_is_private(c, p);
+
+		if (lib == -ENOENT)
+			lib = 0;
+		if (lib != fake_kvm_is_private(f, p))
+			bad++;
+	}
+	return bad;
+}
