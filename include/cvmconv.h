@@ -31,9 +31,8 @@ extern "C" {
 #define CVMCONV_VERSION_MAJOR 0
 #define CVMCONV_VERSION_MINOR 1
 #define CVMCONV_VERSION_PATCH 0
-#define CVMCONV_VERSION_NUMBER                                                 \
-	(CVMCONV_VERSION_MAJOR * 10000 + CVMCONV_VERSION_MINOR * 100 +          \
-	 CVMCONV_VERSION_PATCH)
+#define CVMCONV_VERSION_NUMBER \
+	(CVMCONV_VERSION_MAJOR * 10000 + CVMCONV_VERSION_MINOR * 100 + CVMCONV_VERSION_PATCH)
 #define CVMCONV_VERSION_STRING "0.1.0"
 
 #if defined(__GNUC__) && !defined(CVMCONV_STATIC_ONLY)
@@ -68,7 +67,7 @@ struct kvm_run; /* from <linux/kvm.h>; only a pointer is needed here */
  * the granule. */
 enum cvmconv_unaligned {
 	CVMCONV_UNALIGNED_ALLOW,  /* convert and count */
-	CVMCONV_UNALIGNED_LOG,    /* convert, count, log (rate limited) */
+	CVMCONV_UNALIGNED_LOG,	  /* convert, count, log (rate limited) */
 	CVMCONV_UNALIGNED_REJECT, /* change nothing, answer -KVM_EINVAL */
 };
 
@@ -87,11 +86,11 @@ struct cvmconv_ops {
 };
 
 struct cvmconv_config {
-	size_t sz;        /* sizeof(struct cvmconv_config) */
-	int vm_fd;        /* KVM VM fd; -1 allowed when ops->set_memory_attributes is set */
+	size_t sz;	  /* sizeof(struct cvmconv_config) */
+	int vm_fd;	  /* KVM VM fd; -1 allowed when ops->set_memory_attributes is set */
 	uint64_t granule; /* alignment policy granule: 0 = 2 MiB; a power of two >= 4 KiB */
 	enum cvmconv_unaligned unaligned; /* default policy for regions */
-	const struct cvmconv_ops *ops;    /* NULL = real kernel */
+	const struct cvmconv_ops *ops;	  /* NULL = real kernel */
 	void *ops_opaque;
 	/* syslog levels (LOG_ERR..LOG_DEBUG); message has no trailing newline;
 	 * NULL = silent. Called with the context lock held: must not call back. */
@@ -103,15 +102,15 @@ struct cvmconv_config {
 #define CVMCONV_REGION_PRIVATE (1u << 0) /* starts private: attributes set at add */
 
 struct cvmconv_region {
-	size_t sz;              /* sizeof(struct cvmconv_region) */
-	uint64_t gpa, size;     /* 4 KiB aligned, size > 0 */
-	int private_fd;         /* guest_memfd (or a stand-in fd in tests); -1 none */
+	size_t sz;	    /* sizeof(struct cvmconv_region) */
+	uint64_t gpa, size; /* 4 KiB aligned, size > 0 */
+	int private_fd;	    /* guest_memfd (or a stand-in fd in tests); -1 none */
 	uint64_t private_offset;
-	int shared_fd;          /* memfd / hugetlbfs / tmpfs file; -1 = use shared_hva */
+	int shared_fd; /* memfd / hugetlbfs / tmpfs file; -1 = use shared_hva */
 	uint64_t shared_offset;
-	void *shared_hva;       /* host mapping of the shared side; may be NULL if shared_fd set */
-	uint32_t flags;         /* CVMCONV_REGION_* */
-	int unaligned;          /* -1 = context default, else enum cvmconv_unaligned */
+	void *shared_hva; /* host mapping of the shared side; may be NULL if shared_fd set */
+	uint32_t flags;	  /* CVMCONV_REGION_* */
+	int unaligned;	  /* -1 = context default, else enum cvmconv_unaligned */
 };
 
 /**
@@ -208,8 +207,7 @@ CVMCONV_API int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run);
  * -ENOTRECOVERABLE, or the attribute update's error (rolled back).
  * Thread safety: thread-safe.
  */
-CVMCONV_API int cvmconv_convert(struct cvmconv *c, uint64_t gpa, uint64_t size,
-				bool to_private);
+CVMCONV_API int cvmconv_convert(struct cvmconv *c, uint64_t gpa, uint64_t size, bool to_private);
 
 /**
  * cvmconv_flush() - retry punches that failed earlier (stale memory that is
@@ -297,25 +295,25 @@ CVMCONV_API int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_ra
 				      size_t n, unsigned flags, uint64_t *hc_ret);
 
 struct cvmconv_stats {
-	size_t sz; /* sizeof(struct cvmconv_stats), set by the caller */
-	uint64_t exits;     /* guest requests seen (hypercalls and memory faults) */
+	size_t sz;	    /* sizeof(struct cvmconv_stats), set by the caller */
+	uint64_t exits;	    /* guest requests seen (hypercalls and memory faults) */
 	uint64_t rejected;  /* guest requests refused (malformed or by policy) */
 	uint64_t unaligned; /* guest requests not granule aligned */
 	uint64_t to_private_bytes, to_shared_bytes; /* bytes that changed state */
-	uint64_t attr_updates;   /* attribute updates issued (rollbacks included) */
-	uint64_t punches;        /* punch/discard calls issued */
-	uint64_t punch_failures; /* of those, failed */
-	uint64_t double_alloc_bytes;      /* live on one side, held on the other */
+	uint64_t attr_updates;		  /* attribute updates issued (rollbacks included) */
+	uint64_t punches;		  /* punch/discard calls issued */
+	uint64_t punch_failures;	  /* of those, failed */
+	uint64_t double_alloc_bytes;	  /* live on one side, held on the other */
 	uint64_t double_alloc_peak_bytes; /* maximum of the above */
-	uint64_t mixed_extents; /* 2 MiB extents with both private and shared pages */
-	uint64_t extents;       /* 2 MiB extents tracked */
+	uint64_t mixed_extents;		  /* 2 MiB extents with both private and shared pages */
+	uint64_t extents;		  /* 2 MiB extents tracked */
 	/* fields below may be absent for callers compiled against older headers */
-	uint64_t guest_bytes;         /* bytes in registered regions */
+	uint64_t guest_bytes;	      /* bytes in registered regions */
 	uint64_t huge_mappable_bytes; /* bytes in whole, uniform 2 MiB extents */
 	uint64_t punch_pending_bytes; /* stale bytes still allocated after a failed punch */
-	uint64_t tracker_bytes;       /* heap bytes used by the extent tracker */
+	uint64_t tracker_bytes;	      /* heap bytes used by the extent tracker */
 	uint64_t log_suppressed;      /* log lines dropped by the rate limit */
-	uint64_t broken;              /* 1 once a rollback failed */
+	uint64_t broken;	      /* 1 once a rollback failed */
 };
 
 /**

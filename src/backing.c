@@ -44,7 +44,8 @@ static uint64_t hva_page_size(const void *hva)
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi, kb;
 
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
 			inside = addr >= lo && addr < hi;
 		} else if (inside && sscanf(line, "KernelPageSize: %lu kB", &kb) == 1) {
 			size = (uint64_t)kb * 1024;
@@ -172,7 +173,8 @@ static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
 		ret = op_discard_hva(c, (void *)(uintptr_t)(s->offset + from * PAGE_4K), len);
 	if (ret < 0) {
 		c->n.punch_failures++;
-		log_guest(c, LOG_ERR, "%s of %s offset 0x%llx len 0x%llx failed: %s; kept for flush",
+		log_guest(c, LOG_ERR,
+			  "%s of %s offset 0x%llx len 0x%llx failed: %s; kept for flush",
 			  s->fd >= 0 ? "punch" : "discard", s->fd >= 0 ? "fd" : "hva",
 			  (unsigned long long)(s->offset + from * PAGE_4K), (unsigned long long)len,
 			  strerror(-ret));
@@ -250,8 +252,8 @@ static void pending_remove(struct side *s, uint64_t from, uint64_t to)
 
 /* ---- the stale and the live side of a changed run ---- */
 
-static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s,
-			    bool private_side, uint64_t from, uint64_t to)
+static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s, bool private_side,
+			    uint64_t from, uint64_t to)
 {
 	uint64_t h_first = hpage_of(s, from), h_last = hpage_of(s, to - 1);
 	uint64_t run_from = 0, run_to = 0, run_h = 0, run_n = 0;
@@ -295,8 +297,8 @@ static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s,
 	}
 }
 
-static void huge_went_live(struct cvmconv *c, struct region *r, struct side *s,
-			   bool private_side, uint64_t from, uint64_t to)
+static void huge_went_live(struct cvmconv *c, struct region *r, struct side *s, bool private_side,
+			   uint64_t from, uint64_t to)
 {
 	for (uint64_t h = hpage_of(s, from); h <= hpage_of(s, to - 1); h++) {
 		uint64_t lo, hi;
@@ -409,8 +411,7 @@ int backing_flush(struct cvmconv *c, struct region *r)
 	return b ? b : a;
 }
 
-static uint64_t side_pending_bytes(const struct region *r, const struct side *s,
-				   bool private_side)
+static uint64_t side_pending_bytes(const struct region *r, const struct side *s, bool private_side)
 {
 	uint64_t bytes = 0;
 

@@ -137,7 +137,8 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 
 	if (!c || !r_in)
 		return -EINVAL;
-	err = copy_sized(&in, sizeof(in), r_in, r_in->sz, offsetofend(struct cvmconv_region, flags));
+	err = copy_sized(&in, sizeof(in), r_in, r_in->sz,
+			 offsetofend(struct cvmconv_region, flags));
 	if (err)
 		return err;
 	if (r_in->sz < offsetofend(struct cvmconv_region, unaligned))
@@ -156,8 +157,8 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 	r->shared.fd = r->private_.fd = -1;
 	err = tracker_init(&r->tr, in.gpa, in.size, private);
 	if (!err)
-		err = side_init(&r->shared, in.shared_fd, in.shared_hva, in.shared_offset, r->npages,
-				!private);
+		err = side_init(&r->shared, in.shared_fd, in.shared_hva, in.shared_offset,
+				r->npages, !private);
 	if (!err)
 		err = side_init(&r->private_, in.private_fd, NULL, in.private_offset, r->npages,
 				private);
@@ -194,8 +195,10 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 		c->regions[idx] = r;
 		c->nregions++;
 		/* held huge pages whose pages are stale from the start count */
-		c->double_alloc_pages += r->shared.double_alloc_pages + r->private_.double_alloc_pages;
-		log_msg(c, LOG_INFO, "region gpa 0x%llx size 0x%llx: shared page %llu, private page %llu%s",
+		c->double_alloc_pages +=
+			r->shared.double_alloc_pages + r->private_.double_alloc_pages;
+		log_msg(c, LOG_INFO,
+			"region gpa 0x%llx size 0x%llx: shared page %llu, private page %llu%s",
 			(unsigned long long)in.gpa, (unsigned long long)in.size,
 			(unsigned long long)r->shared.page_size,
 			(unsigned long long)r->private_.page_size, private ? ", private" : "");
@@ -219,7 +222,8 @@ int cvmconv_remove_region(struct cvmconv *c, uint64_t gpa)
 		pthread_mutex_unlock(&c->lock);
 		return -ENOENT;
 	}
-	memmove(&c->regions[idx], &c->regions[idx + 1], (c->nregions - idx - 1) * sizeof(*c->regions));
+	memmove(&c->regions[idx], &c->regions[idx + 1],
+		(c->nregions - idx - 1) * sizeof(*c->regions));
 	c->nregions--;
 	region_free(c, r);
 	pthread_mutex_unlock(&c->lock);

@@ -52,7 +52,8 @@ static bool covering_regions(struct cvmconv *c, uint64_t gpa, uint64_t size, uin
 /* Pages of region @r inside the request [gpa, end). */
 static void clip(const struct region *r, uint64_t gpa, uint64_t end, uint64_t *from, uint64_t *to)
 {
-	uint64_t lo = gpa > r->gpa ? gpa : r->gpa, hi = end < r->gpa + r->size ? end : r->gpa + r->size;
+	uint64_t lo = gpa > r->gpa ? gpa : r->gpa,
+		 hi = end < r->gpa + r->size ? end : r->gpa + r->size;
 
 	*from = (lo - r->gpa) >> PAGE_SHIFT_4K;
 	*to = (hi - r->gpa) >> PAGE_SHIFT_4K;
@@ -74,7 +75,7 @@ static void walk_start(struct run_walk *w, struct cvmconv *c, const struct conve
 {
 	uint64_t to;
 
-	*w = (struct run_walk){c, cv->gpa, cv->gpa + cv->size, cv->to_private, first, last, 0};
+	*w = (struct run_walk){ c, cv->gpa, cv->gpa + cv->size, cv->to_private, first, last, 0 };
 	clip(c->regions[first], w->gpa, w->end, &w->page, &to);
 }
 
@@ -147,7 +148,8 @@ static int rollback(struct cvmconv *c, const struct planned *p, size_t n, uint64
 			if (ret) {
 				c->broken = true;
 				log_msg(c, LOG_CRIT,
-					"%s: rollback of gpa 0x%llx size 0x%llx failed: %s; attributes "
+					"%s: rollback of gpa 0x%llx size 0x%llx failed: %s; "
+					"attributes "
 					"no longer known, the VM must be stopped",
 					p[k].cv->source, (unsigned long long)gpa,
 					(unsigned long long)(end - gpa), strerror(-ret));
@@ -207,8 +209,9 @@ static void notify_after(struct cvmconv *c, const struct planned *p, size_t n, i
 				if (last_run && l >= stop_listener)
 					break;
 				if (c->listeners[l].after)
-					c->listeners[l].after(c->listeners[l].opaque, gpa, end - gpa,
-							      p[k].cv->to_private, result);
+					c->listeners[l].after(c->listeners[l].opaque, gpa,
+							      end - gpa, p[k].cv->to_private,
+							      result);
 			}
 			if (last_run)
 				return;
@@ -272,8 +275,8 @@ static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 			changed += end - gpa;
 			for (unsigned l = 0; l < c->nlisteners; l++)
 				if (c->listeners[l].after)
-					c->listeners[l].after(c->listeners[l].opaque, gpa, end - gpa,
-							      cv->to_private, 0);
+					c->listeners[l].after(c->listeners[l].opaque, gpa,
+							      end - gpa, cv->to_private, 0);
 		}
 		if (cv->to_private)
 			c->n.to_private_bytes += changed;
@@ -399,9 +402,14 @@ int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges,
 	/* Sort a copy; the ranges are disjoint, so order does not change the
 	 * result, and sorted neighbours of one direction merge into one run. */
 	for (size_t i = 0; i < n; i++) {
-		cv[i] = (struct conversion){ranges[i].gpa, ranges[i].size, ranges[i].to_private != 0,
-					    guest, "batch", NULL, {ranges[i].gpa, ranges[i].size, i},
-					    NULL};
+		cv[i] = (struct conversion){ ranges[i].gpa,
+					     ranges[i].size,
+					     ranges[i].to_private != 0,
+					     guest,
+					     "batch",
+					     NULL,
+					     { ranges[i].gpa, ranges[i].size, i },
+					     NULL };
 		if (ranges[i].reserved || ranges[i].to_private > 1)
 			invalid = "reserved fields set in a batch entry";
 	}
@@ -448,7 +456,8 @@ out:
 
 int cvmconv_convert(struct cvmconv *c, uint64_t gpa, uint64_t size, bool to_private)
 {
-	struct conversion cv = {gpa, size, to_private, false, "convert", NULL, {gpa, size, 0}, NULL};
+	struct conversion cv = { gpa,	    size, to_private,	    false,
+				 "convert", NULL, { gpa, size, 0 }, NULL };
 	int guest_err;
 
 	if (!c)

@@ -36,9 +36,11 @@ static const char *decode_map_gpa_range(uint64_t gpa, uint64_t npages, uint64_t 
 	/* npages is bounded before it is multiplied: no overflow, no work */
 	if (npages > (GPA_LIMIT >> PAGE_SHIFT_4K) || gpa > GPA_LIMIT - (npages << PAGE_SHIFT_4K))
 		return "range beyond the physical address space";
-	if (hint == CVMCONV_MAP_GPA_RANGE_PAGE_SZ_2M && ((gpa & (SIZE_2M - 1)) || npages % PAGES_2M))
+	if (hint == CVMCONV_MAP_GPA_RANGE_PAGE_SZ_2M &&
+	    ((gpa & (SIZE_2M - 1)) || npages % PAGES_2M))
 		return "2M page size hint on a range that is not 2 MiB aligned";
-	if (hint == CVMCONV_MAP_GPA_RANGE_PAGE_SZ_1G && ((gpa & (SIZE_1G - 1)) || npages % PAGES_1G))
+	if (hint == CVMCONV_MAP_GPA_RANGE_PAGE_SZ_1G &&
+	    ((gpa & (SIZE_1G - 1)) || npages % PAGES_1G))
 		return "1G page size hint on a range that is not 1 GiB aligned";
 	cv->gpa = gpa;
 	cv->size = npages << PAGE_SHIFT_4K;
@@ -48,8 +50,14 @@ static const char *decode_map_gpa_range(uint64_t gpa, uint64_t npages, uint64_t 
 int cvmconv_map_gpa_range(struct cvmconv *c, uint64_t gpa, uint64_t npages, uint64_t attrs,
 			  uint64_t *hc_ret)
 {
-	struct conversion cv = {0, 0, (attrs & CVMCONV_MAP_GPA_RANGE_ENCRYPTED) != 0, true,
-				"map_gpa_range", NULL, {gpa, npages, attrs}, NULL};
+	struct conversion cv = { 0,
+				 0,
+				 (attrs & CVMCONV_MAP_GPA_RANGE_ENCRYPTED) != 0,
+				 true,
+				 "map_gpa_range",
+				 NULL,
+				 { gpa, npages, attrs },
+				 NULL };
 	int guest_err, ret;
 
 	if (!c || !hc_ret)
@@ -85,7 +93,7 @@ int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run)
 			.to_private = (mf->flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) != 0,
 			.guest = true,
 			.source = "memory_fault",
-			.raw = {mf->gpa, mf->size, mf->flags},
+			.raw = { mf->gpa, mf->size, mf->flags },
 			.by_policy = &by_policy,
 		};
 		int guest_err, ret;

@@ -249,7 +249,8 @@ uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t 
 			hi = to;
 		if (t->state[e] == EXTENT_MIXED) {
 			unsigned b0 = bit_of(t, from);
-			count += map_count_range(slot_find(t, e)->map, b0, b0 + (unsigned)(hi - from));
+			count += map_count_range(slot_find(t, e)->map, b0,
+						 b0 + (unsigned)(hi - from));
 		} else if (t->state[e] == EXTENT_PRIVATE) {
 			count += hi - from;
 		}
@@ -283,8 +284,8 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 				if (t->state[e] == EXTENT_PRIVATE)
 					map_set_range(s->map, blo, bhi, true);
 			}
-			map_set_range(s->map, bit_of(t, from), bit_of(t, from) + (unsigned)(end - from),
-				      private);
+			map_set_range(s->map, bit_of(t, from),
+				      bit_of(t, from) + (unsigned)(end - from), private);
 			t->state[e] = EXTENT_MIXED;
 			/* all valid pages agree again: back to a uniform byte */
 			uint64_t now = map_count_range(s->map, blo, bhi);
@@ -307,7 +308,7 @@ uint64_t tracker_uniform_full_extents(const struct tracker *t)
 {
 	/* Interior extents are always whole; only the first and last may be
 	 * partial (region not 2 MiB aligned), and those never count. */
-	uint64_t edges[2] = {0, t->nextents - 1};
+	uint64_t edges[2] = { 0, t->nextents - 1 };
 	uint64_t whole = t->nextents > 2 ? t->nextents - 2 : 0, partial_mixed = 0;
 
 	for (unsigned i = 0; i < (t->nextents > 1 ? 2u : 1u); i++) {

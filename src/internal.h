@@ -29,8 +29,8 @@
 
 enum extent_state { EXTENT_SHARED = 0, EXTENT_PRIVATE = 1, EXTENT_MIXED = 2 };
 
-struct mixed_slot { /* open-addressing hash entry: extent index -> page map */
-	uint64_t extent;  /* UINT64_MAX = empty */
+struct mixed_slot {	 /* open-addressing hash entry: extent index -> page map */
+	uint64_t extent; /* UINT64_MAX = empty */
 	uint64_t map[8]; /* bit set = page private */
 };
 
@@ -38,7 +38,7 @@ struct tracker {
 	uint64_t gpa, npages;  /* region range in 4 KiB pages from gpa */
 	uint64_t first_extent; /* gpa >> EXTENT_SHIFT */
 	uint64_t nextents;
-	uint8_t *state;        /* enum extent_state per extent */
+	uint8_t *state; /* enum extent_state per extent */
 	struct mixed_slot *mixed;
 	uint64_t mixed_cap, mixed_count; /* cap: power of two, 0 = none */
 	uint64_t private_pages;
@@ -65,19 +65,19 @@ HIDDEN uint64_t tracker_heap_bytes(const struct tracker *t);
 /* ---- backing.c: one side (shared or private) of a region ---- */
 
 struct side {
-	int fd;             /* -1 with hva == NULL: no backing, nothing to punch */
-	void *hva;          /* used when fd < 0 (madvise path) */
+	int fd;		    /* -1 with hva == NULL: no backing, nothing to punch */
+	void *hva;	    /* used when fd < 0 (madvise path) */
 	uint64_t offset;    /* file offset (fd) or hva address of the region start */
 	uint64_t page_size; /* unit the kernel frees: 4 KiB or huge page size */
 	/* Huge backings: one bit per backing page overlapping the region, set
 	 * while that page counts as allocated ("held"). */
 	uint64_t *held;
 	uint64_t first_hpage, nhpages; /* hpage index = (offset + rel) / page_size */
-	uint64_t retry_hpages;         /* failed huge punches waiting for flush */
+	uint64_t retry_hpages;	       /* failed huge punches waiting for flush */
 	/* 4 KiB backings: ranges (region pages) whose punch failed. */
 	struct pending_run {
 		uint64_t from, to;
-	} *pending;
+	} * pending;
 	uint32_t npending, pending_cap;
 	uint64_t double_alloc_pages; /* pages stale here that are still held */
 };
@@ -175,8 +175,8 @@ HIDDEN void log_guest(struct cvmconv *c, int level, const char *fmt, ...)
  * says so): account the side they left and the side they joined, and punch
  * what became wholly stale. Failures are counted and kept for
  * cvmconv_flush(); nothing here can undo the conversion. */
-HIDDEN void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t from,
-				  uint64_t to, bool now_private);
+HIDDEN void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to,
+				  bool now_private);
 HIDDEN int backing_flush(struct cvmconv *c, struct region *r);
 HIDDEN uint64_t backing_pending_bytes(const struct region *r);
 
@@ -198,7 +198,7 @@ HIDDEN struct region *context_find_region(struct cvmconv *c, uint64_t gpa, uint3
 struct conversion {
 	uint64_t gpa, size;
 	bool to_private;
-	bool guest;          /* guest request: counted, policy applies */
+	bool guest;	     /* guest request: counted, policy applies */
 	const char *source;  /* "map_gpa_range", "memory_fault", "convert" */
 	const char *invalid; /* set by the decoder: why the fields are malformed */
 	uint64_t raw[3];     /* guest fields as received, for log lines */

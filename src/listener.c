@@ -10,7 +10,7 @@
 
 int cvmconv_add_listener(struct cvmconv *c, const struct cvmconv_listener *l)
 {
-	struct cvmconv_listener copy = {0};
+	struct cvmconv_listener copy = { 0 };
 	int id;
 
 	if (!c || !l || l->sz < offsetofend(struct cvmconv_listener, opaque))

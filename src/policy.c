@@ -10,7 +10,7 @@
 
 #include "internal.h"
 
-static const char *const policy_names[] = {"allow", "log", "reject"};
+static const char *const policy_names[] = { "allow", "log", "reject" };
 
 enum cvmconv_unaligned policy_strictest(struct cvmconv *c, uint32_t first, uint32_t last)
 {
@@ -33,14 +33,17 @@ bool policy_allows(struct cvmconv *c, uint64_t gpa, uint64_t size, bool to_priva
 		return true;
 	case CVMCONV_UNALIGNED_LOG:
 		log_guest(c, LOG_NOTICE,
-			  "unaligned conversion to %s: gpa 0x%llx size 0x%llx (granule 0x%llx, policy %s)",
+			  "unaligned conversion to %s: gpa 0x%llx size 0x%llx (granule 0x%llx, "
+			  "policy %s)",
 			  to_private ? "private" : "shared", (unsigned long long)gpa,
-			  (unsigned long long)size, (unsigned long long)c->granule, policy_names[mode]);
+			  (unsigned long long)size, (unsigned long long)c->granule,
+			  policy_names[mode]);
 		return true;
 	case CVMCONV_UNALIGNED_REJECT:
 	default:
 		log_guest(c, LOG_WARNING,
-			  "refused unaligned conversion to %s: gpa 0x%llx size 0x%llx (granule 0x%llx, policy %s)",
+			  "refused unaligned conversion to %s: gpa 0x%llx size 0x%llx (granule "
+			  "0x%llx, policy %s)",
 			  to_private ? "private" : "shared", (unsigned long long)gpa,
 			  (unsigned long long)size, (unsigned long long)c->granule,
 			  policy_names[CVMCONV_UNALIGNED_REJECT]);

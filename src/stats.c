@@ -24,7 +24,7 @@ void stats_update_peak(struct cvmconv *c)
 
 int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 {
-	struct cvmconv_stats s = {0};
+	struct cvmconv_stats s = { 0 };
 	size_t sz;
 
 	if (!c || !st || st->sz < offsetofend(struct cvmconv_stats, extents))
@@ -61,7 +61,7 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 
 int cvmconv_stats_json(struct cvmconv *c, char *buf, size_t len)
 {
-	struct cvmconv_stats s = {.sz = sizeof(s)};
+	struct cvmconv_stats s = { .sz = sizeof(s) };
 	size_t used = 0;
 	int n;
 
@@ -72,11 +72,24 @@ int cvmconv_stats_json(struct cvmconv *c, char *buf, size_t len)
 		const char *name;
 		uint64_t value;
 	} fields[] = {
-#define F(x) {#x, s.x}
-		F(exits), F(rejected), F(unaligned), F(to_private_bytes), F(to_shared_bytes),
-		F(attr_updates), F(punches), F(punch_failures), F(double_alloc_bytes),
-		F(double_alloc_peak_bytes), F(mixed_extents), F(extents), F(guest_bytes),
-		F(huge_mappable_bytes), F(punch_pending_bytes), F(tracker_bytes), F(log_suppressed),
+#define F(x) { #x, s.x }
+		F(exits),
+		F(rejected),
+		F(unaligned),
+		F(to_private_bytes),
+		F(to_shared_bytes),
+		F(attr_updates),
+		F(punches),
+		F(punch_failures),
+		F(double_alloc_bytes),
+		F(double_alloc_peak_bytes),
+		F(mixed_extents),
+		F(extents),
+		F(guest_bytes),
+		F(huge_mappable_bytes),
+		F(punch_pending_bytes),
+		F(tracker_bytes),
+		F(log_suppressed),
 		F(broken),
 #undef F
 	};

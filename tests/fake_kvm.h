@@ -22,7 +22,7 @@ struct fake_kvm {
 	/* private ranges, sorted, non-overlapping, half-open, 4 KiB aligned */
 	struct fake_range {
 		uint64_t start, end;
-	} *priv;
+	} * priv;
 	unsigned npriv, cap;
 	/* call counters (all calls, including failed ones) */
 	uint64_t calls[FAKE_CALL_COUNT];

@@ -13,10 +13,10 @@
 #define SZ_1G (1ULL << 30)
 
 /* Print "SKIP: <test>: <reason>" to stderr and skip the current CMocka test. */
-#define FIXTURE_SKIP(...)                                                       \
-	do {                                                                    \
-		fixture_print_skip(__func__, __VA_ARGS__);                       \
-		skip();                                                         \
+#define FIXTURE_SKIP(...)                                  \
+	do {                                               \
+		fixture_print_skip(__func__, __VA_ARGS__); \
+		skip();                                    \
 	} while (0)
 void fixture_print_skip(const char *test, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

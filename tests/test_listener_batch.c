@@ -43,8 +43,12 @@ static int setup(void **state)
 		e->shared_fd[i] = cvmconv_memfd_create("lb-shared", RSIZE, SZ_4K);
 		e->private_fd[i] = cvmconv_memfd_create("lb-private", RSIZE, SZ_4K);
 		struct cvmconv_region r = {
-			.sz = sizeof(r), .gpa = BASE + i * RSIZE, .size = RSIZE,
-			.private_fd = e->private_fd[i], .shared_fd = e->shared_fd[i], .unaligned = -1,
+			.sz = sizeof(r),
+			.gpa = BASE + i * RSIZE,
+			.size = RSIZE,
+			.private_fd = e->private_fd[i],
+			.shared_fd = e->shared_fd[i],
+			.unaligned = -1,
 		};
 		if (e->shared_fd[i] < 0 || e->private_fd[i] < 0 || cvmconv_add_region(e->c, &r))
 			return -1;
@@ -91,8 +95,8 @@ static int rec_before(void *opaque, uint64_t gpa, uint64_t size, bool to_private
 {
 	struct recorder *r = opaque;
 
-	r->ev[r->n++] = (struct event){'b', gpa, size, to_private, 0,
-				       (int)r->fake->calls[FAKE_CALL_ATTR]};
+	r->ev[r->n++] = (struct event){ 'b',	    gpa, size,
+					to_private, 0,	 (int)r->fake->calls[FAKE_CALL_ATTR] };
 	return r->befores++ == r->veto_at ? -1 : 0;
 }
 
@@ -100,13 +104,13 @@ static void rec_after(void *opaque, uint64_t gpa, uint64_t size, bool to_private
 {
 	struct recorder *r = opaque;
 
-	r->ev[r->n++] = (struct event){'a', gpa, size, to_private, result,
-				       (int)r->fake->calls[FAKE_CALL_ATTR]};
+	r->ev[r->n++] = (struct event){ 'a',	    gpa,    size,
+					to_private, result, (int)r->fake->calls[FAKE_CALL_ATTR] };
 }
 
 static int add_recorder(struct env *e, struct recorder *r, int veto_at)
 {
-	struct cvmconv_listener l = {sizeof(l), rec_before, rec_after, r};
+	struct cvmconv_listener l = { sizeof(l), rec_before, rec_after, r };
 
 	memset(r, 0, sizeof(*r));
 	r->fake = &e->fake;
@@ -128,7 +132,8 @@ static void test_listener_order_and_runs(void **state)
 	assert_int_equal(r.n, 2);
 	r.n = 0;
 	uint64_t calls0 = e->fake.calls[FAKE_CALL_ATTR];
-	assert_int_equal(cvmconv_map_gpa_range(e->c, BASE, 1024, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &ret), 0);
+	assert_int_equal(
+		cvmconv_map_gpa_range(e->c, BASE, 1024, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &ret), 0);
 	assert_int_equal(ret, 0);
 	assert_int_equal(e->fake.calls[FAKE_CALL_ATTR] - calls0, 2);
 	assert_int_equal(r.n, 4);
@@ -158,15 +163,16 @@ static void test_listener_veto(void **state)
 {
 	struct env *e = *state;
 	struct recorder r1, r2;
-	struct cvmconv_stats st = {.sz = sizeof(st)};
+	struct cvmconv_stats st = { .sz = sizeof(st) };
 	uint64_t ret;
 
 	assert_int_equal(cvmconv_convert(e->c, BASE + SZ_2M, SZ_4K, true), 0);
 	assert_true(add_recorder(e, &r1, -1) >= 0);
 	assert_true(add_recorder(e, &r2, 1) >= 0); /* vetoes the second run */
 	uint64_t calls0 = e->fake.calls[FAKE_CALL_ATTR];
-	assert_int_equal(cvmconv_map_gpa_range(e->c, BASE, 1024, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &ret), 0);
-	assert_int_equal(ret, (uint64_t)-(int64_t)CVMCONV_KVM_EPERM);
+	assert_int_equal(
+		cvmconv_map_gpa_range(e->c, BASE, 1024, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &ret), 0);
+	assert_int_equal(ret, (uint64_t) - (int64_t)CVMCONV_KVM_EPERM);
 	assert_int_equal(e->fake.calls[FAKE_CALL_ATTR], calls0);
 	assert_int_equal(cvmconv_is_private(e->c, BASE), 0);
 	assert_int_equal(cvmconv_is_private(e->c, BASE + SZ_2M), 1);
@@ -212,8 +218,9 @@ static void test_listener_cancel_on_failure(void **state)
 
 	assert_true(add_recorder(e, &r, -1) >= 0);
 	fake_kvm_fail_nth(&e->fake, FAKE_CALL_ATTR, 1, ENOMEM);
-	assert_int_equal(cvmconv_map_gpa_range(e->c, BASE, 512, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &ret),
-			 -ENOMEM);
+	assert_int_equal(
+		cvmconv_map_gpa_range(e->c, BASE, 512, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &ret),
+		-ENOMEM);
 	fake_kvm_fail_clear(&e->fake);
 	assert_int_equal(r.n, 2);
 	assert_int_equal(r.ev[1].kind, 'a');
@@ -226,7 +233,7 @@ static void test_listener_registry(void **state)
 	struct env *e = *state;
 	struct recorder r[CVMCONV_MAX_LISTENERS + 1];
 	int ids[CVMCONV_MAX_LISTENERS];
-	struct cvmconv_listener empty = {sizeof(empty), NULL, NULL, NULL};
+	struct cvmconv_listener empty = { sizeof(empty), NULL, NULL, NULL };
 
 	assert_int_equal(cvmconv_add_listener(e->c, &empty), -EINVAL);
 	for (int i = 0; i < CVMCONV_MAX_LISTENERS; i++)
@@ -247,10 +254,10 @@ static void test_batch_merges_runs(void **state)
 {
 	struct env *e = *state;
 	struct cvmconv_range list[] = {
-		{BASE + RSIZE, SZ_2M, 1, 0},          /* region 2 */
-		{BASE + RSIZE - SZ_2M, SZ_2M, 1, 0},  /* end of region 1 */
-		{BASE + RSIZE + SZ_2M, SZ_4K, 1, 0},  /* continues */
-		{BASE, SZ_4K, 0, 0},                  /* already shared: no call */
+		{ BASE + RSIZE, SZ_2M, 1, 0 },	       /* region 2 */
+		{ BASE + RSIZE - SZ_2M, SZ_2M, 1, 0 }, /* end of region 1 */
+		{ BASE + RSIZE + SZ_2M, SZ_4K, 1, 0 }, /* continues */
+		{ BASE, SZ_4K, 0, 0 },		       /* already shared: no call */
 	};
 	uint64_t ret = 1;
 	uint64_t calls0 = e->fake.calls[FAKE_CALL_ATTR];
@@ -263,7 +270,7 @@ static void test_batch_merges_runs(void **state)
 	assert_int_equal(last->size, 2 * SZ_2M + SZ_4K);
 	assert_int_equal(cvmconv_is_private(e->c, BASE + RSIZE + SZ_2M), 1);
 	assert_int_equal(cvmconv_is_private(e->c, BASE + RSIZE + SZ_2M + SZ_4K), 0);
-	struct cvmconv_stats st = {.sz = sizeof(st)};
+	struct cvmconv_stats st = { .sz = sizeof(st) };
 	assert_int_equal(cvmconv_get_stats(e->c, &st), 0);
 	assert_int_equal(st.exits, 1);
 }
@@ -271,22 +278,25 @@ static void test_batch_merges_runs(void **state)
 static void test_batch_refusals(void **state)
 {
 	struct env *e = *state;
-	struct cvmconv_range overlap[] = {{BASE, 2 * SZ_4K, 1, 0}, {BASE + SZ_4K, SZ_4K, 0, 0}};
-	struct cvmconv_range outside[] = {{BASE, SZ_4K, 1, 0}, {BASE + 2 * RSIZE, SZ_4K, 1, 0}};
-	struct cvmconv_range reserved[] = {{BASE, SZ_4K, 1, 7}};
-	struct cvmconv_range two[] = {{BASE, SZ_4K, 1, 0}, {BASE + 2 * SZ_4K, SZ_4K, 1, 0}};
+	struct cvmconv_range overlap[] = { { BASE, 2 * SZ_4K, 1, 0 },
+					   { BASE + SZ_4K, SZ_4K, 0, 0 } };
+	struct cvmconv_range outside[] = { { BASE, SZ_4K, 1, 0 },
+					   { BASE + 2 * RSIZE, SZ_4K, 1, 0 } };
+	struct cvmconv_range reserved[] = { { BASE, SZ_4K, 1, 7 } };
+	struct cvmconv_range two[] = { { BASE, SZ_4K, 1, 0 }, { BASE + 2 * SZ_4K, SZ_4K, 1, 0 } };
 	uint64_t ret, calls0 = e->fake.calls[FAKE_CALL_ATTR];
-	struct cvmconv_stats st = {.sz = sizeof(st)};
+	struct cvmconv_stats st = { .sz = sizeof(st) };
 
 	assert_int_equal(cvmconv_convert_batch(e->c, overlap, 2, CVMCONV_BATCH_GUEST, &ret), 0);
-	assert_int_equal(ret, (uint64_t)-(int64_t)CVMCONV_KVM_EINVAL);
+	assert_int_equal(ret, (uint64_t) - (int64_t)CVMCONV_KVM_EINVAL);
 	assert_int_equal(cvmconv_convert_batch(e->c, outside, 2, CVMCONV_BATCH_GUEST, &ret), 0);
-	assert_int_equal(ret, (uint64_t)-(int64_t)CVMCONV_KVM_EINVAL);
+	assert_int_equal(ret, (uint64_t) - (int64_t)CVMCONV_KVM_EINVAL);
 	assert_int_equal(cvmconv_convert_batch(e->c, reserved, 1, CVMCONV_BATCH_GUEST, &ret), 0);
-	assert_int_equal(ret, (uint64_t)-(int64_t)CVMCONV_KVM_EINVAL);
+	assert_int_equal(ret, (uint64_t) - (int64_t)CVMCONV_KVM_EINVAL);
 	assert_int_equal(cvmconv_convert_batch(e->c, overlap, 2, 0, NULL), -EINVAL);
 	assert_int_equal(cvmconv_convert_batch(e->c, overlap, 2, 0x80, NULL), -EINVAL);
-	assert_int_equal(cvmconv_convert_batch(e->c, overlap, CVMCONV_BATCH_MAX + 1, 0, NULL), -E2BIG);
+	assert_int_equal(cvmconv_convert_batch(e->c, overlap, CVMCONV_BATCH_MAX + 1, 0, NULL),
+			 -E2BIG);
 	assert_int_equal(e->fake.calls[FAKE_CALL_ATTR], calls0);
 	assert_int_equal(cvmconv_is_private(e->c, BASE), 0);
 	assert_int_equal(cvmconv_get_stats(e->c, &st), 0);
@@ -296,7 +306,7 @@ static void test_batch_refusals(void **state)
 	fake_kvm_fail_nth(&e->fake, FAKE_CALL_ATTR, 2, EIO);
 	assert_int_equal(cvmconv_convert_batch(e->c, two, 2, CVMCONV_BATCH_GUEST, &ret), -EIO);
 	fake_kvm_fail_clear(&e->fake);
-	assert_int_equal(ret, (uint64_t)-(int64_t)CVMCONV_KVM_EFAULT);
+	assert_int_equal(ret, (uint64_t) - (int64_t)CVMCONV_KVM_EFAULT);
 	assert_int_equal(cvmconv_is_private(e->c, BASE), 0);
 	assert_int_equal(fake_kvm_is_private(&e->fake, BASE), 0);
 	/* an empty host list is a no-op */
@@ -309,7 +319,7 @@ static void test_stats_json(void **state)
 {
 	struct env *e = *state;
 	char buf[2048], small[16];
-	struct cvmconv_stats st = {.sz = sizeof(st)};
+	struct cvmconv_stats st = { .sz = sizeof(st) };
 
 	assert_int_equal(cvmconv_convert(e->c, BASE, SZ_4K, true), 0);
 	assert_int_equal(cvmconv_get_stats(e->c, &st), 0);
@@ -318,7 +328,8 @@ static void test_stats_json(void **state)
 	assert_int_equal(strlen(buf), (size_t)n);
 	assert_true(buf[0] == '{' && buf[n - 1] == '}');
 	char want[128];
-	snprintf(want, sizeof(want), "\"to_private_bytes\":%llu", (unsigned long long)st.to_private_bytes);
+	snprintf(want, sizeof(want), "\"to_private_bytes\":%llu",
+		 (unsigned long long)st.to_private_bytes);
 	assert_non_null(strstr(buf, want));
 	snprintf(want, sizeof(want), "\"extents\":%llu,", (unsigned long long)st.extents);
 	assert_non_null(strstr(buf, want));

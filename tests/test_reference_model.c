@@ -60,7 +60,7 @@ static int rec_punch(void *opaque, int fd, uint64_t off, uint64_t len)
 {
 	(void)opaque;
 	if (M->npunches < 4096)
-		M->punches[M->npunches++] = (struct punch_rec){fd, off, len};
+		M->punches[M->npunches++] = (struct punch_rec){ fd, off, len };
 	else
 		M->punch_overflow = true;
 	return 0;
@@ -207,7 +207,7 @@ static void check_punches(void)
 
 static void check_all(struct cvmconv *c)
 {
-	struct cvmconv_stats st = {.sz = sizeof(st)};
+	struct cvmconv_stats st = { .sz = sizeof(st) };
 
 	for (uint64_t p = 0; p < M->npages; p++)
 		if (cvmconv_is_private(c, M->base + p * SZ_4K) != (int)M->priv[p])
@@ -223,13 +223,13 @@ static void check_all(struct cvmconv *c)
 
 static void run_model(uint64_t seed, unsigned steps)
 {
-	struct cvmconv_ops ops = {fwd_attrs, rec_punch, rec_discard};
+	struct cvmconv_ops ops = { fwd_attrs, rec_punch, rec_discard };
 	struct cvmconv_config cfg;
 	struct cvmconv *c;
 	/* awkward geometry: base 2 MiB + 12 KiB; region sizes not multiples
 	 * of 2 MiB; region 1's shared offset shifts its huge pages by 1 MiB */
-	const uint64_t sizes[NREG] = {5 * SZ_2M + 20 * SZ_4K, 3 * SZ_2M + 256 * SZ_4K, 4 * SZ_2M};
-	const uint64_t offs[NREG] = {0, SZ_2M / 2, 3 * SZ_2M};
+	const uint64_t sizes[NREG] = { 5 * SZ_2M + 20 * SZ_4K, 3 * SZ_2M + 256 * SZ_4K, 4 * SZ_2M };
+	const uint64_t offs[NREG] = { 0, SZ_2M / 2, 3 * SZ_2M };
 
 	M = calloc(1, sizeof(*M));
 	assert_non_null(M);
@@ -250,12 +250,18 @@ static void run_model(uint64_t seed, unsigned steps)
 		mr->shared_offset = offs[r];
 		mr->shared_fd = cvmconv_memfd_create("model-shared", fsize, SZ_2M);
 		if (mr->shared_fd < 0)
-			FIXTURE_SKIP("no MFD_HUGETLB memfd with 2 MiB pages: %s", strerror(-mr->shared_fd));
+			FIXTURE_SKIP("no MFD_HUGETLB memfd with 2 MiB pages: %s",
+				     strerror(-mr->shared_fd));
 		mr->private_fd = cvmconv_memfd_create("model-private", sizes[r], SZ_4K);
 		assert_true(mr->private_fd >= 0);
 		struct cvmconv_region reg = {
-			.sz = sizeof(reg), .gpa = gpa, .size = sizes[r], .private_fd = mr->private_fd,
-			.shared_fd = mr->shared_fd, .shared_offset = offs[r], .unaligned = -1,
+			.sz = sizeof(reg),
+			.gpa = gpa,
+			.size = sizes[r],
+			.private_fd = mr->private_fd,
+			.shared_fd = mr->shared_fd,
+			.shared_offset = offs[r],
+			.unaligned = -1,
 		};
 		assert_int_equal(cvmconv_add_region(c, &reg), 0);
 		gpa += sizes[r];
@@ -282,7 +288,8 @@ static void run_model(uint64_t seed, unsigned steps)
 			n = 1;
 			break;
 		case 1: /* 2 MiB aligned in GPA */
-			p0 = ((M->base / SZ_4K + xs(&seed) % M->npages) & ~(HP - 1)) - M->base / SZ_4K;
+			p0 = ((M->base / SZ_4K + xs(&seed) % M->npages) & ~(HP - 1)) -
+			     M->base / SZ_4K;
 			n = HP * (1 + xs(&seed) % 3);
 			break;
 		case 2: /* whole range */
@@ -304,8 +311,9 @@ static void run_model(uint64_t seed, unsigned steps)
 			err = cvmconv_convert(c, M->base + p0 * SZ_4K, n * SZ_4K, to_private);
 			ret = 0;
 		} else {
-			err = cvmconv_map_gpa_range(c, M->base + p0 * SZ_4K, n,
-						    to_private ? CVMCONV_MAP_GPA_RANGE_ENCRYPTED : 0, &ret);
+			err = cvmconv_map_gpa_range(
+				c, M->base + p0 * SZ_4K, n,
+				to_private ? CVMCONV_MAP_GPA_RANGE_ENCRYPTED : 0, &ret);
 		}
 		assert_int_equal(err, 0);
 		assert_int_equal(ret, 0);

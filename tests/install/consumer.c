@@ -22,8 +22,8 @@ static int attrs(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
 
 int main(void)
 {
-	struct cvmconv_ops ops = {.set_memory_attributes = attrs};
-	struct cvmconv_config cfg = {.sz = sizeof(cfg), .vm_fd = -1, .ops = &ops};
+	struct cvmconv_ops ops = { .set_memory_attributes = attrs };
+	struct cvmconv_config cfg = { .sz = sizeof(cfg), .vm_fd = -1, .ops = &ops };
 	struct cvmconv *c;
 	char json[1024];
 	uint64_t ret = 1;
@@ -31,11 +31,15 @@ int main(void)
 
 	if (fd < 0 || cvmconv_create(&cfg, &c))
 		return 1;
-	struct cvmconv_region r = {.sz = sizeof(r), .gpa = 1ULL << 32, .size = 4 << 20,
-				   .private_fd = -1, .shared_fd = fd, .unaligned = -1};
+	struct cvmconv_region r = { .sz = sizeof(r),
+				    .gpa = 1ULL << 32,
+				    .size = 4 << 20,
+				    .private_fd = -1,
+				    .shared_fd = fd,
+				    .unaligned = -1 };
 	if (cvmconv_add_region(c, &r) ||
-	    cvmconv_map_gpa_range(c, 1ULL << 32, 512, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &ret) || ret ||
-	    cvmconv_is_private(c, 1ULL << 32) != 1)
+	    cvmconv_map_gpa_range(c, 1ULL << 32, 512, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &ret) ||
+	    ret || cvmconv_is_private(c, 1ULL << 32) != 1)
 		return 1;
 	cvmconv_stats_json(c, json, sizeof(json));
 	printf("cvmconv %s (header %s): %s\n", cvmconv_version(), CVMCONV_VERSION_STRING, json);
