@@ -2,17 +2,21 @@
 /*
  * The extent tracker: which 4 KiB pages of a region are private.
  *
- * Guest memory is tracked in 2 MiB extents aligned in guest physical address
- * space (the size of an x86 EPT/NPT large page: a 2 MiB frame range whose
- * pages disagree is "mixed" and KVM must map it with 4 KiB pages, see
- * arch/x86/kvm/mmu/mmu.c hugepage_has_attrs). A uniform extent costs one
- * byte; only mixed extents carry a 512-bit page map, kept in an
- * open-addressing hash keyed by extent index. A 4 TiB region with no mixed
- * extent therefore needs 2 MiB of state.
+ * Memory follows the number of state boundaries, not the size of the guest:
+ * the private pages are kept as maximal runs [start, end) in a treap ordered
+ * by start, each node also holding the number of private pages in its
+ * subtree, so "which page next", "how many private pages in [a, b)" and an
+ * update are O(log runs). A 16 TiB guest that is all shared or all private
+ * costs one node or none.
  *
- * Pages are region-relative indices. Map bits for pages outside the region
- * (in the partial first/last extent of a region that is not 2 MiB aligned)
- * are always clear.
+ * Extents are the 2 MiB frames of guest physical address space (the size of
+ * an x86 EPT/NPT large page: a frame whose pages disagree is "mixed" and KVM
+ * must map it with 4 KiB pages, see hugepage_has_attrs in
+ * arch/x86/kvm/mmu/mmu.c). An extent is mixed exactly when a run boundary
+ * lies strictly inside it, so a small hash from extent to the number of
+ * such boundaries gives the mixed count in O(1).
+ *
+ * Pages are region-relative indices.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -21,165 +25,262 @@
 #include "internal.h"
 
 #define EMPTY_SLOT UINT64_MAX
-#define MAP_WORDS 8
+#define FREE_NODES_KEPT 64
 
-static uint64_t abs_first(const struct tracker *t)
+struct run_node {
+	uint64_t start, end; /* private pages [start, end) */
+	uint64_t sum;	     /* private pages in this subtree */
+	struct run_node *l, *r;
+	uint32_t prio;
+};
+
+struct boundary_slot {
+	uint64_t extent; /* EMPTY_SLOT = free */
+	uint64_t count;	 /* run boundaries strictly inside the extent */
+};
+
+/* ---- treap ---- */
+
+static uint64_t sum_of(const struct run_node *n)
 {
-	return t->gpa >> PAGE_SHIFT_4K;
+	return n ? n->sum : 0;
 }
 
-/* Region-relative page span [*lo, *hi) of extent @e. */
-static void extent_span(const struct tracker *t, uint64_t e, uint64_t *lo, uint64_t *hi)
+static void update(struct run_node *n)
 {
-	uint64_t start = (t->first_extent + e) * PAGES_PER_EXTENT;
-	uint64_t end = start + PAGES_PER_EXTENT;
-	uint64_t first = abs_first(t);
-
-	*lo = start > first ? start - first : 0;
-	*hi = end - first < t->npages ? end - first : t->npages;
+	n->sum = (n->end - n->start) + sum_of(n->l) + sum_of(n->r);
 }
+
+/* a: nodes with start < key; b: the rest */
+static void split(struct run_node *t, uint64_t key, struct run_node **a, struct run_node **b)
+{
+	if (!t) {
+		*a = *b = NULL;
+	} else if (t->start < key) {
+		split(t->r, key, &t->r, b);
+		update(t);
+		*a = t;
+	} else {
+		split(t->l, key, a, &t->l);
+		update(t);
+		*b = t;
+	}
+}
+
+/* every start in a is below every start in b */
+static struct run_node *merge(struct run_node *a, struct run_node *b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	if (a->prio > b->prio) {
+		a->r = merge(a->r, b);
+		update(a);
+		return a;
+	}
+	b->l = merge(a, b->l);
+	update(b);
+	return b;
+}
+
+static struct run_node *peek_max(struct run_node *t)
+{
+	while (t && t->r)
+		t = t->r;
+	return t;
+}
+
+static struct run_node *peek_min(struct run_node *t)
+{
+	while (t && t->l)
+		t = t->l;
+	return t;
+}
+
+static struct run_node *pop_max(struct run_node *t)
+{
+	if (!t->r)
+		return t->l;
+	t->r = pop_max(t->r);
+	update(t);
+	return t;
+}
+
+static struct run_node *pop_min(struct run_node *t)
+{
+	if (!t->l)
+		return t->r;
+	t->l = pop_min(t->l);
+	update(t);
+	return t;
+}
+
+/* ---- boundaries -> mixed extents ---- */
 
 static uint64_t extent_of(const struct tracker *t, uint64_t p)
 {
-	return ((abs_first(t) + p) / PAGES_PER_EXTENT) - t->first_extent;
+	return ((t->gpa >> PAGE_SHIFT_4K) + p) / PAGES_PER_EXTENT - t->first_extent;
 }
 
-static unsigned bit_of(const struct tracker *t, uint64_t p)
+static bool interior(const struct tracker *t, uint64_t p)
 {
-	return (unsigned)((abs_first(t) + p) % PAGES_PER_EXTENT);
+	return p > 0 && p < t->npages && ((t->gpa >> PAGE_SHIFT_4K) + p) % PAGES_PER_EXTENT;
 }
 
-/* ---- 512-bit maps ---- */
-
-static void map_set_range(uint64_t *map, unsigned lo, unsigned hi, bool value)
+static uint64_t slot_home(uint64_t extent, uint64_t cap)
 {
-	while (lo < hi) {
-		unsigned w = lo / 64, b = lo % 64;
-		unsigned n = hi - lo < 64 - b ? hi - lo : 64 - b;
-		uint64_t mask = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << b;
-
-		if (value)
-			map[w] |= mask;
-		else
-			map[w] &= ~mask;
-		lo += n;
-	}
+	return ((extent * 0x9E3779B97F4A7C15ULL) >> 17) & (cap - 1);
 }
 
-static uint64_t map_count_range(const uint64_t *map, unsigned lo, unsigned hi)
+static struct boundary_slot *slot_find(const struct tracker *t, uint64_t e)
 {
-	uint64_t count = 0;
-
-	while (lo < hi) {
-		unsigned w = lo / 64, b = lo % 64;
-		unsigned n = hi - lo < 64 - b ? hi - lo : 64 - b;
-		uint64_t mask = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << b;
-
-		count += (uint64_t)__builtin_popcountll(map[w] & mask);
-		lo += n;
-	}
-	return count;
-}
-
-/* First bit in [lo, hi) equal to @value, or hi. */
-static unsigned map_find(const uint64_t *map, unsigned lo, unsigned hi, bool value)
-{
-	while (lo < hi) {
-		unsigned w = lo / 64, b = lo % 64;
-		uint64_t word = value ? map[w] : ~map[w];
-
-		word &= ~0ULL << b;
-		if (word) {
-			unsigned found = w * 64 + (unsigned)__builtin_ctzll(word);
-			return found < hi ? found : hi;
-		}
-		lo = (w + 1) * 64;
-	}
-	return hi;
-}
-
-/* ---- mixed-map hash ---- */
-
-static uint64_t slot_hash(uint64_t extent, uint64_t cap)
-{
-	return (extent * 0x9E3779B97F4A7C15ULL) >> 7 & (cap - 1);
-}
-
-static struct mixed_slot *slot_find(const struct tracker *t, uint64_t e)
-{
-	if (!t->mixed_cap)
+	if (!t->bcap)
 		return NULL;
-	for (uint64_t i = slot_hash(e, t->mixed_cap);; i = (i + 1) & (t->mixed_cap - 1)) {
-		if (t->mixed[i].extent == e)
-			return &t->mixed[i];
-		if (t->mixed[i].extent == EMPTY_SLOT)
+	for (uint64_t i = slot_home(e, t->bcap);; i = (i + 1) & (t->bcap - 1)) {
+		if (t->bslots[i].extent == e)
+			return &t->bslots[i];
+		if (t->bslots[i].extent == EMPTY_SLOT)
 			return NULL;
 	}
 }
 
-/* Insert without growing; tracker_reserve() guaranteed the room. */
-static struct mixed_slot *slot_insert(struct tracker *t, uint64_t e)
+/* Linear probing, deletion by shifting later entries back (no tombstones:
+ * probe lengths stay bounded however long the VM runs). */
+static void slot_remove(struct tracker *t, struct boundary_slot *s)
 {
-	uint64_t i = slot_hash(e, t->mixed_cap);
+	uint64_t mask = t->bcap - 1, hole = (uint64_t)(s - t->bslots);
 
-	while (t->mixed[i].extent != EMPTY_SLOT)
-		i = (i + 1) & (t->mixed_cap - 1);
-	t->mixed[i].extent = e;
-	memset(t->mixed[i].map, 0, sizeof(t->mixed[i].map));
-	t->mixed_count++;
-	return &t->mixed[i];
-}
-
-/* Linear-probing delete by shifting later entries back (no tombstones, so
- * lookups stay bounded by the load factor however long the VM runs). */
-static void slot_remove(struct tracker *t, struct mixed_slot *s)
-{
-	uint64_t mask = t->mixed_cap - 1;
-	uint64_t hole = (uint64_t)(s - t->mixed);
-
-	for (uint64_t i = (hole + 1) & mask; t->mixed[i].extent != EMPTY_SLOT; i = (i + 1) & mask) {
-		uint64_t home = slot_hash(t->mixed[i].extent, t->mixed_cap);
-		/* move i into the hole unless its home lies cyclically in (hole, i] */
+	for (uint64_t i = (hole + 1) & mask; t->bslots[i].extent != EMPTY_SLOT;
+	     i = (i + 1) & mask) {
+		uint64_t home = slot_home(t->bslots[i].extent, t->bcap);
 		bool stays = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
 
 		if (!stays) {
-			t->mixed[hole] = t->mixed[i];
+			t->bslots[hole] = t->bslots[i];
 			hole = i;
 		}
 	}
-	t->mixed[hole].extent = EMPTY_SLOT;
-	t->mixed_count--;
+	t->bslots[hole].extent = EMPTY_SLOT;
+	t->bcount--;
+}
+
+static void slot_insert(struct tracker *t, uint64_t e, uint64_t count)
+{
+	uint64_t i = slot_home(e, t->bcap);
+
+	while (t->bslots[i].extent != EMPTY_SLOT)
+		i = (i + 1) & (t->bcap - 1);
+	t->bslots[i].extent = e;
+	t->bslots[i].count = count;
+	t->bcount++;
+}
+
+static void boundary(struct tracker *t, uint64_t p, bool add)
+{
+	struct boundary_slot *s;
+	uint64_t e;
+
+	if (!interior(t, p))
+		return;
+	e = extent_of(t, p);
+	s = slot_find(t, e);
+	if (add) {
+		if (s)
+			s->count++;
+		else
+			slot_insert(t, e, 1); /* room guaranteed by tracker_reserve() */
+	} else if (s && --s->count == 0) {
+		slot_remove(t, s);
+	}
+}
+
+/* ---- nodes ---- */
+
+static struct run_node *node_get(struct tracker *t, uint64_t start, uint64_t end)
+{
+	struct run_node *n = t->free_nodes; /* tracker_reserve() filled it */
+
+	t->free_nodes = n->l;
+	t->nfree--;
+	t->prio = t->prio * 1103515245u + 12345u;
+	*n = (struct run_node){ start, end, end - start, NULL, NULL, t->prio ^ (t->prio >> 16) };
+	boundary(t, start, true);
+	boundary(t, end, true);
+	return n;
+}
+
+static void node_put(struct tracker *t, struct run_node *n)
+{
+	boundary(t, n->start, false);
+	boundary(t, n->end, false);
+	n->l = t->free_nodes;
+	t->free_nodes = n;
+	t->nfree++;
+}
+
+static void tree_put(struct tracker *t, struct run_node *n)
+{
+	if (!n)
+		return;
+	tree_put(t, n->l);
+	tree_put(t, n->r);
+	node_put(t, n);
+}
+
+static void tree_free(struct run_node *n)
+{
+	if (!n)
+		return;
+	tree_free(n->l);
+	tree_free(n->r);
+	free(n);
 }
 
 int tracker_reserve(struct tracker *t, uint64_t extra)
 {
-	uint64_t need = t->mixed_count + extra, cap = t->mixed_cap ? t->mixed_cap : 8;
-	struct mixed_slot *old = t->mixed, *fresh;
-	uint64_t old_cap = t->mixed_cap;
+	uint64_t need = t->bcount + 2 * extra, cap = t->bcap ? t->bcap : 8;
 
+	while (t->nfree < extra) {
+		struct run_node *n = malloc(sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		t->nodes_allocated++;
+		n->l = t->free_nodes;
+		t->free_nodes = n;
+		t->nfree++;
+	}
+	while (t->nfree > FREE_NODES_KEPT) {
+		struct run_node *n = t->free_nodes;
+
+		t->free_nodes = n->l;
+		t->nfree--;
+		t->nodes_allocated--;
+		free(n);
+	}
 	while (need * 2 > cap)
 		cap *= 2;
-	if (cap == t->mixed_cap)
-		return 0;
-	fresh = malloc(cap * sizeof(*fresh));
-	if (!fresh)
-		return -ENOMEM;
-	for (uint64_t i = 0; i < cap; i++)
-		fresh[i].extent = EMPTY_SLOT;
-	t->mixed = fresh;
-	t->mixed_cap = cap;
-	t->mixed_count = 0;
-	for (uint64_t i = 0; i < old_cap; i++) {
-		if (old[i].extent != EMPTY_SLOT) {
-			struct mixed_slot *s = slot_insert(t, old[i].extent);
-			memcpy(s->map, old[i].map, sizeof(s->map));
-		}
+	if (cap != t->bcap) {
+		struct boundary_slot *old = t->bslots, *fresh = malloc(cap * sizeof(*fresh));
+		uint64_t old_cap = t->bcap;
+
+		if (!fresh)
+			return -ENOMEM;
+		for (uint64_t i = 0; i < cap; i++)
+			fresh[i].extent = EMPTY_SLOT;
+		t->bslots = fresh;
+		t->bcap = cap;
+		t->bcount = 0;
+		for (uint64_t i = 0; i < old_cap; i++)
+			if (old[i].extent != EMPTY_SLOT)
+				slot_insert(t, old[i].extent, old[i].count);
+		free(old);
 	}
-	free(old);
 	return 0;
 }
 
-/* ---- tracker ---- */
+/* ---- the tracker interface ---- */
 
 int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private)
 {
@@ -188,142 +289,170 @@ int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private)
 	t->npages = size >> PAGE_SHIFT_4K;
 	t->first_extent = gpa >> EXTENT_SHIFT;
 	t->nextents = ((gpa + size - 1) >> EXTENT_SHIFT) - t->first_extent + 1;
-	t->state = malloc(t->nextents);
-	if (!t->state)
+	t->prio = (uint32_t)(gpa >> PAGE_SHIFT_4K) * 2654435761u + 1;
+	if (tracker_reserve(t, 2))
 		return -ENOMEM;
-	memset(t->state, private ? EXTENT_PRIVATE : EXTENT_SHARED, t->nextents);
-	t->private_pages = private ? t->npages : 0;
+	if (private)
+		t->root = node_get(t, 0, t->npages);
 	return 0;
 }
 
 void tracker_fini(struct tracker *t)
 {
-	free(t->state);
-	free(t->mixed);
+	tree_free(t->root);
+	while (t->free_nodes) {
+		struct run_node *n = t->free_nodes;
+
+		t->free_nodes = n->l;
+		free(n);
+	}
+	free(t->bslots);
 	memset(t, 0, sizeof(*t));
 }
 
 bool tracker_page_private(const struct tracker *t, uint64_t p)
 {
-	uint64_t e = extent_of(t, p);
-	const struct mixed_slot *s;
-
-	if (t->state[e] != EXTENT_MIXED)
-		return t->state[e] == EXTENT_PRIVATE;
-	s = slot_find(t, e);
-	return (s->map[bit_of(t, p) / 64] >> (bit_of(t, p) % 64)) & 1;
+	for (const struct run_node *n = t->root; n;) {
+		if (p < n->start)
+			n = n->l;
+		else if (p >= n->end)
+			n = n->r;
+		else
+			return true;
+	}
+	return false;
 }
 
 uint64_t tracker_find(const struct tracker *t, uint64_t from, uint64_t to, bool private)
 {
-	while (from < to) {
-		uint64_t e = extent_of(t, from), lo, hi;
+	const struct run_node *best = NULL;
 
-		extent_span(t, e, &lo, &hi);
-		if (hi > to)
-			hi = to;
-		if (t->state[e] == EXTENT_MIXED) {
-			const struct mixed_slot *s = slot_find(t, e);
-			unsigned b0 = bit_of(t, from);
-			unsigned b = map_find(s->map, b0, b0 + (unsigned)(hi - from), private);
-
-			if (b < b0 + (hi - from))
-				return from + (b - b0);
-		} else if ((t->state[e] == EXTENT_PRIVATE) == private) {
-			return from;
+	if (from >= to)
+		return to;
+	/* the first run ending after @from (starts and ends are in one order) */
+	for (const struct run_node *n = t->root; n;) {
+		if (n->end > from) {
+			best = n;
+			n = n->l;
+		} else {
+			n = n->r;
 		}
-		from = hi;
 	}
-	return to;
+	if (private) {
+		uint64_t s = best ? (best->start > from ? best->start : from) : to;
+		return s < to ? s : to;
+	}
+	/* runs are maximal, so a run's end is a shared page (or the end) */
+	if (best && best->start <= from)
+		return best->end < to ? best->end : to;
+	return from;
+}
+
+/* private pages below page @x */
+static uint64_t prefix(const struct tracker *t, uint64_t x)
+{
+	uint64_t acc = 0;
+
+	for (const struct run_node *n = t->root; n;) {
+		if (x <= n->start) {
+			n = n->l;
+			continue;
+		}
+		acc += sum_of(n->l) + ((x < n->end ? x : n->end) - n->start);
+		if (x < n->end)
+			break;
+		n = n->r;
+	}
+	return acc;
 }
 
 uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to)
 {
-	uint64_t count = 0;
-
-	while (from < to) {
-		uint64_t e = extent_of(t, from), lo, hi;
-
-		extent_span(t, e, &lo, &hi);
-		if (hi > to)
-			hi = to;
-		if (t->state[e] == EXTENT_MIXED) {
-			unsigned b0 = bit_of(t, from);
-			count += map_count_range(slot_find(t, e)->map, b0,
-						 b0 + (unsigned)(hi - from));
-		} else if (t->state[e] == EXTENT_PRIVATE) {
-			count += hi - from;
-		}
-		from = hi;
-	}
-	return count;
+	return from < to ? prefix(t, to) - prefix(t, from) : 0;
 }
 
 void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 {
-	while (from < to) {
-		uint64_t e = extent_of(t, from), lo, hi, before;
-		uint8_t target = private ? EXTENT_PRIVATE : EXTENT_SHARED;
-		struct mixed_slot *s = NULL;
+	struct run_node *a, *b, *m, *c, *n;
 
-		extent_span(t, e, &lo, &hi);
-		before = tracker_count_private(t, lo, hi);
-		if (from == lo && to >= hi) {
-			/* whole extent: becomes uniform */
-			if (t->state[e] == EXTENT_MIXED)
-				slot_remove(t, slot_find(t, e));
-			t->state[e] = target;
-		} else if (t->state[e] != target) {
-			uint64_t end = to < hi ? to : hi;
-			unsigned blo = bit_of(t, lo), bhi = blo + (unsigned)(hi - lo);
+	if (from >= to)
+		return;
+	split(t->root, from, &a, &b); /* a: start < from */
+	split(b, to, &m, &c);	      /* m: from <= start < to; c: start >= to */
 
-			if (t->state[e] == EXTENT_MIXED) {
-				s = slot_find(t, e);
-			} else {
-				s = slot_insert(t, e);
-				if (t->state[e] == EXTENT_PRIVATE)
-					map_set_range(s->map, blo, bhi, true);
-			}
-			map_set_range(s->map, bit_of(t, from),
-				      bit_of(t, from) + (unsigned)(end - from), private);
-			t->state[e] = EXTENT_MIXED;
-			/* all valid pages agree again: back to a uniform byte */
-			uint64_t now = map_count_range(s->map, blo, bhi);
-			if (now == 0 || now == hi - lo) {
-				slot_remove(t, s);
-				t->state[e] = now ? EXTENT_PRIVATE : EXTENT_SHARED;
-			}
+	if (private) {
+		uint64_t start = from, end = to;
+
+		n = peek_max(a);
+		if (n && n->end >= from) { /* overlaps or touches: absorb */
+			start = n->start;
+			end = n->end > end ? n->end : end;
+			a = pop_max(a);
+			node_put(t, n);
 		}
-		t->private_pages += tracker_count_private(t, lo, hi) - before;
-		from = hi;
+		n = peek_max(m);
+		if (n && n->end > end)
+			end = n->end;
+		tree_put(t, m);
+		n = peek_min(c);
+		if (n && n->start == end) {
+			end = n->end;
+			c = pop_min(c);
+			node_put(t, n);
+		}
+		t->root = merge(merge(a, node_get(t, start, end)), c);
+		return;
 	}
+
+	n = peek_max(a);
+	if (n && n->end > from) { /* cut [from, ...) out of it */
+		uint64_t old_end = n->end;
+
+		a = pop_max(a);
+		node_put(t, n);
+		a = merge(a, node_get(t, n->start, from));
+		if (old_end > to)
+			c = merge(node_get(t, to, old_end), c);
+	}
+	n = peek_max(m);
+	if (n && n->end > to)
+		c = merge(node_get(t, to, n->end), c);
+	tree_put(t, m);
+	t->root = merge(a, c);
+}
+
+uint64_t tracker_private_pages(const struct tracker *t)
+{
+	return sum_of(t->root);
 }
 
 uint64_t tracker_mixed(const struct tracker *t)
 {
-	return t->mixed_count;
+	return t->bcount;
 }
 
 uint64_t tracker_uniform_full_extents(const struct tracker *t)
 {
 	/* Interior extents are always whole; only the first and last may be
 	 * partial (region not 2 MiB aligned), and those never count. */
-	uint64_t edges[2] = { 0, t->nextents - 1 };
-	uint64_t whole = t->nextents > 2 ? t->nextents - 2 : 0, partial_mixed = 0;
+	uint64_t first = t->gpa >> PAGE_SHIFT_4K, last = first + t->npages;
+	uint64_t whole = 0, partial_mixed = 0, edges[2] = { 0, t->nextents - 1 };
 
 	for (unsigned i = 0; i < (t->nextents > 1 ? 2u : 1u); i++) {
-		uint64_t lo, hi;
+		uint64_t e = t->first_extent + edges[i];
+		uint64_t lo = e * PAGES_PER_EXTENT, hi = lo + PAGES_PER_EXTENT;
 
-		extent_span(t, edges[i], &lo, &hi);
-		if (hi - lo == PAGES_PER_EXTENT)
+		if (lo >= first && hi <= last)
 			whole++;
-		else if (t->state[edges[i]] == EXTENT_MIXED)
+		else if (slot_find(t, edges[i]))
 			partial_mixed++;
 	}
-	return whole - (t->mixed_count - partial_mixed);
+	whole += t->nextents > 2 ? t->nextents - 2 : 0;
+	return whole - (t->bcount - partial_mixed);
 }
 
 uint64_t tracker_heap_bytes(const struct tracker *t)
 {
-	return t->nextents + t->mixed_cap * sizeof(struct mixed_slot);
+	return t->nodes_allocated * sizeof(struct run_node) +
+	       t->bcap * sizeof(struct boundary_slot);
 }

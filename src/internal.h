@@ -27,21 +27,19 @@
 
 /* ---- extents.c: per-region private/shared state in 2 MiB extents ---- */
 
-enum extent_state { EXTENT_SHARED = 0, EXTENT_PRIVATE = 1, EXTENT_MIXED = 2 };
-
-struct mixed_slot {	 /* open-addressing hash entry: extent index -> page map */
-	uint64_t extent; /* UINT64_MAX = empty */
-	uint64_t map[8]; /* bit set = page private */
-};
+struct run_node;
+struct boundary_slot;
 
 struct tracker {
 	uint64_t gpa, npages;  /* region range in 4 KiB pages from gpa */
 	uint64_t first_extent; /* gpa >> EXTENT_SHIFT */
-	uint64_t nextents;
-	uint8_t *state; /* enum extent_state per extent */
-	struct mixed_slot *mixed;
-	uint64_t mixed_cap, mixed_count; /* cap: power of two, 0 = none */
-	uint64_t private_pages;
+	uint64_t nextents;     /* 2 MiB extents the region touches */
+	struct run_node *root; /* private runs, a treap ordered by start */
+	struct run_node *free_nodes;
+	uint64_t nfree, nodes_allocated;
+	uint32_t prio;		      /* treap priorities: a private LCG, not guest-controlled */
+	struct boundary_slot *bslots; /* extent -> run boundaries inside it */
+	uint64_t bcap, bcount;	      /* bcount = mixed extents */
 };
 
 HIDDEN int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private);
@@ -52,12 +50,13 @@ HIDDEN bool tracker_page_private(const struct tracker *t, uint64_t p);
 HIDDEN uint64_t tracker_find(const struct tracker *t, uint64_t from, uint64_t to, bool private);
 /* Number of private pages in [from, to). */
 HIDDEN uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to);
-/* Set [from, to) to @private. -ENOMEM only when a mixed map cannot be
- * allocated; callers reserve first with tracker_reserve() so that the set
- * after the kernel changed state cannot fail. */
-HIDDEN int tracker_reserve(struct tracker *t, uint64_t extra_mixed);
+/* Set [from, to) to @private. Cannot fail: callers first reserve room for
+ * @extra new runs with tracker_reserve() (-ENOMEM), so that nothing can fail
+ * after the kernel changed state. A request needs 2. */
+HIDDEN int tracker_reserve(struct tracker *t, uint64_t extra);
 HIDDEN void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private);
 HIDDEN uint64_t tracker_mixed(const struct tracker *t);
+HIDDEN uint64_t tracker_private_pages(const struct tracker *t);
 /* Whole 2 MiB extents inside the region that are uniform. */
 HIDDEN uint64_t tracker_uniform_full_extents(const struct tracker *t);
 HIDDEN uint64_t tracker_heap_bytes(const struct tracker *t);
