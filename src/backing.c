@@ -13,9 +13,13 @@
  * belong to someone else).
  *
  * Accounting ("held"): a huge page counts as allocated from the moment any
- * of its pages is live on that side until it is punched. double_alloc_pages
- * of a side = its stale pages that are still held. On 4 KiB backings only a
- * failed punch leaves stale pages held; they are kept as pending runs.
+ * of its pages is live on that side until it is punched. While a page of it
+ * is live that follows from the tracker; afterwards (failed punch, or a huge
+ * page only partly inside the region) it is kept in the side's "retained"
+ * set, so the state costs nothing per huge page of guest memory.
+ * double_alloc_pages of a side = its stale pages that are still held. On
+ * 4 KiB backings only a failed punch leaves stale pages held; they are kept
+ * as pending runs.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -66,8 +70,7 @@ static bool side_present(const struct side *s)
 	return s->fd >= 0 || s->hva;
 }
 
-int side_init(struct side *s, int fd, void *hva, uint64_t offset, uint64_t npages,
-	      bool live_at_start)
+int side_init(struct side *s, int fd, void *hva, uint64_t offset)
 {
 	memset(s, 0, sizeof(*s));
 	s->fd = fd;
@@ -85,15 +88,10 @@ int side_init(struct side *s, int fd, void *hva, uint64_t offset, uint64_t npage
 		s->page_size = hva_page_size(hva);
 	}
 	if (side_is_huge(s)) {
-		uint64_t last = (s->offset + npages * PAGE_4K - 1) / s->page_size;
-
 		s->first_hpage = s->offset / s->page_size;
-		s->nhpages = last - s->first_hpage + 1;
-		s->held = calloc((s->nhpages + 63) / 64, sizeof(uint64_t));
-		if (!s->held)
+		/* room for the two edge huge pages, so retaining them never fails */
+		if (u64map_reserve(&s->retained, 2))
 			return -ENOMEM;
-		if (live_at_start)
-			memset(s->held, 0xff, (s->nhpages + 63) / 64 * sizeof(uint64_t));
 	}
 	return 0;
 }
@@ -101,7 +99,7 @@ int side_init(struct side *s, int fd, void *hva, uint64_t offset, uint64_t npage
 void side_fini(struct cvmconv *c, struct side *s)
 {
 	c->double_alloc_pages -= s->double_alloc_pages;
-	free(s->held);
+	u64map_fini(&s->retained);
 	free(s->pending);
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
@@ -132,19 +130,6 @@ static bool hpage_whole(const struct side *s, const struct region *r, uint64_t h
 	return to - from == s->page_size / PAGE_4K;
 }
 
-static bool held(const struct side *s, uint64_t h)
-{
-	return (s->held[h / 64] >> (h % 64)) & 1;
-}
-
-static void set_held(struct side *s, uint64_t h, bool value)
-{
-	if (value)
-		s->held[h / 64] |= 1ULL << (h % 64);
-	else
-		s->held[h / 64] &= ~(1ULL << (h % 64));
-}
-
 /* Pages of [from, to) that are stale on the side @private_side. */
 static uint64_t stale_pages(const struct region *r, bool private_side, uint64_t from, uint64_t to)
 {
@@ -157,6 +142,31 @@ static void adjust(struct cvmconv *c, struct side *s, int64_t pages)
 {
 	s->double_alloc_pages += (uint64_t)pages;
 	c->double_alloc_pages += (uint64_t)pages;
+}
+
+static uint64_t *retained(const struct side *s, uint64_t h)
+{
+	return u64map_find(&s->retained, h);
+}
+
+/* Keep huge page @h, which has no live page, as allocated. Only a punch
+ * failure can need memory here (edges were reserved at add); if even that
+ * fails, the page is forgotten: it stays allocated in the kernel until one
+ * of its pages is live and stale again, and the log says so. */
+static void retain(struct cvmconv *c, const struct region *r, struct side *s, uint64_t h)
+{
+	uint64_t lo, hi;
+
+	if (retained(s, h))
+		return;
+	if (u64map_reserve(&s->retained, 1) == 0) {
+		*u64map_insert(&s->retained, h) = 1;
+		return;
+	}
+	hpage_span(s, r, h, &lo, &hi);
+	adjust(c, s, -(int64_t)(hi - lo));
+	log_msg(c, LOG_ERR, "out of memory: huge page at offset 0x%llx stays allocated untracked",
+		(unsigned long long)((s->first_hpage + h) * s->page_size));
 }
 
 /* ---- kernel calls ---- */
@@ -263,13 +273,18 @@ static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s,
 		bool freeable = false;
 
 		if (h <= h_last) {
-			hpage_span(s, r, h, &lo, &hi);
-			if (held(s, h)) {
-				uint64_t a = lo > from ? lo : from, b = hi < to ? hi : to;
+			uint64_t a, b;
 
-				adjust(c, s, (int64_t)(b - a)); /* now stale while held */
-				freeable = hpage_whole(s, r, h) &&
-					   stale_pages(r, private_side, lo, hi) == hi - lo;
+			hpage_span(s, r, h, &lo, &hi);
+			a = lo > from ? lo : from;
+			b = hi < to ? hi : to;
+			/* those pages were live, so the huge page was held */
+			adjust(c, s, (int64_t)(b - a));
+			if (stale_pages(r, private_side, lo, hi) == hi - lo) {
+				if (hpage_whole(s, r, h))
+					freeable = true;
+				else
+					retain(c, r, s, h); /* never punched: not all ours */
 			}
 		}
 		if (freeable && run_n && run_to == lo) {
@@ -280,10 +295,10 @@ static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s,
 		/* close the current run of freeable huge pages: one call */
 		if (run_n) {
 			if (punch(c, s, run_from, run_to) == 0) {
-				for (uint64_t k = run_h; k < run_h + run_n; k++)
-					set_held(s, k, false);
 				adjust(c, s, -(int64_t)(run_to - run_from));
 			} else {
+				for (uint64_t k = run_h; k < run_h + run_n; k++)
+					retain(c, r, s, k);
 				s->retry_hpages += run_n;
 			}
 			run_n = 0;
@@ -301,18 +316,22 @@ static void huge_went_live(struct cvmconv *c, struct region *r, struct side *s, 
 			   uint64_t from, uint64_t to)
 {
 	for (uint64_t h = hpage_of(s, from); h <= hpage_of(s, to - 1); h++) {
-		uint64_t lo, hi;
+		uint64_t lo, hi, a, b, stale, *kept;
 
 		hpage_span(s, r, h, &lo, &hi);
-		if (held(s, h)) {
-			uint64_t a = lo > from ? lo : from, b = hi < to ? hi : to;
-
-			adjust(c, s, -(int64_t)(b - a)); /* were stale and held */
+		a = lo > from ? lo : from;
+		b = hi < to ? hi : to;
+		stale = stale_pages(r, private_side, lo, hi);
+		kept = retained(s, h);
+		if (kept || hi - lo - stale > b - a) {
+			/* held before: those pages were stale and counted */
+			adjust(c, s, -(int64_t)(b - a));
 		} else {
-			/* allocated again from now on: its other pages count */
-			set_held(s, h, true);
-			adjust(c, s, (int64_t)stale_pages(r, private_side, lo, hi));
+			/* allocated again from now on: its stale pages count */
+			adjust(c, s, (int64_t)stale);
 		}
+		if (kept) /* held through its live pages from now on */
+			u64map_remove(&s->retained, kept);
 	}
 }
 
@@ -351,26 +370,35 @@ static int flush_side(struct cvmconv *c, struct region *r, struct side *s, bool 
 	if (!side_present(s))
 		return 0;
 	if (side_is_huge(s)) {
-		uint64_t failed = 0;
+		uint64_t failed = 0, n = 0, *keys;
 
 		if (!s->retry_hpages)
 			return 0;
-		for (uint64_t h = 0; h < s->nhpages; h++) {
-			uint64_t lo, hi;
+		/* snapshot the keys: removal moves entries around */
+		keys = malloc(s->retained.count * sizeof(*keys));
+		if (!keys)
+			return -ENOMEM;
+		for (uint64_t i = 0; i < s->retained.cap; i++)
+			if (s->retained.slots[i].key != U64MAP_EMPTY)
+				keys[n++] = s->retained.slots[i].key;
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t h = keys[i], lo, hi;
+			int ret;
 
 			hpage_span(s, r, h, &lo, &hi);
-			if (!held(s, h) || !hpage_whole(s, r, h) ||
+			if (!hpage_whole(s, r, h) ||
 			    stale_pages(r, private_side, lo, hi) != hi - lo)
 				continue;
-			int ret = punch(c, s, lo, hi);
+			ret = punch(c, s, lo, hi);
 			if (ret == 0) {
-				set_held(s, h, false);
+				u64map_remove(&s->retained, retained(s, h));
 				adjust(c, s, -(int64_t)(hi - lo));
 			} else {
 				failed++;
 				err = ret;
 			}
 		}
+		free(keys);
 		s->retry_hpages = failed;
 		return err;
 	}
@@ -419,14 +447,13 @@ static uint64_t side_pending_bytes(const struct region *r, const struct side *s,
 		return 0;
 	if (!side_is_huge(s))
 		return s->double_alloc_pages * PAGE_4K; /* only failed punches hold pages */
-	if (!s->retry_hpages)
-		return 0;
-	for (uint64_t h = 0; h < s->nhpages; h++) {
-		uint64_t lo, hi;
+	for (uint64_t i = 0; i < s->retained.cap; i++) {
+		uint64_t h = s->retained.slots[i].key, lo, hi;
 
+		if (h == U64MAP_EMPTY)
+			continue;
 		hpage_span(s, r, h, &lo, &hi);
-		if (held(s, h) && hpage_whole(s, r, h) &&
-		    stale_pages(r, private_side, lo, hi) == hi - lo)
+		if (hpage_whole(s, r, h) && stale_pages(r, private_side, lo, hi) == hi - lo)
 			bytes += s->page_size;
 	}
 	return bytes;

@@ -157,11 +157,9 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 	r->shared.fd = r->private_.fd = -1;
 	err = tracker_init(&r->tr, in.gpa, in.size, private);
 	if (!err)
-		err = side_init(&r->shared, in.shared_fd, in.shared_hva, in.shared_offset,
-				r->npages, !private);
+		err = side_init(&r->shared, in.shared_fd, in.shared_hva, in.shared_offset);
 	if (!err)
-		err = side_init(&r->private_, in.private_fd, NULL, in.private_offset, r->npages,
-				private);
+		err = side_init(&r->private_, in.private_fd, NULL, in.private_offset);
 	if (err) {
 		region_free(c, r);
 		return err;

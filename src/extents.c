@@ -24,7 +24,6 @@
 
 #include "internal.h"
 
-#define EMPTY_SLOT UINT64_MAX
 #define FREE_NODES_KEPT 64
 
 struct run_node {
@@ -128,70 +127,17 @@ static bool interior(const struct tracker *t, uint64_t p)
 	return p > 0 && p < t->npages && ((t->gpa >> PAGE_SHIFT_4K) + p) % PAGES_PER_EXTENT;
 }
 
-static uint64_t slot_home(uint64_t extent, uint64_t cap)
-{
-	return ((extent * 0x9E3779B97F4A7C15ULL) >> 17) & (cap - 1);
-}
-
-static struct boundary_slot *slot_find(const struct tracker *t, uint64_t e)
-{
-	if (!t->bcap)
-		return NULL;
-	for (uint64_t i = slot_home(e, t->bcap);; i = (i + 1) & (t->bcap - 1)) {
-		if (t->bslots[i].extent == e)
-			return &t->bslots[i];
-		if (t->bslots[i].extent == EMPTY_SLOT)
-			return NULL;
-	}
-}
-
-/* Linear probing, deletion by shifting later entries back (no tombstones:
- * probe lengths stay bounded however long the VM runs). */
-static void slot_remove(struct tracker *t, struct boundary_slot *s)
-{
-	uint64_t mask = t->bcap - 1, hole = (uint64_t)(s - t->bslots);
-
-	for (uint64_t i = (hole + 1) & mask; t->bslots[i].extent != EMPTY_SLOT;
-	     i = (i + 1) & mask) {
-		uint64_t home = slot_home(t->bslots[i].extent, t->bcap);
-		bool stays = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
-
-		if (!stays) {
-			t->bslots[hole] = t->bslots[i];
-			hole = i;
-		}
-	}
-	t->bslots[hole].extent = EMPTY_SLOT;
-	t->bcount--;
-}
-
-static void slot_insert(struct tracker *t, uint64_t e, uint64_t count)
-{
-	uint64_t i = slot_home(e, t->bcap);
-
-	while (t->bslots[i].extent != EMPTY_SLOT)
-		i = (i + 1) & (t->bcap - 1);
-	t->bslots[i].extent = e;
-	t->bslots[i].count = count;
-	t->bcount++;
-}
-
 static void boundary(struct tracker *t, uint64_t p, bool add)
 {
-	struct boundary_slot *s;
-	uint64_t e;
+	uint64_t *count;
 
 	if (!interior(t, p))
 		return;
-	e = extent_of(t, p);
-	s = slot_find(t, e);
 	if (add) {
-		if (s)
-			s->count++;
-		else
-			slot_insert(t, e, 1); /* room guaranteed by tracker_reserve() */
-	} else if (s && --s->count == 0) {
-		slot_remove(t, s);
+		/* room guaranteed by tracker_reserve() */
+		(*u64map_insert(&t->boundaries, extent_of(t, p)))++;
+	} else if ((count = u64map_find(&t->boundaries, extent_of(t, p))) && --*count == 0) {
+		u64map_remove(&t->boundaries, count);
 	}
 }
 
@@ -239,8 +185,6 @@ static void tree_free(struct run_node *n)
 
 int tracker_reserve(struct tracker *t, uint64_t extra)
 {
-	uint64_t need = t->bcount + 2 * extra, cap = t->bcap ? t->bcap : 8;
-
 	while (t->nfree < extra) {
 		struct run_node *n = malloc(sizeof(*n));
 
@@ -259,25 +203,8 @@ int tracker_reserve(struct tracker *t, uint64_t extra)
 		t->nodes_allocated--;
 		free(n);
 	}
-	while (need * 2 > cap)
-		cap *= 2;
-	if (cap != t->bcap) {
-		struct boundary_slot *old = t->bslots, *fresh = malloc(cap * sizeof(*fresh));
-		uint64_t old_cap = t->bcap;
-
-		if (!fresh)
-			return -ENOMEM;
-		for (uint64_t i = 0; i < cap; i++)
-			fresh[i].extent = EMPTY_SLOT;
-		t->bslots = fresh;
-		t->bcap = cap;
-		t->bcount = 0;
-		for (uint64_t i = 0; i < old_cap; i++)
-			if (old[i].extent != EMPTY_SLOT)
-				slot_insert(t, old[i].extent, old[i].count);
-		free(old);
-	}
-	return 0;
+	/* each new run adds at most two boundaries */
+	return u64map_reserve(&t->boundaries, 2 * extra);
 }
 
 /* ---- the tracker interface ---- */
@@ -306,7 +233,7 @@ void tracker_fini(struct tracker *t)
 		t->free_nodes = n->l;
 		free(n);
 	}
-	free(t->bslots);
+	u64map_fini(&t->boundaries);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -428,7 +355,7 @@ uint64_t tracker_private_pages(const struct tracker *t)
 
 uint64_t tracker_mixed(const struct tracker *t)
 {
-	return t->bcount;
+	return t->boundaries.count;
 }
 
 uint64_t tracker_uniform_full_extents(const struct tracker *t)
@@ -444,15 +371,15 @@ uint64_t tracker_uniform_full_extents(const struct tracker *t)
 
 		if (lo >= first && hi <= last)
 			whole++;
-		else if (slot_find(t, edges[i]))
+		else if (u64map_find(&t->boundaries, edges[i]))
 			partial_mixed++;
 	}
 	whole += t->nextents > 2 ? t->nextents - 2 : 0;
-	return whole - (t->bcount - partial_mixed);
+	return whole - (t->boundaries.count - partial_mixed);
 }
 
 uint64_t tracker_heap_bytes(const struct tracker *t)
 {
 	return t->nodes_allocated * sizeof(struct run_node) +
-	       t->bcap * sizeof(struct boundary_slot);
+	       t->boundaries.cap * sizeof(struct u64map_slot);
 }

@@ -25,10 +25,29 @@
 
 #define HIDDEN __attribute__((visibility("hidden")))
 
+/* ---- u64map.c: 64-bit key -> value hash (see there) ---- */
+
+#define U64MAP_EMPTY UINT64_MAX /* the one key that cannot be stored */
+
+struct u64map_slot {
+	uint64_t key, value;
+};
+
+struct u64map {
+	struct u64map_slot *slots;
+	uint64_t cap, count;
+};
+
+HIDDEN uint64_t *u64map_find(const struct u64map *m, uint64_t key);
+/* Room must have been reserved; returns the (new: zero) value. */
+HIDDEN uint64_t *u64map_insert(struct u64map *m, uint64_t key);
+HIDDEN void u64map_remove(struct u64map *m, uint64_t *value);
+HIDDEN int u64map_reserve(struct u64map *m, uint64_t extra);
+HIDDEN void u64map_fini(struct u64map *m);
+
 /* ---- extents.c: per-region private/shared state in 2 MiB extents ---- */
 
 struct run_node;
-struct boundary_slot;
 
 struct tracker {
 	uint64_t gpa, npages;  /* region range in 4 KiB pages from gpa */
@@ -37,9 +56,9 @@ struct tracker {
 	struct run_node *root; /* private runs, a treap ordered by start */
 	struct run_node *free_nodes;
 	uint64_t nfree, nodes_allocated;
-	uint32_t prio;		      /* treap priorities: a private LCG, not guest-controlled */
-	struct boundary_slot *bslots; /* extent -> run boundaries inside it */
-	uint64_t bcap, bcount;	      /* bcount = mixed extents */
+	uint32_t prio;		  /* treap priorities: a private LCG, not guest-controlled */
+	struct u64map boundaries; /* extent -> run boundaries strictly inside it;
+				   * its count is the number of mixed extents */
 };
 
 HIDDEN int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private);
@@ -68,11 +87,14 @@ struct side {
 	void *hva;	    /* used when fd < 0 (madvise path) */
 	uint64_t offset;    /* file offset (fd) or hva address of the region start */
 	uint64_t page_size; /* unit the kernel frees: 4 KiB or huge page size */
-	/* Huge backings: one bit per backing page overlapping the region, set
-	 * while that page counts as allocated ("held"). */
-	uint64_t *held;
-	uint64_t first_hpage, nhpages; /* hpage index = (offset + rel) / page_size */
-	uint64_t retry_hpages;	       /* failed huge punches waiting for flush */
+	/* Huge backings: a huge page counts as allocated ("held") while any of
+	 * its pages is live here, and after that until it is punched. The
+	 * second kind — no live page, still allocated: a failed punch, or a
+	 * huge page only partly inside the region, which is never punched —
+	 * are kept here, keyed by hpage index relative to first_hpage. */
+	struct u64map retained;
+	uint64_t first_hpage;  /* (offset) / page_size */
+	uint64_t retry_hpages; /* retained after a failed punch */
 	/* 4 KiB backings: ranges (region pages) whose punch failed. */
 	struct pending_run {
 		uint64_t from, to;
@@ -93,8 +115,8 @@ static inline struct side *region_side(struct region *r, bool private_side)
 	return private_side ? &r->private_ : &r->shared;
 }
 
-HIDDEN int side_init(struct side *s, int fd, void *hva, uint64_t offset, uint64_t npages,
-		     bool live_at_start);
+/* The side the region starts on is held through its live pages. */
+HIDDEN int side_init(struct side *s, int fd, void *hva, uint64_t offset);
 HIDDEN void side_fini(struct cvmconv *c, struct side *s);
 HIDDEN bool side_is_huge(const struct side *s);
 
