@@ -126,22 +126,75 @@ static int set_attributes(struct cvmconv *c, uint64_t gpa, uint64_t end, bool pr
 	return op_set_memory_attributes(c, gpa, end - gpa, private ? CVMCONV_ATTR_PRIVATE : 0);
 }
 
-/* One validated request of a transaction and the regions it covers. */
+/* One validated request of a transaction, the regions it covers and its
+ * runs. Planning walks the tracker once; the few runs of a typical request
+ * are kept here for every later phase. A request with more runs (a hostile
+ * checkerboard, say) is walked again in each phase instead. */
+#define PLANNED_RUNS 8
+
 struct planned {
 	const struct conversion *cv;
 	uint32_t first, last;
+	uint32_t nruns;
+	bool walk; /* more than PLANNED_RUNS runs: walk the tracker each time */
+	struct {
+		uint64_t gpa, end;
+	} run[PLANNED_RUNS];
 };
+
+struct run_iter {
+	const struct planned *p;
+	uint32_t i;
+	struct run_walk w;
+};
+
+static void runs_start(struct run_iter *it, struct cvmconv *c, const struct planned *p)
+{
+	it->p = p;
+	it->i = 0;
+	if (p->walk)
+		walk_start(&it->w, c, p->cv, p->first, p->last);
+}
+
+static bool runs_next(struct run_iter *it, uint64_t *gpa, uint64_t *end)
+{
+	if (it->p->walk)
+		return walk_next(&it->w, gpa, end);
+	if (it->i == it->p->nruns)
+		return false;
+	*gpa = it->p->run[it->i].gpa;
+	*end = it->p->run[it->i++].end;
+	return true;
+}
+
+static void plan(struct cvmconv *c, struct planned *p)
+{
+	struct run_walk w;
+	uint64_t gpa, end;
+
+	p->nruns = 0;
+	p->walk = false;
+	walk_start(&w, c, p->cv, p->first, p->last);
+	while (walk_next(&w, &gpa, &end)) {
+		if (p->nruns == PLANNED_RUNS) {
+			p->walk = true;
+			return;
+		}
+		p->run[p->nruns].gpa = gpa;
+		p->run[p->nruns++].end = end;
+	}
+}
 
 /* Set back the first @applied runs of @p[0..n) (those whose update
  * succeeded). Returns -ENOTRECOVERABLE if the kernel refuses. */
 static int rollback(struct cvmconv *c, const struct planned *p, size_t n, uint64_t applied)
 {
 	for (size_t k = 0; k < n && applied; k++) {
-		struct run_walk w;
+		struct run_iter it;
 		uint64_t gpa, end;
 
-		walk_start(&w, c, p[k].cv, p[k].first, p[k].last);
-		while (applied && walk_next(&w, &gpa, &end)) {
+		runs_start(&it, c, &p[k]);
+		while (applied && runs_next(&it, &gpa, &end)) {
 			int ret = set_attributes(c, gpa, end, !p[k].cv->to_private);
 
 			applied--;
@@ -169,11 +222,11 @@ static int apply(struct cvmconv *c, const struct planned *p, size_t n)
 	uint64_t applied = 0;
 
 	for (size_t k = 0; k < n; k++) {
-		struct run_walk w;
+		struct run_iter it;
 		uint64_t gpa, end;
 
-		walk_start(&w, c, p[k].cv, p[k].first, p[k].last);
-		while (walk_next(&w, &gpa, &end)) {
+		runs_start(&it, c, &p[k]);
+		while (runs_next(&it, &gpa, &end)) {
 			int err = set_attributes(c, gpa, end, p[k].cv->to_private);
 
 			if (err) {
@@ -198,11 +251,11 @@ static void notify_after(struct cvmconv *c, const struct planned *p, size_t n, i
 			 size_t stop_req, uint64_t stop_run, unsigned stop_listener)
 {
 	for (size_t k = 0; k < n && k <= stop_req; k++) {
-		struct run_walk w;
+		struct run_iter it;
 		uint64_t gpa, end, run = 0;
 
-		walk_start(&w, c, p[k].cv, p[k].first, p[k].last);
-		while (walk_next(&w, &gpa, &end)) {
+		runs_start(&it, c, &p[k]);
+		while (runs_next(&it, &gpa, &end)) {
 			bool last_run = k == stop_req && run == stop_run;
 
 			for (unsigned l = 0; l < c->nlisteners; l++) {
@@ -226,11 +279,11 @@ static bool notify_before(struct cvmconv *c, const struct planned *p, size_t n)
 	if (!c->nlisteners)
 		return true;
 	for (size_t k = 0; k < n; k++) {
-		struct run_walk w;
+		struct run_iter it;
 		uint64_t gpa, end, run = 0;
 
-		walk_start(&w, c, p[k].cv, p[k].first, p[k].last);
-		while (walk_next(&w, &gpa, &end)) {
+		runs_start(&it, c, &p[k]);
+		while (runs_next(&it, &gpa, &end)) {
 			for (unsigned l = 0; l < c->nlisteners; l++) {
 				const struct cvmconv_listener *li = &c->listeners[l];
 
@@ -257,16 +310,18 @@ static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 {
 	for (size_t k = 0; k < n; k++) {
 		const struct conversion *cv = p[k].cv;
-		struct run_walk w;
+		struct run_iter it;
 		uint64_t gpa, end, changed = 0;
 
-		walk_start(&w, c, cv, p[k].first, p[k].last);
-		while (walk_next(&w, &gpa, &end)) {
+		runs_start(&it, c, &p[k]);
+		while (runs_next(&it, &gpa, &end)) {
 			for (uint32_t i = p[k].first; i <= p[k].last; i++) {
 				struct region *r = c->regions[i];
 				uint64_t from, to;
 
-				if (gpa >= r->gpa + r->size || end <= r->gpa)
+				if (end <= r->gpa)
+					break;
+				if (gpa >= r->gpa + r->size)
 					continue;
 				clip(r, gpa, end, &from, &to);
 				tracker_set(&r->tr, from, to, cv->to_private);
@@ -340,6 +395,8 @@ static int transact(struct cvmconv *c, struct planned *p, size_t n, int *guest_e
 		if (tracker_reserve(&c->regions[p[k].first]->tr, 2) ||
 		    tracker_reserve(&c->regions[p[k].last]->tr, 2))
 			return -ENOMEM;
+	for (size_t k = 0; k < n; k++)
+		plan(c, &p[k]);
 	if (!notify_before(c, p, n))
 		return refuse(c, p[0].cv, "vetoed by a listener", CVMCONV_KVM_EPERM, guest_err);
 	err = apply(c, p, n);
