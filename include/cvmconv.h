@@ -234,9 +234,11 @@ CVMCONV_API int cvmconv_is_private(struct cvmconv *c, uint64_t gpa);
  * once the run is converted and its stale side released (result 0) — the
  * place to map pages that turned shared — or when the request was abandoned
  * (result -ECANCELED: vetoed or failed; undo what before() did). Every
- * before() gets exactly one after(). A non-zero return from before() vetoes
- * the whole request: nothing changes and a guest gets -KVM_EPERM. Both are
- * called with the context lock held and must not call back into the library.
+ * before() that returned 0 gets exactly one after(); the before() that
+ * vetoes gets none, and listeners after it in registration order do not hear
+ * that run at all. A non-zero return from before() vetoes the whole request:
+ * nothing changes and a guest gets -KVM_EPERM. Both are called with the
+ * context lock held and must not call back into the library.
  */
 struct cvmconv_listener {
 	size_t sz; /* sizeof(struct cvmconv_listener) */
@@ -249,7 +251,8 @@ struct cvmconv_listener {
 
 /**
  * cvmconv_add_listener() - register a listener (copied).
- * Return: a listener id >= 0, or -EINVAL (bad sz, no callback), -ENOSPC
+ * Return: a listener id >= 0, or -EINVAL (bad sz, no callback), -E2BIG (sz
+ * larger than known with a non-zero tail), -ENOSPC
  * (CVMCONV_MAX_LISTENERS reached).
  * Thread safety: thread-safe; takes effect from the next request.
  */

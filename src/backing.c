@@ -33,18 +33,20 @@
 
 /* ---- page size of a host mapping ---- */
 
-/* Kernel page size of the mapping holding @hva, from /proc/self/smaps
- * (fs/proc/task_mmu.c show_smap: "KernelPageSize:"); 4096 if not found. */
-static uint64_t hva_page_size(const void *hva)
+/* Kernel page size and sharing of the mapping holding @hva, from
+ * /proc/self/smaps (fs/proc/task_mmu.c: "KernelPageSize:", and "sh" in
+ * "VmFlags:" for a shared mapping). Defaults: 4096, shared. */
+static void hva_mapping(const void *hva, uint64_t *page_size, bool *shared)
 {
 	uintptr_t addr = (uintptr_t)hva;
 	char line[512];
 	bool inside = false;
-	uint64_t size = PAGE_4K;
 	FILE *f = fopen("/proc/self/smaps", "re");
 
+	*page_size = PAGE_4K;
+	*shared = true;
 	if (!f)
-		return PAGE_4K;
+		return;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi, kb;
 
@@ -52,12 +54,13 @@ static uint64_t hva_page_size(const void *hva)
 		    strchr(line, '-') < strchr(line, ' ')) {
 			inside = addr >= lo && addr < hi;
 		} else if (inside && sscanf(line, "KernelPageSize: %lu kB", &kb) == 1) {
-			size = (uint64_t)kb * 1024;
+			*page_size = (uint64_t)kb * 1024;
+		} else if (inside && !strncmp(line, "VmFlags:", 8)) {
+			*shared = strstr(line, " sh") != NULL;
 			break;
 		}
 	}
 	fclose(f);
-	return size;
 }
 
 bool side_is_huge(const struct side *s)
@@ -85,7 +88,15 @@ int side_init(struct side *s, int fd, void *hva, uint64_t offset)
 	} else if (hva) {
 		s->hva = hva;
 		s->offset = (uint64_t)(uintptr_t)hva;
-		s->page_size = hva_page_size(hva);
+		hva_mapping(hva, &s->page_size, &s->hva_shared);
+	}
+	if (!side_is_huge(s) && (fd >= 0 || hva)) {
+		/* room for failed punches from the start: a punch failure must
+		 * never also lose track of the memory for want of memory */
+		s->pending = malloc(8 * sizeof(*s->pending));
+		if (!s->pending)
+			return -ENOMEM;
+		s->pending_cap = 8;
 	}
 	if (side_is_huge(s)) {
 		s->first_hpage = s->offset / s->page_size;
@@ -179,6 +190,9 @@ static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
 	c->n.punches++;
 	if (s->fd >= 0)
 		ret = op_punch(c, s->fd, s->offset + from * PAGE_4K, len);
+	else if (!s->hva_shared && !c->ops.discard_hva)
+		ret = kvm_discard_private_hva(c, (void *)(uintptr_t)(s->offset + from * PAGE_4K),
+					      len);
 	else
 		ret = op_discard_hva(c, (void *)(uintptr_t)(s->offset + from * PAGE_4K), len);
 	if (ret < 0) {

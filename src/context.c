@@ -14,7 +14,7 @@
 
 /* Copy a caller's sz-prefixed struct into ours (libbpf-style options): a
  * shorter one is zero-extended, a longer one must have a zero tail. */
-static int copy_sized(void *dst, size_t ours, const void *src, size_t theirs, size_t minimum)
+int copy_sized(void *dst, size_t ours, const void *src, size_t theirs, size_t minimum)
 {
 	if (theirs < minimum)
 		return -EINVAL;

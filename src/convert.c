@@ -445,17 +445,15 @@ int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges,
 
 	if (!c || (flags & ~CVMCONV_BATCH_GUEST) || (guest && !hc_ret) || (n && !ranges))
 		return -EINVAL;
-	if (n > CVMCONV_BATCH_MAX)
-		return -E2BIG;
-	if (n) {
+	err = n > CVMCONV_BATCH_MAX ? -E2BIG : 0;
+	if (!err && n) {
 		cv = calloc(n, sizeof(*cv));
 		p = calloc(n, sizeof(*p));
-		if (!cv || !p) {
-			free(cv);
-			free(p);
-			return -ENOMEM;
-		}
+		if (!cv || !p)
+			err = -ENOMEM;
 	}
+	if (err)
+		goto out;
 	/* Sort a copy; the ranges are disjoint, so order does not change the
 	 * result, and sorted neighbours of one direction merge into one run. */
 	for (size_t i = 0; i < n; i++) {

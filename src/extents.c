@@ -378,6 +378,21 @@ uint64_t tracker_uniform_full_extents(const struct tracker *t)
 	return whole - (t->boundaries.count - partial_mixed);
 }
 
+int tracker_edge_extent(const struct tracker *t, bool last)
+{
+	uint64_t e = last ? t->nextents - 1 : 0;
+	uint64_t lo = (t->first_extent + e) * PAGES_PER_EXTENT - (t->gpa >> PAGE_SHIFT_4K);
+	uint64_t hi = lo + PAGES_PER_EXTENT, priv;
+
+	/* lo may "underflow" for the first extent: clamp through signed math */
+	if ((int64_t)lo < 0)
+		lo = 0;
+	if (hi > t->npages)
+		hi = t->npages;
+	priv = tracker_count_private(t, lo, hi);
+	return priv == 0 ? EDGE_SHARED : priv == hi - lo ? EDGE_PRIVATE : EDGE_MIXED;
+}
+
 uint64_t tracker_heap_bytes(const struct tracker *t)
 {
 	return t->nodes_allocated * sizeof(struct run_node) +

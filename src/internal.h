@@ -79,12 +79,16 @@ HIDDEN uint64_t tracker_private_pages(const struct tracker *t);
 /* Whole 2 MiB extents inside the region that are uniform. */
 HIDDEN uint64_t tracker_uniform_full_extents(const struct tracker *t);
 HIDDEN uint64_t tracker_heap_bytes(const struct tracker *t);
+/* State of the region's first (or last) extent within the region. */
+enum { EDGE_SHARED, EDGE_PRIVATE, EDGE_MIXED };
+HIDDEN int tracker_edge_extent(const struct tracker *t, bool last);
 
 /* ---- backing.c: one side (shared or private) of a region ---- */
 
 struct side {
 	int fd;		    /* -1 with hva == NULL: no backing, nothing to punch */
 	void *hva;	    /* used when fd < 0 (madvise path) */
+	bool hva_shared;    /* MAP_SHARED: MADV_REMOVE; private: MADV_DONTNEED */
 	uint64_t offset;    /* file offset (fd) or hva address of the region start */
 	uint64_t page_size; /* unit the kernel frees: 4 KiB or huge page size */
 	/* Huge backings: a huge page counts as allocated ("held") while any of
@@ -161,6 +165,7 @@ HIDDEN int kvm_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size,
 				     uint64_t attributes);
 HIDDEN int kvm_punch(void *opaque, int fd, uint64_t offset, uint64_t len);
 HIDDEN int kvm_discard_hva(void *opaque, void *hva, uint64_t len);
+HIDDEN int kvm_discard_private_hva(void *opaque, void *hva, uint64_t len);
 HIDDEN int kvm_probe_private_attribute(int vm_fd);
 
 /* Kernel calls go through these: the VMM's op with its opaque, or ours. */
@@ -212,6 +217,10 @@ HIDDEN uint64_t stats_double_alloc_bytes(const struct cvmconv *c);
 HIDDEN void stats_update_peak(struct cvmconv *c);
 
 /* context.c */
+/* Copy a caller's sz-prefixed struct into ours: shorter ones are
+ * zero-extended, longer ones must have a zero tail (-E2BIG); below @minimum
+ * bytes -EINVAL. */
+HIDDEN int copy_sized(void *dst, size_t ours, const void *src, size_t theirs, size_t minimum);
 HIDDEN struct region *context_find_region(struct cvmconv *c, uint64_t gpa, uint32_t *idx);
 
 /* convert.c: the whole transaction (validate, policy, plan, apply, punch).

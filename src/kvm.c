@@ -76,6 +76,19 @@ int kvm_discard_hva(void *opaque, void *hva, uint64_t len)
 	return 0;
 }
 
+int kvm_discard_private_hva(void *opaque, void *hva, uint64_t len)
+{
+	(void)opaque;
+	if (len > SIZE_MAX)
+		return -EINVAL;
+	/* A MAP_PRIVATE mapping (e.g. anonymous guest RAM, QEMU's default
+	 * memory-backend-ram): madvise_remove (mm/madvise.c) refuses it with
+	 * EINVAL, and MADV_DONTNEED is what frees its anonymous pages. */
+	if (madvise(hva, (size_t)len, MADV_DONTNEED) != 0)
+		return -errno;
+	return 0;
+}
+
 int kvm_probe_private_attribute(int vm_fd)
 {
 	int mask = -1;

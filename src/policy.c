@@ -41,12 +41,7 @@ bool policy_allows(struct cvmconv *c, uint64_t gpa, uint64_t size, bool to_priva
 		return true;
 	case CVMCONV_UNALIGNED_REJECT:
 	default:
-		log_guest(c, LOG_WARNING,
-			  "refused unaligned conversion to %s: gpa 0x%llx size 0x%llx (granule "
-			  "0x%llx, policy %s)",
-			  to_private ? "private" : "shared", (unsigned long long)gpa,
-			  (unsigned long long)size, (unsigned long long)c->granule,
-			  policy_names[CVMCONV_UNALIGNED_REJECT]);
+		/* the refusal is logged once, with its reason, by convert.c */
 		return false;
 	}
 }

@@ -46,6 +46,18 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 
 		s.mixed_extents += tracker_mixed(&r->tr);
 		s.extents += r->tr.nextents;
+		/* A 2 MiB extent split between this region and the previous one
+		 * is one extent: count it once, mixed if either part is mixed or
+		 * the parts disagree. */
+		if (i && c->regions[i - 1]->tr.first_extent + c->regions[i - 1]->tr.nextents - 1 ==
+				 r->tr.first_extent) {
+			int a = tracker_edge_extent(&c->regions[i - 1]->tr, true);
+			int b = tracker_edge_extent(&r->tr, false);
+
+			s.extents--;
+			s.mixed_extents -= (a == EDGE_MIXED) + (b == EDGE_MIXED);
+			s.mixed_extents += a == EDGE_MIXED || b == EDGE_MIXED || a != b;
+		}
 		s.guest_bytes += r->size;
 		s.huge_mappable_bytes += tracker_uniform_full_extents(&r->tr) * EXTENT_BYTES;
 		s.punch_pending_bytes += backing_pending_bytes(r);

@@ -157,19 +157,19 @@ static uint64_t model_double_alloc(void)
 
 static uint64_t model_mixed(void)
 {
-	uint64_t mixed = 0;
-	/* extents are per region, aligned in GPA space */
-	for (int r = 0; r < NREG; r++) {
-		uint64_t g = M->reg[r].gpa, end = g + M->reg[r].size;
-		for (uint64_t e = g & ~(SZ_2M - 1); e < end; e += SZ_2M) {
-			bool any_p = false, any_s = false;
-			for (uint64_t a = e < g ? g : e; a < e + SZ_2M && a < end; a += SZ_4K) {
-				bool pv = M->priv[(a - M->base) / SZ_4K];
-				any_p |= pv;
-				any_s |= !pv;
-			}
-			mixed += any_p && any_s;
+	uint64_t mixed = 0, g = M->base, end = M->base + M->npages * SZ_4K;
+
+	/* extents are 2 MiB frames of guest physical space; one split between
+	 * two adjacent regions is still one extent */
+	for (uint64_t e = g & ~(SZ_2M - 1); e < end; e += SZ_2M) {
+		bool any_p = false, any_s = false;
+
+		for (uint64_t a = e < g ? g : e; a < e + SZ_2M && a < end; a += SZ_4K) {
+			bool pv = M->priv[(a - M->base) / SZ_4K];
+			any_p |= pv;
+			any_s |= !pv;
 		}
+		mixed += any_p && any_s;
 	}
 	return mixed;
 }

@@ -1,0 +1,671 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What every path shares: the backings, the cvmconv context, the strict
+ * attribute recorder used when there is no KVM, the exit dispatcher, and the
+ * checks that run after every step (guest-visible and host-visible content
+ * against the model, the library's view, the kernel's view).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "mini-vmm.h"
+
+uint64_t fd_allocated(int fd)
+{
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+void vmm_check(struct vmm *v, bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ok) {
+		v->checks_ok++;
+		return;
+	}
+	v->checks_failed++;
+	v->failed = true;
+	printf("     CHECK FAILED: ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+}
+
+/* ---- strict attribute recorder (no KVM) ---- */
+
+/* The validation of kvm_vm_ioctl_set_mem_attributes (virt/kvm/kvm_main.c):
+ * only KVM_MEMORY_ATTRIBUTE_PRIVATE is supported on a private-memory VM;
+ * size 0, a wrapping range or one not 4 KiB aligned is -EINVAL. KVM does
+ * not check memslots; the recorder only knows the VMM's window and refuses
+ * the rest, which cvmconv never asks for. */
+static int rec_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size, uint64_t attrs)
+{
+	struct vmm *v = opaque;
+	int ret = 0;
+
+	v->rec_calls++;
+	if ((attrs & ~CVMCONV_ATTR_PRIVATE) || size == 0 || gpa + size < gpa ||
+	    ((gpa | size) & (PAGE_SIZE_4K - 1)) || gpa < GUEST_BASE ||
+	    gpa + size > GUEST_BASE + WINDOW_SIZE) {
+		v->rec_refused++;
+		return -EINVAL;
+	}
+	if (v->on_attributes)
+		ret = v->on_attributes(v, gpa, size, attrs != 0);
+	if (ret == 0)
+		memset(&v->rec_private[model_page(gpa)], attrs ? 1 : 0, size / PAGE_SIZE_4K);
+	return ret;
+}
+
+static const struct cvmconv_ops recorder_ops = {
+	.set_memory_attributes = rec_set_memory_attributes,
+	/* punch, discard_hva: NULL = the real fallocate / madvise */
+};
+
+const struct cvmconv_ops *vmm_recorder_ops(void)
+{
+	return &recorder_ops;
+}
+
+int vmm_set_attributes(struct vmm *v, uint64_t gpa, uint64_t size, bool private_)
+{
+	if (v->vm_fd >= 0) {
+		struct kvm_memory_attributes a = {
+			.address = gpa,
+			.size = size,
+			.attributes = private_ ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+		};
+		int r;
+
+		do
+			r = ioctl(v->vm_fd, KVM_SET_MEMORY_ATTRIBUTES, &a);
+		while (r < 0 && (errno == EINTR || errno == EAGAIN));
+		return r < 0 ? -errno : 0;
+	}
+	return rec_set_memory_attributes(v, gpa, size, private_ ? CVMCONV_ATTR_PRIVATE : 0);
+}
+
+/* ---- backings ---- */
+
+static uint8_t *map_fd(int fd, uint64_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void fill_pattern(uint8_t *map, uint64_t gpa0, uint64_t from, uint64_t to, uint32_t seed)
+{
+	for (uint64_t gpa = from; gpa < to; gpa += 4)
+		*(uint32_t *)(map + (gpa - gpa0)) = pattern_at(gpa, seed);
+}
+
+int vmm_setup_backings(struct vmm *v, bool want_huge)
+{
+	char why[160] = "--shmem given";
+	int fd = -1;
+
+	if (want_huge && hugepages_reserve((long)(RAM_SIZE / HUGE_SIZE), why, sizeof(why))) {
+		fd = cvmconv_memfd_create("mini-vmm-shared", RAM_SIZE, HUGE_SIZE);
+		if (fd < 0)
+			snprintf(why, sizeof(why), "memfd_create(MFD_HUGETLB): %s", strerror(-fd));
+		/* hugetlbfs reserves its pages at mmap: ENOMEM here, not SIGBUS later */
+		if (fd >= 0 && !(v->shared_map = map_fd(fd, RAM_SIZE))) {
+			snprintf(why, sizeof(why), "mmap of huge pages: %s", strerror(errno));
+			close(fd);
+			fd = -1;
+		}
+	}
+	if (fd >= 0) {
+		v->shared_huge = true;
+		printf("shared backing : memfd with 2 MiB huge pages (MFD_HUGETLB)\n");
+	} else {
+		hugepages_restore();
+		printf("shared backing : shmem memfd (no huge pages: %s)\n", why);
+		fd = cvmconv_memfd_create("mini-vmm-shared", RAM_SIZE, PAGE_SIZE_4K);
+		if (fd < 0 || !(v->shared_map = map_fd(fd, RAM_SIZE))) {
+			fprintf(stderr, "shared memfd: %s\n", strerror(fd < 0 ? -fd : errno));
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+	}
+	v->shared_fd = fd;
+
+	v->noslot_fd = cvmconv_memfd_create("mini-vmm-noslot", NOSLOT_SIZE, PAGE_SIZE_4K);
+	if (v->noslot_fd < 0 || !(v->noslot_map = map_fd(v->noslot_fd, NOSLOT_SIZE))) {
+		fprintf(stderr, "no-guest_memfd slot memfd: failed\n");
+		return -1;
+	}
+	if (v->path != PATH_KVM) {
+		v->private_fd = cvmconv_memfd_create("mini-vmm-private", RAM_SIZE, PAGE_SIZE_4K);
+		if (v->private_fd < 0 || !(v->private_map = map_fd(v->private_fd, RAM_SIZE))) {
+			fprintf(stderr, "private stand-in memfd: failed\n");
+			return -1;
+		}
+		printf("private backing: shmem memfd standing in for guest_memfd\n");
+	}
+	/* The VMM's markers: what the host put there, so that "punched" (zeros)
+	 * and "never touched" can be told apart. */
+	fill_pattern(v->shared_map, GUEST_BASE, TEST_GPA, GUEST_BASE + RAM_SIZE, SEED_HOST);
+	fill_pattern(v->noslot_map, NOSLOT_GPA, NOSLOT_GPA, NOSLOT_GPA + NOSLOT_SIZE, SEED_NOSLOT);
+	model_init(&v->model, v->shared_huge ? HUGE_SIZE : PAGE_SIZE_4K);
+	return 0;
+}
+
+static const char *level_name(int level)
+{
+	if (level <= LOG_ERR)
+		return "err";
+	if (level <= LOG_WARNING)
+		return "warn";
+	return level <= LOG_INFO ? "info" : "debug";
+}
+
+static void log_cb(void *opaque, int level, const char *msg)
+{
+	(void)opaque;
+	printf("     cvmconv %s: %s\n", level_name(level), msg);
+}
+
+int vmm_setup_conv(struct vmm *v)
+{
+	struct cvmconv_config cfg = {
+		.sz = sizeof(cfg),
+		.vm_fd = v->vm_fd,
+		.unaligned = CVMCONV_UNALIGNED_LOG, /* convert, count and say so */
+		.log = log_cb,
+	};
+	struct cvmconv_region r = {
+		.sz = sizeof(r),
+		.gpa = GUEST_BASE,
+		.size = RAM_SIZE,
+		.private_fd = v->private_fd,
+		.shared_fd = v->shared_fd,
+		.unaligned = -1,
+	};
+	int ret;
+
+	if (v->vm_fd < 0) {
+		cfg.ops = &recorder_ops;
+		cfg.ops_opaque = v;
+	}
+	ret = cvmconv_create(&cfg, &v->conv);
+	if (ret) {
+		fprintf(stderr, "cvmconv_create: %s\n", strerror(-ret));
+		return -1;
+	}
+	ret = cvmconv_add_region(v->conv, &r);
+	if (ret) {
+		fprintf(stderr, "cvmconv_add_region: %s\n", strerror(-ret));
+		return -1;
+	}
+	/* Slot 1 has no guest_memfd and no cvmconv region; one of its pages is
+	 * made private on purpose (KVM does not check memslots when setting
+	 * attributes), for the memory fault no conversion can resolve. */
+	ret = vmm_set_attributes(v, NOSLOT_GPA, PAGE_SIZE_4K, true);
+	if (ret) {
+		fprintf(stderr, "KVM_SET_MEMORY_ATTRIBUTES(slot 1): %s\n", strerror(-ret));
+		return -1;
+	}
+	printf("attributes     : %s\n",
+	       v->vm_fd >= 0 ? "KVM (KVM_SET_MEMORY_ATTRIBUTES on the VM fd)"
+			     : "strict recorder (validated like KVM_SET_MEMORY_ATTRIBUTES)");
+	printf("layout         : slot 0 RAM gpa %#" PRIx64 "..%#" PRIx64 " (code at %#" PRIx64
+	       ", converted from %#" PRIx64 "), slot 1 without guest_memfd at %#" PRIx64
+	       "..%#" PRIx64 "\n",
+	       GUEST_BASE, GUEST_BASE + RAM_SIZE, CODE_GPA, TEST_GPA, NOSLOT_GPA,
+	       NOSLOT_GPA + NOSLOT_SIZE);
+	return 0;
+}
+
+void vmm_teardown(struct vmm *v)
+{
+	if (v->conv)
+		cvmconv_destroy(v->conv);
+	v->conv = NULL;
+	if (v->shared_map)
+		munmap(v->shared_map, RAM_SIZE);
+	if (v->private_map)
+		munmap(v->private_map, RAM_SIZE);
+	if (v->noslot_map)
+		munmap(v->noslot_map, NOSLOT_SIZE);
+	v->shared_map = v->private_map = v->noslot_map = NULL;
+	if (v->shared_fd >= 0)
+		close(v->shared_fd);
+	if (v->private_fd >= 0)
+		close(v->private_fd);
+	if (v->noslot_fd >= 0)
+		close(v->noslot_fd);
+	v->shared_fd = v->private_fd = v->noslot_fd = -1;
+	hugepages_restore(); /* after the huge pages were released */
+}
+
+/* ---- checks after every step ---- */
+
+/* Compare [gpa, gpa + size) of @fd (at file offset @off) with the seeds the
+ * model gives; pread does not allocate holes, it reads them as zeros. */
+static uint64_t compare_fd(int fd, uint64_t off, uint64_t gpa, uint64_t size, const uint32_t *seeds,
+			   uint64_t *first_bad)
+{
+	static uint32_t buf[HUGE_SIZE / 4];
+	uint64_t bad = 0;
+
+	for (uint64_t done = 0; done < size; done += sizeof(buf)) {
+		uint64_t n = size - done < sizeof(buf) ? size - done : sizeof(buf);
+
+		if (pread(fd, buf, n, (off_t)(off + done)) != (ssize_t)n)
+			return size / 4;
+		for (uint64_t i = 0; i < n / 4; i++) {
+			uint64_t a = gpa + done + i * 4;
+
+			if (buf[i] != pattern_at(a, seeds[model_page(a)])) {
+				if (!bad++)
+					*first_bad = a;
+			}
+		}
+	}
+	return bad;
+}
+
+static void model_truth(const struct model *m, uint64_t *dbl, uint64_t *mixed, uint64_t *held,
+			uint64_t *private_pages)
+{
+	uint64_t per_huge = m->shared_page / PAGE_SIZE_4K;
+
+	*dbl = *mixed = *held = *private_pages = 0;
+	for (uint64_t e = 0; e < RAM_PAGES; e += HUGE_SIZE / PAGE_SIZE_4K) {
+		uint64_t priv = 0;
+
+		for (uint64_t p = e; p < e + HUGE_SIZE / PAGE_SIZE_4K; p++)
+			priv += m->private_[p];
+		*private_pages += priv;
+		if (priv && priv < HUGE_SIZE / PAGE_SIZE_4K)
+			(*mixed)++;
+	}
+	/* a shared huge page is held while any of its pages is shared; the
+	 * private pages inside a held one are allocated twice */
+	for (uint64_t h = 0; per_huge > 1 && h < RAM_PAGES; h += per_huge) {
+		uint64_t priv = 0;
+
+		for (uint64_t p = h; p < h + per_huge; p++)
+			priv += m->private_[p];
+		if (priv < per_huge) {
+			(*held)++;
+			*dbl += priv * PAGE_SIZE_4K;
+		}
+	}
+}
+
+static int get_stats(struct vmm *v, struct cvmconv_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->sz = sizeof(*st);
+	return cvmconv_get_stats(v->conv, st);
+}
+
+static void host_checks(struct vmm *v)
+{
+	const struct model *m = &v->model;
+	struct cvmconv_stats st;
+	uint64_t first = 0, bad, dbl, mixed, held, priv_pages, lib_bad = 0, rec_bad = 0;
+	uint64_t shared_alloc = fd_allocated(v->shared_fd);
+	uint64_t private_alloc = fd_allocated(v->private_fd);
+
+	/* host-visible content: the shared side never shows private data */
+	bad = compare_fd(v->shared_fd, TEST_GPA - GUEST_BASE, TEST_GPA,
+			 GUEST_BASE + RAM_SIZE - TEST_GPA, m->shared_seed, &first);
+	vmm_check(v, !bad, "shared side: %" PRIu64 " dword(s) differ, first at gpa %#" PRIx64, bad,
+		  first);
+	bad = compare_fd(v->noslot_fd, 0, NOSLOT_GPA, NOSLOT_SIZE, m->shared_seed, &first);
+	vmm_check(v, !bad, "slot 1: %" PRIu64 " dword(s) differ, first at gpa %#" PRIx64, bad,
+		  first);
+	if (!v->private_is_gmem) { /* guest_memfd cannot be read by the host */
+		bad = compare_fd(v->private_fd, 0, GUEST_BASE, RAM_SIZE, m->private_seed, &first);
+		vmm_check(v, !bad,
+			  "private stand-in: %" PRIu64 " dword(s) differ, first at gpa %#" PRIx64,
+			  bad, first);
+	}
+	/* attributes: the library's view (and the recorder's) against the model */
+	for (uint64_t p = 0; p < RAM_PAGES; p++)
+		lib_bad += cvmconv_is_private(v->conv, GUEST_BASE + p * PAGE_SIZE_4K) !=
+			   m->private_[p];
+	vmm_check(v, !lib_bad, "cvmconv_is_private differs from the model on %" PRIu64 " page(s)",
+		  lib_bad);
+	if (v->vm_fd < 0) {
+		for (uint64_t p = 0; p < WINDOW_PAGES; p++)
+			rec_bad += v->rec_private[p] != m->private_[p];
+		vmm_check(v, !rec_bad, "recorded attributes differ on %" PRIu64 " page(s)",
+			  rec_bad);
+	}
+	/* the library's accounting against the model's */
+	model_truth(m, &dbl, &mixed, &held, &priv_pages);
+	if (get_stats(v, &st) == 0) {
+		vmm_check(v, st.double_alloc_bytes == dbl,
+			  "double_alloc_bytes %" PRIu64 ", model %" PRIu64, st.double_alloc_bytes,
+			  dbl);
+		vmm_check(v, st.mixed_extents == mixed, "mixed_extents %" PRIu64 ", model %" PRIu64,
+			  st.mixed_extents, mixed);
+	}
+	/* the kernel's view: nothing wholly stale stays allocated */
+	if (v->shared_huge)
+		vmm_check(v, shared_alloc <= held * HUGE_SIZE,
+			  "shared memfd holds %" PRIu64 " KiB, at most %" PRIu64
+			  " huge pages have shared pages",
+			  shared_alloc / KiB, held);
+	else
+		vmm_check(v, shared_alloc <= (RAM_PAGES - priv_pages) * PAGE_SIZE_4K,
+			  "shared memfd holds %" PRIu64 " KiB for %" PRIu64 " shared pages",
+			  shared_alloc / KiB, RAM_PAGES - priv_pages);
+	vmm_check(v, private_alloc <= priv_pages * PAGE_SIZE_4K,
+		  "private side holds %" PRIu64 " KiB for %" PRIu64 " private pages",
+		  private_alloc / KiB, priv_pages);
+	printf("     kernel: shared %" PRIu64 " KiB, private %" PRIu64
+	       " KiB | cvmconv: double_alloc %" PRIu64 " KiB, mixed extents %" PRIu64
+	       ", punches %" PRIu64 "\n",
+	       shared_alloc / KiB, private_alloc / KiB, st.double_alloc_bytes / KiB,
+	       st.mixed_extents, st.punches);
+}
+
+/* ---- steps ---- */
+
+/* "A", "B, then C": what a read of the step's range must return */
+static void expectation(const struct vmm *v, const struct step *s, char *line, size_t len)
+{
+	size_t n = 0;
+	uint32_t last = 1; /* no seed is 1 */
+
+	line[0] = 0;
+	for (uint64_t gpa = s->gpa; gpa < s->gpa + s->size; gpa += PAGE_SIZE_4K) {
+		uint32_t seed = model_read_seed(&v->model, gpa);
+
+		if (seed != last && n < len)
+			n += (size_t)snprintf(line + n, len - n, "%s%s", n ? ", then " : "",
+					      model_seed_name(seed));
+		last = seed;
+	}
+}
+
+static void step_begin(struct vmm *v)
+{
+	const struct step *s = &scenario[v->step];
+	char desc[96], expect[96];
+
+	step_describe(s, desc, sizeof(desc));
+	if (s->kind == STEP_CHECK) {
+		expectation(v, s, expect, sizeof(expect));
+		printf("[%2zu] %s: expects %s\n", v->step, desc, expect);
+	} else {
+		printf("[%2zu] %s\n", v->step, desc);
+	}
+	printf("     %s\n", s->what);
+	if (s->kind == STEP_FAULT && !path_has_implicit_faults(v->path))
+		printf("     no exit: a SW_PROTECTED VM takes private vs shared from the attribute "
+		       "(kvm_mmu_page_fault); the access goes to the shared side\n");
+	v->step_hypercalls = v->step_faults = 0;
+}
+
+void vmm_start(struct vmm *v)
+{
+	v->step = 0;
+	printf("\n");
+	host_checks(v);
+	step_begin(v);
+}
+
+static enum vmm_next step_done(struct vmm *v, uint32_t index)
+{
+	const struct step *s = &scenario[v->step];
+
+	if (index != v->step) {
+		vmm_check(v, false, "guest reports step %u, the VMM is at step %zu", index,
+			  v->step);
+		return VMM_FAIL;
+	}
+	vmm_check(v, v->step_hypercalls == step_expected_hypercalls(s),
+		  "step %zu: %u hypercall exit(s), %u expected", v->step, v->step_hypercalls,
+		  step_expected_hypercalls(s));
+	vmm_check(v, v->step_faults == step_expected_faults(s, v->path),
+		  "step %zu: %u memory fault exit(s), %u expected", v->step, v->step_faults,
+		  step_expected_faults(s, v->path));
+	model_apply(&v->model, s, v->path);
+	host_checks(v);
+	if (v->failed)
+		return VMM_FAIL;
+	v->step++;
+	step_begin(v);
+	return VMM_REENTER;
+}
+
+static enum vmm_next guest_failed(struct vmm *v, uint32_t value)
+{
+	struct guest_regs r = { 0 };
+	const struct step *s = &scenario[v->step];
+
+	if (v->get_regs)
+		v->get_regs(v, &r);
+	if (s->kind == STEP_MAP)
+		vmm_check(v, false, "step %zu: the guest got RAX %#x from the hypercall", v->step,
+			  value);
+	else if (r.rsi < GUEST_BASE || r.rsi >= GUEST_BASE + WINDOW_SIZE)
+		vmm_check(v, false, "step %zu: the guest read %#x (address unknown)", v->step,
+			  value);
+	else
+		vmm_check(v, false,
+			  "step %zu: the guest read %#x at gpa %#" PRIx64 ", expected %#x (%s)",
+			  v->step, value, r.rsi,
+			  pattern_at(r.rsi, model_read_seed(&v->model, r.rsi)),
+			  model_seed_name(model_read_seed(&v->model, r.rsi)));
+	return VMM_FAIL;
+}
+
+static enum vmm_next on_hypercall(struct vmm *v, struct kvm_run *run, int h)
+{
+	const struct step *s = &scenario[v->step];
+	uint64_t gpa = run->hypercall.args[0], npages = run->hypercall.args[1];
+	uint64_t attrs = run->hypercall.args[2];
+
+	printf("     exit HYPERCALL nr %llu gpa %#" PRIx64 " npages %" PRIu64 " attrs %#" PRIx64
+	       " (%s%s) -> %d%s, ret %" PRId64 "\n",
+	       (unsigned long long)run->hypercall.nr, gpa, npages, attrs,
+	       (attrs & CVMCONV_MAP_GPA_RANGE_ENCRYPTED) ? "private" : "shared",
+	       (attrs & CVMCONV_MAP_GPA_RANGE_PAGE_SZ_MASK) == CVMCONV_MAP_GPA_RANGE_PAGE_SZ_2M
+		       ? ", 2M hint"
+		       : ((attrs & CVMCONV_MAP_GPA_RANGE_PAGE_SZ_MASK) ? ", size hint" : ""),
+	       h, h == 1 ? " (handled)" : "", (int64_t)run->hypercall.ret);
+	if (h != 1) {
+		vmm_check(v, false, "cvmconv_handle_exit: %s", h ? strerror(-h) : "not handled");
+		return VMM_FAIL;
+	}
+	v->step_hypercalls++;
+	vmm_check(v,
+		  s->kind == STEP_MAP && gpa == s->gpa && npages == s->size / PAGE_SIZE_4K &&
+			  attrs == s->attrs,
+		  "step %zu does not ask for this conversion", v->step);
+	vmm_check(v, run->hypercall.ret == 0, "cvmconv answered %" PRId64,
+		  (int64_t)run->hypercall.ret);
+	return v->failed ? VMM_FAIL : VMM_REENTER;
+}
+
+static enum vmm_next on_memory_fault(struct vmm *v, struct kvm_run *run, int h)
+{
+	const struct step *s = &scenario[v->step];
+	const struct cvmconv_kvm_memory_fault *mf = cvmconv_run_memory_fault(run);
+	bool want_private = mf->flags & KVM_MEMORY_EXIT_FLAG_PRIVATE;
+	int ret;
+
+	printf("     exit MEMORY_FAULT gpa %#llx size %#llx flags %#llx (%s access) -> %d%s%s\n",
+	       (unsigned long long)mf->gpa, (unsigned long long)mf->size,
+	       (unsigned long long)mf->flags, want_private ? "private" : "shared", h,
+	       h == 1 ? " (handled)" : (h < 0 ? " " : ""), h < 0 ? strerror(-h) : "");
+	v->step_faults++;
+	if (h == 1) {
+		vmm_check(v, s->kind == STEP_FAULT && mf->gpa == s->gpa && mf->size == s->size,
+			  "step %zu expects no such fault", v->step);
+		return v->failed ? VMM_FAIL : VMM_REENTER;
+	}
+	/* The expected refusal: the page has no private backing, so no
+	 * conversion can serve a private access. The VMM made the page
+	 * private itself; it undoes that (outside cvmconv: not its region). */
+	if (h == -EFAULT && s->refused_fault && mf->gpa == s->gpa && want_private &&
+	    v->step_faults == 1) {
+		printf("     refused as expected (no guest_memfd behind slot 1); the VMM sets the "
+		       "page shared itself and re-enters\n");
+		ret = vmm_set_attributes(v, mf->gpa, PAGE_SIZE_4K, false);
+		vmm_check(v, ret == 0, "repair: %s", strerror(-ret));
+		return v->failed ? VMM_FAIL : VMM_REENTER;
+	}
+	vmm_check(v, false, "cvmconv_handle_exit: %d (%s) at step %zu", h,
+		  h < 0 ? strerror(-h) : "handled", v->step);
+	return VMM_FAIL;
+}
+
+enum vmm_next vmm_exit(struct vmm *v, struct kvm_run *run)
+{
+	int h;
+
+	v->exits_total++;
+	v->exits_by_reason[run->exit_reason < 64 ? run->exit_reason : 63]++;
+	if (v->step >= scenario_len) {
+		vmm_check(v, false, "exit %u after the end of the scenario", run->exit_reason);
+		return VMM_FAIL;
+	}
+	/* Every exit goes to the library first. */
+	h = cvmconv_handle_exit(v->conv, run);
+	switch (run->exit_reason) {
+	case KVM_EXIT_HYPERCALL:
+		return on_hypercall(v, run, h);
+	case KVM_EXIT_MEMORY_FAULT:
+		return on_memory_fault(v, run, h);
+	default:
+		break;
+	}
+	if (h != 0) {
+		vmm_check(v, false, "cvmconv_handle_exit(%u) = %d", run->exit_reason, h);
+		return VMM_FAIL;
+	}
+	/* 0: not a conversion exit, the VMM's own business */
+	if (run->exit_reason == KVM_EXIT_IO && run->io.direction == KVM_EXIT_IO_OUT &&
+	    run->io.size == 4 && run->io.count == 1) {
+		uint32_t value;
+
+		memcpy(&value, (uint8_t *)run + run->io.data_offset, sizeof(value));
+		if (run->io.port == PORT_STEP_DONE)
+			return step_done(v, value);
+		if (run->io.port == PORT_CHECK_FAIL)
+			return guest_failed(v, value);
+	}
+	if (run->exit_reason == KVM_EXIT_HLT && scenario[v->step].kind == STEP_END) {
+		printf("     exit HLT: end of the scenario\n");
+		v->done = true;
+		return VMM_DONE;
+	}
+	vmm_check(v, false, "unexpected exit reason %u at step %zu", run->exit_reason, v->step);
+	return VMM_FAIL;
+}
+
+/* ---- the final table ---- */
+
+int vmm_report(struct vmm *v)
+{
+	struct cvmconv_stats st;
+	uint64_t dbl, mixed, held, priv_pages, conv_exits, refused = 0;
+
+	if (get_stats(v, &st)) {
+		fprintf(stderr, "cvmconv_get_stats failed\n");
+		return 1;
+	}
+	for (size_t i = 0; i < scenario_len; i++)
+		refused += scenario[i].refused_fault;
+	conv_exits =
+		v->exits_by_reason[KVM_EXIT_HYPERCALL] + v->exits_by_reason[KVM_EXIT_MEMORY_FAULT];
+	if (v->done) {
+		vmm_check(v, st.exits == conv_exits,
+			  "cvmconv counted %" PRIu64 " requests, %" PRIu64 " conversion exits",
+			  st.exits, conv_exits);
+		vmm_check(v, st.rejected == refused, "rejected %" PRIu64 ", %" PRIu64 " expected",
+			  st.rejected, refused);
+		vmm_check(v, !st.broken && !st.punch_failures && !st.punch_pending_bytes,
+			  "broken %" PRIu64 ", punch failures %" PRIu64, st.broken,
+			  st.punch_failures);
+	}
+	model_truth(&v->model, &dbl, &mixed, &held, &priv_pages);
+	printf("\n%-28s %14s   %-22s %s\n", "cvmconv_get_stats()", "", "kernel / VMM", "");
+#define ROW(f, right_name, right_fmt, ...) \
+	printf("  %-26s %14" PRIu64 "   %-22s " right_fmt "\n", #f, st.f, right_name, __VA_ARGS__)
+	ROW(exits, "path", "%s", path_name(v->path));
+	ROW(rejected, "exits, all", "%" PRIu64, v->exits_total);
+	ROW(unaligned, "  HYPERCALL", "%" PRIu64, v->exits_by_reason[KVM_EXIT_HYPERCALL]);
+	ROW(to_private_bytes, "  MEMORY_FAULT", "%" PRIu64,
+	    v->exits_by_reason[KVM_EXIT_MEMORY_FAULT]);
+	ROW(to_shared_bytes, "  IO", "%" PRIu64, v->exits_by_reason[KVM_EXIT_IO]);
+	ROW(attr_updates, "  HLT", "%" PRIu64, v->exits_by_reason[KVM_EXIT_HLT]);
+	ROW(punches, "shared backing", "%s", v->shared_huge ? "2 MiB hugetlb" : "4 KiB shmem");
+	ROW(punch_failures, "shared st_blocks", "%" PRIu64 " KiB",
+	    fd_allocated(v->shared_fd) / KiB);
+	ROW(double_alloc_bytes, "private backing", "%s",
+	    v->private_is_gmem ? "guest_memfd" : "shmem stand-in");
+	ROW(double_alloc_peak_bytes, "private st_blocks", "%" PRIu64 " KiB",
+	    fd_allocated(v->private_fd) / KiB);
+	ROW(mixed_extents, "private pages (model)", "%" PRIu64, priv_pages);
+	ROW(extents, "held huge pages", "%" PRIu64, held);
+	ROW(guest_bytes, "attribute updates", "%s", v->vm_fd >= 0 ? "KVM" : "recorder (below)");
+	ROW(huge_mappable_bytes, "  recorder calls", "%" PRIu64, v->rec_calls);
+	ROW(punch_pending_bytes, "  recorder refused", "%" PRIu64, v->rec_refused);
+	ROW(tracker_bytes, "checks passed", "%" PRIu64, v->checks_ok);
+	ROW(log_suppressed, "checks failed", "%" PRIu64, v->checks_failed);
+	ROW(broken, "", "%s", "");
+#undef ROW
+	if (v->failed || !v->done) {
+		printf("mini-vmm: FAILED (%s path)\n", path_name(v->path));
+		return 1;
+	}
+	printf("mini-vmm: OK (%s path, %zu steps)\n", path_name(v->path), scenario_len);
+	return 0;
+}
+
+/* ---- the vCPU loop (kvm and native) ---- */
+
+#define MAX_EXITS 10000 /* the scenario needs about 60; more is a loop */
+
+int vmm_run_loop(struct vmm *v, struct kvm_run *run, int (*vcpu_run)(void *opaque), void *opaque)
+{
+	for (unsigned n = 0; n < MAX_EXITS; n++) {
+		int r;
+
+		/* KVM_EXIT_MEMORY_FAULT is the one exit that comes with -1/EFAULT;
+		 * for any other error exit_reason is stale (Documentation/virt/kvm/
+		 * api.rst), so clear it first to tell the two apart. */
+		run->exit_reason = KVM_EXIT_UNKNOWN;
+		r = vcpu_run(opaque);
+		if (r == -EINTR || r == -EAGAIN)
+			continue;
+		if (r < 0 && !(r == -EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT)) {
+			vmm_check(v, false, "KVM_RUN: %s (exit reason %u)", strerror(-r),
+				  run->exit_reason);
+			return -1;
+		}
+		switch (vmm_exit(v, run)) {
+		case VMM_REENTER:
+			continue;
+		case VMM_DONE:
+			return 0;
+		case VMM_FAIL:
+			return -1;
+		}
+	}
+	vmm_check(v, false, "more than %d exits: the guest loops", MAX_EXITS);
+	return -1;
+}

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/* Raising and restoring the huge page pool (see hugepool.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hugepool.h"
+
+static char knob_path[128];   /* nr_hugepages file written */
+static char restore_text[32]; /* old value, preformatted for the signal path */
+static size_t restore_len;
+static int lock_fd = -1;
+static long raised_from = -1, raised_to = -1;
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static int write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "we");
+	int err = 0;
+
+	if (!f)
+		return -errno;
+	if (fprintf(f, "%ld\n", v) < 0)
+		err = -EIO;
+	if (fclose(f) != 0 && !err)
+		err = -errno;
+	return err;
+}
+
+/* Hugepagesize from /proc/meminfo, in bytes; 0 if absent. */
+static uint64_t default_page_size(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[128];
+	unsigned long long kb = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Hugepagesize: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kb << 10;
+}
+
+/* Pages of the pool in @dir that nobody has claimed yet. */
+static long available(const char *dir)
+{
+	char path[160];
+	long free_pages, resv;
+
+	snprintf(path, sizeof(path), "%s/free_hugepages", dir);
+	free_pages = read_long(path);
+	snprintf(path, sizeof(path), "%s/resv_hugepages", dir);
+	resv = read_long(path);
+	if (free_pages < 0 || resv < 0)
+		return -1;
+	return free_pages - resv;
+}
+
+static void take_lock(void)
+{
+	lock_fd = open(HUGEPOOL_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (lock_fd < 0 && errno == EACCES)
+		lock_fd = open(HUGEPOOL_LOCK, O_RDONLY | O_CLOEXEC); /* flock needs no write */
+	if (lock_fd < 0)
+		return; /* no lock: still correct for this process, only racier */
+	while (flock(lock_fd, LOCK_EX) != 0) {
+		if (errno != EINTR) {
+			close(lock_fd);
+			lock_fd = -1;
+			return;
+		}
+	}
+}
+
+int hugepool_reserve(uint64_t page_size, uint64_t n, char *why, size_t why_len)
+{
+	char dir[96];
+	long have, old;
+	int err;
+
+	snprintf(dir, sizeof(dir), "/sys/kernel/mm/hugepages/hugepages-%" PRIu64 "kB",
+		 page_size >> 10);
+	if (access(dir, F_OK) != 0) {
+		snprintf(why, why_len, "this kernel has no %" PRIu64 " KiB huge pages (%s missing)",
+			 page_size >> 10, dir);
+		return -ENODEV;
+	}
+	if (n > (uint64_t)(LONG_MAX / 2)) {
+		snprintf(why, why_len, "%" PRIu64 " huge pages is more than the kernel can count",
+			 n);
+		return -E2BIG;
+	}
+	take_lock();
+	have = available(dir);
+	if (have < 0) {
+		snprintf(why, why_len, "cannot read %s/free_hugepages and resv_hugepages", dir);
+		hugepool_restore();
+		return -EIO;
+	}
+	if ((uint64_t)have >= n)
+		return 0;
+	/* /proc/sys/vm/nr_hugepages is the default size's pool (the same
+	 * counter as its sysfs nr_hugepages, mm/hugetlb.c hugetlb_sysctl_handler) */
+	if (page_size == default_page_size())
+		snprintf(knob_path, sizeof(knob_path), "/proc/sys/vm/nr_hugepages");
+	else
+		snprintf(knob_path, sizeof(knob_path), "%s/nr_hugepages", dir);
+	old = read_long(knob_path);
+	if (geteuid() != 0 || old < 0) {
+		snprintf(why, why_len,
+			 "%ld free %" PRIu64 " KiB huge pages, %" PRIu64 " needed, and %s", have,
+			 page_size >> 10, n,
+			 geteuid() != 0 ? "not root to raise nr_hugepages"
+					: "cannot read nr_hugepages");
+		hugepool_restore();
+		return -EPERM;
+	}
+	restore_len = (size_t)snprintf(restore_text, sizeof(restore_text), "%ld\n", old);
+	err = write_long(knob_path, old + (long)(n - (uint64_t)have));
+	have = available(dir);
+	if (err || have < 0 || (uint64_t)have < n) {
+		snprintf(why, why_len,
+			 "raised %s from %ld, but only %ld huge pages are free of the %" PRIu64
+			 " needed (memory short or fragmented?)",
+			 knob_path, old, have < 0 ? 0 : have, n);
+		hugepool_restore();
+		return err ? err : -ENOMEM;
+	}
+	raised_from = old;
+	raised_to = read_long(knob_path);
+	return 0;
+}
+
+void hugepool_raised(long *before, long *after)
+{
+	if (before)
+		*before = raised_from;
+	if (after)
+		*after = raised_to;
+}
+
+void hugepool_restore(void)
+{
+	if (restore_len) {
+		int fd = open(knob_path, O_WRONLY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			if (write(fd, restore_text, restore_len) < 0) {
+				/* nothing more can be done here; the pool keeps its size */
+			}
+			close(fd);
+		}
+		restore_len = 0;
+	}
+	if (lock_fd >= 0) {
+		close(lock_fd); /* drops the flock */
+		lock_fd = -1;
+	}
+}
