@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cvmconv build helper.
-#   ./build.sh demo   configure + build into build/, run the convert demo
+#   ./build.sh demo   configure + build into build/, run the mini-VMM
+#   ./build.sh convert-demo   the same, running examples/convert-demo
 #   ./build.sh test   configure + build into build/, run the test suites (ctest)
 #   ./build.sh asan   the same tests in build-asan/ with ASan + UBSan
 #   ./build.sh tsan   the same tests in build-tsan/ with TSan
@@ -13,14 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
-	echo "usage: $0 {demo|test|asan|tsan}" >&2
+	echo "usage: $0 {demo|convert-demo|test|asan|tsan}" >&2
 	exit 2
 }
 
 [ $# -eq 1 ] || usage
 mode=$1
 case "$mode" in
-demo | test) default_dir=build sanitize= ;;
+demo | convert-demo | test) default_dir=build sanitize= ;;
 asan) default_dir=build-asan sanitize=address ;;
 tsan) default_dir=build-tsan sanitize=thread ;;
 *) usage ;;
@@ -64,6 +65,10 @@ cmake -S . -B "$build_dir" ${cmake_args[@]+"${cmake_args[@]}"}
 cmake --build "$build_dir" -j2
 
 run_demo() {
+	"$build_dir/examples/mini-vmm/mini-vmm"
+}
+
+run_convert_demo() {
 	"$build_dir/examples/convert-demo/convert-demo"
 }
 
@@ -73,6 +78,7 @@ run_tests() {
 
 case "$mode" in
 demo) run_demo ;;
+convert-demo) run_convert_demo ;;
 test) run_tests ;;
 asan)
 	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
