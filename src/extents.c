@@ -298,12 +298,11 @@ uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t 
 	return from < to ? prefix(t, to) - prefix(t, from) : 0;
 }
 
-void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
+/* The general case: cut the treap around [from, to), rebuild, join. */
+static void set_general(struct tracker *t, uint64_t from, uint64_t to, bool private)
 {
 	struct run_node *a, *b, *m, *c, *n;
 
-	if (from >= to)
-		return;
 	split(t->root, from, &a, &b); /* a: start < from */
 	split(b, to, &m, &c);	      /* m: from <= start < to; c: start >= to */
 
@@ -346,6 +345,128 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 		c = merge(node_get(t, to, n->end), c);
 	tree_put(t, m);
 	t->root = merge(a, c);
+}
+
+/* ---- in-place updates: the common cases without cutting the treap ---- */
+
+/* Descend to the node that starts at @key, adding @delta to the page count
+ * of every subtree on the way (the node's own included); returns its link. */
+static struct run_node **path_adjust(struct tracker *t, uint64_t key, int64_t delta)
+{
+	struct run_node **link = &t->root;
+
+	for (;;) {
+		(*link)->sum += (uint64_t)delta;
+		if ((*link)->start == key)
+			return link;
+		link = key < (*link)->start ? &(*link)->l : &(*link)->r;
+	}
+}
+
+/* Give node @n the range [start, end). No other run may start between the
+ * old and the new start, so the order of the treap is unchanged. */
+static void node_resize(struct tracker *t, struct run_node *n, uint64_t start, uint64_t end)
+{
+	path_adjust(t, n->start, (int64_t)(end - start) - (int64_t)(n->end - n->start));
+	boundary(t, n->start, false);
+	boundary(t, n->end, false);
+	n->start = start;
+	n->end = end;
+	boundary(t, start, true);
+	boundary(t, end, true);
+}
+
+static void node_delete(struct tracker *t, struct run_node *n)
+{
+	struct run_node **link = path_adjust(t, n->start, -(int64_t)(n->end - n->start));
+
+	*link = merge(n->l, n->r);
+	node_put(t, n);
+}
+
+/* Insert [start, end), which overlaps and touches no run. */
+static void node_insert(struct tracker *t, uint64_t start, uint64_t end)
+{
+	struct run_node *n = node_get(t, start, end), **link = &t->root;
+
+	while (*link && (*link)->prio > n->prio) {
+		(*link)->sum += end - start;
+		link = start < (*link)->start ? &(*link)->l : &(*link)->r;
+	}
+	split(*link, start, &n->l, &n->r);
+	update(n);
+	*link = n;
+}
+
+/* The first run ending at or after page @x. */
+static struct run_node *first_ending_from(const struct tracker *t, uint64_t x)
+{
+	struct run_node *best = NULL;
+
+	for (struct run_node *n = t->root; n;) {
+		if (n->end >= x) {
+			best = n;
+			n = n->l;
+		} else {
+			n = n->r;
+		}
+	}
+	return best;
+}
+
+void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
+{
+	struct run_node *n, *next;
+
+	if (from >= to)
+		return;
+	if (private) {
+		/* runs touching or overlapping [from, to] */
+		n = first_ending_from(t, from);
+		if (!n || n->start > to) {
+			node_insert(t, from, to);
+			return;
+		}
+		next = n->end < to ? first_ending_from(t, n->end + 1) : NULL;
+		if (next && next->start > to)
+			next = NULL;
+		if (!next) {
+			node_resize(t, n, n->start < from ? n->start : from,
+				    n->end > to ? n->end : to);
+			return;
+		}
+		struct run_node *third = first_ending_from(t, next->end + 1);
+
+		if ((!third || third->start > to) && next->end >= to) {
+			uint64_t end = next->end;
+
+			node_delete(t, next);
+			node_resize(t, n, n->start < from ? n->start : from, end);
+			return;
+		}
+	} else {
+		/* runs overlapping [from, to) */
+		n = first_ending_from(t, from + 1);
+		if (!n || n->start >= to)
+			return;
+		next = n->end < to ? first_ending_from(t, n->end + 1) : NULL;
+		if (!next || next->start >= to) {
+			if (from <= n->start && to >= n->end) {
+				node_delete(t, n);
+			} else if (from <= n->start) {
+				node_resize(t, n, to, n->end);
+			} else if (to >= n->end) {
+				node_resize(t, n, n->start, from);
+			} else {
+				uint64_t end = n->end;
+
+				node_resize(t, n, n->start, from);
+				node_insert(t, to, end);
+			}
+			return;
+		}
+	}
+	set_general(t, from, to, private);
 }
 
 uint64_t tracker_private_pages(const struct tracker *t)
