@@ -119,6 +119,28 @@ int hugepool_reserve(uint64_t page_size, uint64_t n, char *why, size_t why_len)
 	}
 	if ((uint64_t)have >= n)
 		return 0;
+	/* Never take more than half of the memory still available: a replay
+	 * of a large guest must fail with a message, not push the machine
+	 * into the OOM killer (seen with --touch on a 16 GiB guest). */
+	{
+		FILE *f = fopen("/proc/meminfo", "re");
+		char line[128];
+		unsigned long long kb = 0;
+
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+				break;
+		if (f)
+			fclose(f);
+		if (kb && (n - (uint64_t)have) * (page_size >> 10) > kb / 2) {
+			snprintf(why, why_len,
+				 "%" PRIu64 " more huge pages of %" PRIu64
+				 " KiB is more than half of MemAvailable (%llu KiB)",
+				 n - (uint64_t)have, page_size >> 10, kb);
+			hugepool_restore();
+			return -ENOMEM;
+		}
+	}
 	/* /proc/sys/vm/nr_hugepages is the default size's pool (the same
 	 * counter as its sysfs nr_hugepages, mm/hugetlb.c hugetlb_sysctl_handler) */
 	if (page_size == default_page_size())
