@@ -75,8 +75,10 @@ enum cvmconv_unaligned {
  * Kernel operations. Every member may be NULL: the real kernel call is then
  * used (KVM_SET_MEMORY_ATTRIBUTES on cfg->vm_fd, fallocate(PUNCH_HOLE |
  * KEEP_SIZE), madvise(MADV_REMOVE)). Each returns 0 or a negative errno and
- * receives cfg->ops_opaque first. They are called with the context lock held
- * and must not call back into the library.
+ * receives cfg->ops_opaque first. They are called with the locks of the
+ * regions concerned held and must not call back into the library. Requests
+ * on disjoint regions run in parallel, so ops may be called concurrently
+ * from several vCPU threads (never for the same region at once).
  */
 struct cvmconv_ops {
 	int (*set_memory_attributes)(void *opaque, uint64_t gpa, uint64_t size,
@@ -93,7 +95,8 @@ struct cvmconv_config {
 	const struct cvmconv_ops *ops;	  /* NULL = real kernel */
 	void *ops_opaque;
 	/* syslog levels (LOG_ERR..LOG_DEBUG); message has no trailing newline;
-	 * NULL = silent. Called with the context lock held: must not call back. */
+	 * NULL = silent. Never called concurrently (the library serialises it);
+	 * may be called with region locks held: must not call back. */
 	void (*log)(void *opaque, int level, const char *msg);
 	void *log_opaque;
 };
@@ -238,7 +241,10 @@ CVMCONV_API int cvmconv_is_private(struct cvmconv *c, uint64_t gpa);
  * vetoes gets none, and listeners after it in registration order do not hear
  * that run at all. A non-zero return from before() vetoes the whole request:
  * nothing changes and a guest gets -KVM_EPERM. Both are called with the
- * context lock held and must not call back into the library.
+ * locks of the regions concerned held, in the order the library serialises
+ * requests on those regions, and must not call back into the library.
+ * Requests on disjoint regions run in parallel: a listener may be called
+ * concurrently from several threads and must protect its own state.
  */
 struct cvmconv_listener {
 	size_t sz; /* sizeof(struct cvmconv_listener) */

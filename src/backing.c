@@ -109,7 +109,8 @@ int side_init(struct side *s, int fd, void *hva, uint64_t offset)
 
 void side_fini(struct cvmconv *c, struct side *s)
 {
-	c->double_alloc_pages -= s->double_alloc_pages;
+	atomic_fetch_sub_explicit(&c->double_alloc_pages, s->double_alloc_pages,
+				  memory_order_relaxed);
 	u64map_fini(&s->retained);
 	free(s->pending);
 	memset(s, 0, sizeof(*s));
@@ -152,7 +153,7 @@ static uint64_t stale_pages(const struct region *r, bool private_side, uint64_t 
 static void adjust(struct cvmconv *c, struct side *s, int64_t pages)
 {
 	s->double_alloc_pages += (uint64_t)pages;
-	c->double_alloc_pages += (uint64_t)pages;
+	atomic_fetch_add_explicit(&c->double_alloc_pages, (uint64_t)pages, memory_order_relaxed);
 }
 
 static uint64_t *retained(const struct side *s, uint64_t h)
@@ -187,7 +188,7 @@ static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
 	uint64_t len = (to - from) * PAGE_4K;
 	int ret;
 
-	c->n.punches++;
+	COUNT(c, punches, 1);
 	if (s->fd >= 0)
 		ret = op_punch(c, s->fd, s->offset + from * PAGE_4K, len);
 	else if (!s->hva_shared && !c->ops.discard_hva)
@@ -196,7 +197,7 @@ static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
 	else
 		ret = op_discard_hva(c, (void *)(uintptr_t)(s->offset + from * PAGE_4K), len);
 	if (ret < 0) {
-		c->n.punch_failures++;
+		COUNT(c, punch_failures, 1);
 		log_guest(c, LOG_ERR,
 			  "%s of %s offset 0x%llx len 0x%llx failed: %s; kept for flush",
 			  s->fd >= 0 ? "punch" : "discard", s->fd >= 0 ? "fd" : "hva",

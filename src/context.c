@@ -53,7 +53,12 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	if (pthread_mutex_init(&c->lock, NULL)) {
+	if (pthread_rwlock_init(&c->regions_lock, NULL)) {
+		free(c);
+		return -ENOMEM;
+	}
+	if (pthread_mutex_init(&c->log_lock, NULL)) {
+		pthread_rwlock_destroy(&c->regions_lock);
 		free(c);
 		return -ENOMEM;
 	}
@@ -69,18 +74,24 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 	return 0;
 }
 
+static void region_free(struct cvmconv *c, struct region *r)
+{
+	side_fini(c, &r->shared);
+	side_fini(c, &r->private_);
+	tracker_fini(&r->tr);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
 void cvmconv_destroy(struct cvmconv *c)
 {
 	if (!c)
 		return;
-	for (uint32_t i = 0; i < c->nregions; i++) {
-		side_fini(c, &c->regions[i]->shared);
-		side_fini(c, &c->regions[i]->private_);
-		tracker_fini(&c->regions[i]->tr);
-		free(c->regions[i]);
-	}
+	for (uint32_t i = 0; i < c->nregions; i++)
+		region_free(c, c->regions[i]);
 	free(c->regions);
-	pthread_mutex_destroy(&c->lock);
+	pthread_rwlock_destroy(&c->regions_lock);
+	pthread_mutex_destroy(&c->log_lock);
 	free(c);
 }
 
@@ -119,14 +130,6 @@ static int check_region(const struct cvmconv_region *r)
 	return 0;
 }
 
-static void region_free(struct cvmconv *c, struct region *r)
-{
-	side_fini(c, &r->shared);
-	side_fini(c, &r->private_);
-	tracker_fini(&r->tr);
-	free(r);
-}
-
 int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 {
 	struct cvmconv_region in;
@@ -151,6 +154,10 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	if (pthread_mutex_init(&r->lock, NULL)) {
+		free(r);
+		return -ENOMEM;
+	}
 	r->gpa = in.gpa;
 	r->size = in.size;
 	r->npages = in.size >> PAGE_SHIFT_4K;
@@ -165,9 +172,9 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 		return err;
 	}
 
-	pthread_mutex_lock(&c->lock);
+	pthread_rwlock_wrlock(&c->regions_lock);
 	r->unaligned = in.unaligned < 0 ? (int)c->unaligned : in.unaligned;
-	if (c->broken) {
+	if (atomic_load(&c->broken)) {
 		err = -ENOTRECOVERABLE;
 	} else if (context_find_region(c, in.gpa, &idx) ||
 		   (idx < c->nregions && c->regions[idx]->gpa < in.gpa + in.size)) {
@@ -184,7 +191,7 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 		}
 	}
 	if (!err && private) {
-		c->n.attr_updates++;
+		COUNT(c, attr_updates, 1);
 		err = op_set_memory_attributes(c, in.gpa, in.size, CVMCONV_ATTR_PRIVATE);
 	}
 	if (!err) {
@@ -193,15 +200,15 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 		c->regions[idx] = r;
 		c->nregions++;
 		/* held huge pages whose pages are stale from the start count */
-		c->double_alloc_pages +=
-			r->shared.double_alloc_pages + r->private_.double_alloc_pages;
+		atomic_fetch_add(&c->double_alloc_pages,
+				 r->shared.double_alloc_pages + r->private_.double_alloc_pages);
 		log_msg(c, LOG_INFO,
 			"region gpa 0x%llx size 0x%llx: shared page %llu, private page %llu%s",
 			(unsigned long long)in.gpa, (unsigned long long)in.size,
 			(unsigned long long)r->shared.page_size,
 			(unsigned long long)r->private_.page_size, private ? ", private" : "");
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_rwlock_unlock(&c->regions_lock);
 	if (err)
 		region_free(c, r);
 	return err;
@@ -214,17 +221,17 @@ int cvmconv_remove_region(struct cvmconv *c, uint64_t gpa)
 
 	if (!c)
 		return -EINVAL;
-	pthread_mutex_lock(&c->lock);
+	pthread_rwlock_wrlock(&c->regions_lock);
 	r = context_find_region(c, gpa, &idx);
 	if (!r || r->gpa != gpa) {
-		pthread_mutex_unlock(&c->lock);
+		pthread_rwlock_unlock(&c->regions_lock);
 		return -ENOENT;
 	}
 	memmove(&c->regions[idx], &c->regions[idx + 1],
 		(c->nregions - idx - 1) * sizeof(*c->regions));
 	c->nregions--;
 	region_free(c, r);
-	pthread_mutex_unlock(&c->lock);
+	pthread_rwlock_unlock(&c->regions_lock);
 	return 0;
 }
 
@@ -236,10 +243,13 @@ int cvmconv_is_private(struct cvmconv *c, uint64_t gpa)
 
 	if (!c)
 		return -EINVAL;
-	pthread_mutex_lock(&c->lock);
+	pthread_rwlock_rdlock(&c->regions_lock);
 	r = context_find_region(c, gpa, &idx);
-	if (r)
+	if (r) {
+		pthread_mutex_lock(&r->lock);
 		ret = tracker_page_private(&r->tr, (gpa - r->gpa) >> PAGE_SHIFT_4K);
-	pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&r->lock);
+	}
+	pthread_rwlock_unlock(&c->regions_lock);
 	return ret;
 }

@@ -19,14 +19,20 @@
 
 #include "internal.h"
 
+/* Requests hold the region list for reading; see struct cvmconv. */
 static int lock(struct cvmconv *c)
 {
-	pthread_mutex_lock(&c->lock);
-	if (c->broken) {
-		pthread_mutex_unlock(&c->lock);
+	pthread_rwlock_rdlock(&c->regions_lock);
+	if (atomic_load(&c->broken)) {
+		pthread_rwlock_unlock(&c->regions_lock);
 		return -ENOTRECOVERABLE;
 	}
 	return 0;
+}
+
+static void unlock(struct cvmconv *c)
+{
+	pthread_rwlock_unlock(&c->regions_lock);
 }
 
 /* Regions [*first, *last] cover [gpa, gpa + size) without a gap. */
@@ -122,7 +128,7 @@ static bool walk_next(struct run_walk *w, uint64_t *run_gpa, uint64_t *run_end)
 
 static int set_attributes(struct cvmconv *c, uint64_t gpa, uint64_t end, bool private)
 {
-	c->n.attr_updates++;
+	COUNT(c, attr_updates, 1);
 	return op_set_memory_attributes(c, gpa, end - gpa, private ? CVMCONV_ATTR_PRIVATE : 0);
 }
 
@@ -199,7 +205,7 @@ static int rollback(struct cvmconv *c, const struct planned *p, size_t n, uint64
 
 			applied--;
 			if (ret) {
-				c->broken = true;
+				atomic_store(&c->broken, true);
 				log_msg(c, LOG_CRIT,
 					"%s: rollback of gpa 0x%llx size 0x%llx failed: %s; "
 					"attributes "
@@ -334,9 +340,9 @@ static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 							      end - gpa, cv->to_private, 0);
 		}
 		if (cv->to_private)
-			c->n.to_private_bytes += changed;
+			COUNT(c, to_private_bytes, changed);
 		else
-			c->n.to_shared_bytes += changed;
+			COUNT(c, to_shared_bytes, changed);
 	}
 	stats_update_peak(c);
 }
@@ -347,7 +353,7 @@ static int refuse(struct cvmconv *c, const struct conversion *cv, const char *wh
 	*guest_err = code;
 	if (!cv->guest)
 		return code == CVMCONV_KVM_EPERM ? -EPERM : -EINVAL;
-	c->n.rejected++;
+	COUNT(c, rejected, 1);
 	if (cv->source && !strcmp(cv->source, "map_gpa_range"))
 		log_guest(c, LOG_WARNING,
 			  "refused map_gpa_range gpa 0x%llx npages 0x%llx attrs 0x%llx: %s",
@@ -385,8 +391,25 @@ static bool validate(struct cvmconv *c, const struct conversion *cv, struct plan
 	return true;
 }
 
+/* Lock (or unlock) every region the requests cover, once each, in
+ * ascending order: p[] is sorted by gpa, so region indices only grow. */
+static void lock_regions(struct cvmconv *c, const struct planned *p, size_t n, bool take)
+{
+	int64_t done = -1;
+
+	for (size_t k = 0; k < n; k++)
+		for (uint32_t i = p[k].first; i <= p[k].last; i++)
+			if ((int64_t)i > done) {
+				if (take)
+					pthread_mutex_lock(&c->regions[i]->lock);
+				else
+					pthread_mutex_unlock(&c->regions[i]->lock);
+				done = i;
+			}
+}
+
 /* The transaction over validated requests p[0..n) (disjoint ranges). */
-static int transact(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
+static int transact_locked(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
 {
 	int err;
 
@@ -409,6 +432,16 @@ static int transact(struct cvmconv *c, struct planned *p, size_t n, int *guest_e
 	return 0;
 }
 
+static int transact(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
+{
+	int err;
+
+	lock_regions(c, p, n, true);
+	err = transact_locked(c, p, n, guest_err);
+	lock_regions(c, p, n, false);
+	return err;
+}
+
 int convert_request(struct cvmconv *c, const struct conversion *cv, int *guest_err)
 {
 	struct planned p;
@@ -419,10 +452,10 @@ int convert_request(struct cvmconv *c, const struct conversion *cv, int *guest_e
 	if (err)
 		return err;
 	if (cv->guest)
-		c->n.exits++;
+		COUNT(c, exits, 1);
 	if (validate(c, cv, &p, &err, guest_err))
 		err = transact(c, &p, 1, guest_err);
-	pthread_mutex_unlock(&c->lock);
+	unlock(c);
 	return err;
 }
 
@@ -486,7 +519,7 @@ int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges,
 	if (err)
 		goto out;
 	if (guest)
-		c->n.exits++;
+		COUNT(c, exits, 1);
 	if (invalid) {
 		err = refuse(c, &cv[0], invalid, CVMCONV_KVM_EINVAL, &guest_err);
 		goto unlock;
@@ -500,7 +533,7 @@ int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges,
 	else
 		guest_err = 0;
 unlock:
-	pthread_mutex_unlock(&c->lock);
+	unlock(c);
 out:
 	if (hc_ret)
 		*hc_ret = (uint64_t) - (int64_t)guest_err;
@@ -530,10 +563,13 @@ int cvmconv_flush(struct cvmconv *c)
 	if (err)
 		return err;
 	for (uint32_t i = 0; i < c->nregions; i++) {
+		pthread_mutex_lock(&c->regions[i]->lock);
 		err = backing_flush(c, c->regions[i]);
+		pthread_mutex_unlock(&c->regions[i]->lock);
 		if (err)
 			last_err = err;
 	}
-	pthread_mutex_unlock(&c->lock);
+	stats_update_peak(c);
+	unlock(c);
 	return last_err;
 }

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -108,6 +109,7 @@ struct side {
 };
 
 struct region {
+	pthread_mutex_t lock; /* tracker, backings; taken in ascending gpa order */
 	uint64_t gpa, size, npages;
 	int unaligned; /* enum cvmconv_unaligned */
 	struct tracker tr;
@@ -132,15 +134,24 @@ struct ratelimit {
 	uint64_t suppressed, suppressed_reported;
 };
 
+/* Updated by threads holding different region locks: relaxed atomics. */
 struct counters {
-	uint64_t exits, rejected, unaligned;
-	uint64_t to_private_bytes, to_shared_bytes;
-	uint64_t attr_updates, punches, punch_failures;
-	uint64_t double_alloc_peak_bytes;
+	_Atomic uint64_t exits, rejected, unaligned;
+	_Atomic uint64_t to_private_bytes, to_shared_bytes;
+	_Atomic uint64_t attr_updates, punches, punch_failures;
+	_Atomic uint64_t double_alloc_peak_bytes;
 };
 
+#define COUNT(c, field, v) atomic_fetch_add_explicit(&(c)->n.field, (v), memory_order_relaxed)
+#define READ(c, field) atomic_load_explicit(&(c)->n.field, memory_order_relaxed)
+
 struct cvmconv {
-	pthread_mutex_t lock; /* serialises every public call but create/destroy */
+	/* Locking: @regions_lock (read: requests, stats, flush; write: add and
+	 * remove regions or listeners), then the locks of the regions a
+	 * request covers in ascending order, then @log_lock. Requests on
+	 * disjoint regions run in parallel, kernel calls included. */
+	pthread_rwlock_t regions_lock;
+	pthread_mutex_t log_lock; /* rate limit state; serialises the log callback */
 	int vm_fd;
 	uint64_t granule;
 	enum cvmconv_unaligned unaligned;
@@ -149,8 +160,8 @@ struct cvmconv {
 	void (*log_fn)(void *opaque, int level, const char *msg);
 	void *log_opaque;
 	struct ratelimit rl;
-	bool broken;
-	uint64_t double_alloc_pages; /* sum over all sides of all regions */
+	atomic_bool broken;
+	_Atomic uint64_t double_alloc_pages; /* sum over all sides of all regions */
 	struct cvmconv_listener listeners[CVMCONV_MAX_LISTENERS];
 	int listener_ids[CVMCONV_MAX_LISTENERS];
 	unsigned nlisteners;

@@ -21,15 +21,29 @@ static void emit(struct cvmconv *c, int level, const char *fmt, va_list ap)
 	c->log_fn(c->log_opaque, level, msg);
 }
 
+static void emit_fmt(struct cvmconv *c, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void emit_fmt(struct cvmconv *c, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit(c, level, fmt, ap);
+	va_end(ap);
+}
+
 void log_msg(struct cvmconv *c, int level, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (!c->log_fn)
 		return;
+	pthread_mutex_lock(&c->log_lock);
 	va_start(ap, fmt);
 	emit(c, level, fmt, ap);
 	va_end(ap);
+	pthread_mutex_unlock(&c->log_lock);
 }
 
 static long long ns_between(const struct timespec *a, const struct timespec *b)
@@ -44,6 +58,7 @@ void log_guest(struct cvmconv *c, int level, const char *fmt, ...)
 
 	if (!c->log_fn)
 		return;
+	pthread_mutex_lock(&c->log_lock);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (ns_between(&c->rl.window_start, &now) >= LOG_WINDOW_NS) {
 		uint64_t dropped = c->rl.suppressed - c->rl.suppressed_reported;
@@ -53,16 +68,18 @@ void log_guest(struct cvmconv *c, int level, const char *fmt, ...)
 		if (dropped) {
 			c->rl.suppressed_reported = c->rl.suppressed;
 			c->rl.in_window++;
-			log_msg(c, LOG_WARNING, "%llu guest-triggered messages suppressed",
-				(unsigned long long)dropped);
+			emit_fmt(c, LOG_WARNING, "%llu guest-triggered messages suppressed",
+				 (unsigned long long)dropped);
 		}
 	}
 	if (c->rl.in_window >= LOG_BURST) {
 		c->rl.suppressed++;
+		pthread_mutex_unlock(&c->log_lock);
 		return;
 	}
 	c->rl.in_window++;
 	va_start(ap, fmt);
 	emit(c, level, fmt, ap);
 	va_end(ap);
+	pthread_mutex_unlock(&c->log_lock);
 }

@@ -27,7 +27,7 @@ bool policy_allows(struct cvmconv *c, uint64_t gpa, uint64_t size, bool to_priva
 {
 	if (!((gpa | size) & (c->granule - 1)))
 		return true;
-	c->n.unaligned++;
+	COUNT(c, unaligned, 1);
 	switch (mode) {
 	case CVMCONV_UNALIGNED_ALLOW:
 		return true;

@@ -11,15 +11,18 @@
 
 uint64_t stats_double_alloc_bytes(const struct cvmconv *c)
 {
-	return c->double_alloc_pages * PAGE_4K;
+	return atomic_load_explicit(&c->double_alloc_pages, memory_order_relaxed) * PAGE_4K;
 }
 
 void stats_update_peak(struct cvmconv *c)
 {
 	uint64_t now = stats_double_alloc_bytes(c);
+	uint64_t peak = READ(c, double_alloc_peak_bytes);
 
-	if (now > c->n.double_alloc_peak_bytes)
-		c->n.double_alloc_peak_bytes = now;
+	while (now > peak &&
+	       !atomic_compare_exchange_weak_explicit(&c->n.double_alloc_peak_bytes, &peak, now,
+						      memory_order_relaxed, memory_order_relaxed))
+		;
 }
 
 int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
@@ -30,17 +33,20 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 	if (!c || !st || st->sz < offsetofend(struct cvmconv_stats, extents))
 		return -EINVAL;
 	sz = st->sz;
-	pthread_mutex_lock(&c->lock);
-	s.exits = c->n.exits;
-	s.rejected = c->n.rejected;
-	s.unaligned = c->n.unaligned;
-	s.to_private_bytes = c->n.to_private_bytes;
-	s.to_shared_bytes = c->n.to_shared_bytes;
-	s.attr_updates = c->n.attr_updates;
-	s.punches = c->n.punches;
-	s.punch_failures = c->n.punch_failures;
+	pthread_rwlock_rdlock(&c->regions_lock);
+	s.exits = READ(c, exits);
+	s.rejected = READ(c, rejected);
+	s.unaligned = READ(c, unaligned);
+	s.to_private_bytes = READ(c, to_private_bytes);
+	s.to_shared_bytes = READ(c, to_shared_bytes);
+	s.attr_updates = READ(c, attr_updates);
+	s.punches = READ(c, punches);
+	s.punch_failures = READ(c, punch_failures);
 	s.double_alloc_bytes = stats_double_alloc_bytes(c);
-	s.double_alloc_peak_bytes = c->n.double_alloc_peak_bytes;
+	s.double_alloc_peak_bytes = READ(c, double_alloc_peak_bytes);
+	/* a consistent snapshot: every region at once, in lock order */
+	for (uint32_t i = 0; i < c->nregions; i++)
+		pthread_mutex_lock(&c->regions[i]->lock);
 	for (uint32_t i = 0; i < c->nregions; i++) {
 		const struct region *r = c->regions[i];
 
@@ -63,9 +69,13 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 		s.punch_pending_bytes += backing_pending_bytes(r);
 		s.tracker_bytes += tracker_heap_bytes(&r->tr);
 	}
+	for (uint32_t i = 0; i < c->nregions; i++)
+		pthread_mutex_unlock(&c->regions[i]->lock);
+	pthread_mutex_lock(&c->log_lock);
 	s.log_suppressed = c->rl.suppressed;
-	s.broken = c->broken;
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->log_lock);
+	s.broken = atomic_load(&c->broken);
+	pthread_rwlock_unlock(&c->regions_lock);
 	memcpy(st, &s, sz < sizeof(s) ? sz : sizeof(s));
 	st->sz = sz;
 	return 0;

@@ -84,7 +84,7 @@ static int dma_unmap(struct vm *vm, uint64_t gpa, uint64_t size)
 	return ioctl(vm->vfio_container, VFIO_IOMMU_UNMAP_DMA, &unmap) != 0 ? -errno : 0;
 }
 
-/* Runs with the cvmconv lock held, ahead of the attribute update: a
+/* Runs with the region's lock held, ahead of the attribute update: a
  * device must lose a page before the guest owns it privately, and a page
  * turning shared is mapped now so that a failure can still refuse the
  * conversion (the guest then gets -KVM_EPERM). */
