@@ -218,6 +218,50 @@ static void pending_recount(struct cvmconv *c, struct region *r, struct side *s,
 	adjust(c, s, (int64_t)(pages - s->double_alloc_pages));
 }
 
+/* Room for @n more pending runs, so that recording a failed punch (or
+ * splitting a run) never needs memory in the middle of a conversion. */
+static int pending_reserve(struct side *s, uint64_t n)
+{
+	uint64_t need = s->npending + n, cap = s->pending_cap ? s->pending_cap : 8;
+	struct pending_run *p;
+
+	if (need > PENDING_MAX)
+		need = PENDING_MAX;
+	if (need <= s->pending_cap)
+		return 0;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(s->pending, cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	s->pending = p;
+	s->pending_cap = (uint32_t)cap;
+	return 0;
+}
+
+int backing_reserve(struct region *r, uint64_t runs)
+{
+	struct side *sides[2] = { &r->shared, &r->private_ };
+
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i];
+		int err = 0;
+
+		if (!side_present(s))
+			continue;
+		/* 4 KiB: one failed punch or one split per run piece;
+		 * huge: a bounded number of retained pages (more fall back to
+		 * the logged "untracked" path in retain()) */
+		if (side_is_huge(s))
+			err = u64map_reserve(&s->retained, runs * 2 + 2 < 64 ? runs * 2 + 2 : 64);
+		else
+			err = pending_reserve(s, 2 * runs);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static void pending_add(struct side *s, uint64_t from, uint64_t to)
 {
 	uint32_t i;
@@ -230,21 +274,14 @@ static void pending_add(struct side *s, uint64_t from, uint64_t to)
 			return;
 		}
 	}
-	if (s->npending == s->pending_cap && s->pending_cap < PENDING_MAX) {
-		uint32_t cap = s->pending_cap ? s->pending_cap * 2 : 8;
-		struct pending_run *p = realloc(s->pending, cap * sizeof(*p));
-
-		if (p) {
-			s->pending = p;
-			s->pending_cap = cap;
-		}
-	}
+	pending_reserve(s, 1); /* normally a no-op: backing_reserve() made room */
 	if (s->npending < s->pending_cap) {
 		s->pending[s->npending].from = from;
 		s->pending[s->npending++].to = to;
 	} else if (s->npending) {
-		/* Out of room: widen a run. Flush punches only stale pages inside
-		 * it, so widening never endangers live data. */
+		/* Beyond PENDING_MAX runs: widen one. Flush punches only stale
+		 * pages inside it, so widening never endangers live data; the
+		 * pending figure may then over-count pages punched earlier. */
 		struct pending_run *last = &s->pending[s->npending - 1];
 		last->from = from < last->from ? from : last->from;
 		last->to = to > last->to ? to : last->to;

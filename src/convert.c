@@ -418,8 +418,20 @@ static int transact_locked(struct cvmconv *c, struct planned *p, size_t n, int *
 		if (tracker_reserve(&c->regions[p[k].first]->tr, 2) ||
 		    tracker_reserve(&c->regions[p[k].last]->tr, 2))
 			return -ENOMEM;
-	for (size_t k = 0; k < n; k++)
+	for (size_t k = 0; k < n; k++) {
+		uint64_t runs = 0, gpa, end;
+		struct run_iter it;
+
 		plan(c, &p[k]);
+		runs_start(&it, c, &p[k]);
+		while (runs_next(&it, &gpa, &end))
+			runs++;
+		/* a run can cross region boundaries: one piece per region more */
+		runs += p[k].last - p[k].first;
+		for (uint32_t i = p[k].first; i <= p[k].last; i++)
+			if (backing_reserve(c->regions[i], runs))
+				return -ENOMEM;
+	}
 	if (!notify_before(c, p, n))
 		return refuse(c, p[0].cv, "vetoed by a listener", CVMCONV_KVM_EPERM, guest_err);
 	err = apply(c, p, n);

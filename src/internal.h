@@ -215,6 +215,9 @@ HIDDEN void log_guest(struct cvmconv *c, int level, const char *fmt, ...)
 HIDDEN void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to,
 				  bool now_private);
 HIDDEN int backing_flush(struct cvmconv *c, struct region *r);
+/* Before any attribute changes: room for what @runs run pieces may need to
+ * remember (failed punches, splits), so the commit needs no memory. */
+HIDDEN int backing_reserve(struct region *r, uint64_t runs);
 HIDDEN uint64_t backing_pending_bytes(const struct region *r);
 
 /* policy.c: strictest policy of regions[first..last]; whether an
