@@ -285,6 +285,21 @@ static void pending_add(struct side *s, uint64_t from, uint64_t to)
 		struct pending_run *last = &s->pending[s->npending - 1];
 		last->from = from < last->from ? from : last->from;
 		last->to = to > last->to ? to : last->to;
+		/* absorb the runs the widened one now overlaps: no page is
+		 * counted twice */
+		for (uint32_t k = 0; k + 1 < s->npending;) {
+			struct pending_run *q = &s->pending[k];
+
+			last = &s->pending[s->npending - 1];
+			if (q->from <= last->to && q->to >= last->from) {
+				last->from = q->from < last->from ? q->from : last->from;
+				last->to = q->to > last->to ? q->to : last->to;
+				*q = *last;
+				s->npending--;
+			} else {
+				k++;
+			}
+		}
 	}
 }
 

@@ -413,24 +413,30 @@ static int transact_locked(struct cvmconv *c, struct planned *p, size_t n, int *
 {
 	int err;
 
-	/* only each request's two edge extents can become mixed */
+	/* Reserve, per region, for every request covering it: 2 tracker
+	 * runs (only a request's two edge extents can gain runs) and room to
+	 * remember a failed punch or a split per run piece. Requests are
+	 * sorted, so the requests covering region i are consecutive. */
 	for (size_t k = 0; k < n; k++)
-		if (tracker_reserve(&c->regions[p[k].first]->tr, 2) ||
-		    tracker_reserve(&c->regions[p[k].last]->tr, 2))
-			return -ENOMEM;
-	for (size_t k = 0; k < n; k++) {
-		uint64_t runs = 0, gpa, end;
-		struct run_iter it;
-
 		plan(c, &p[k]);
-		runs_start(&it, c, &p[k]);
-		while (runs_next(&it, &gpa, &end))
-			runs++;
-		/* a run can cross region boundaries: one piece per region more */
-		runs += p[k].last - p[k].first;
-		for (uint32_t i = p[k].first; i <= p[k].last; i++)
-			if (backing_reserve(c->regions[i], runs))
-				return -ENOMEM;
+	for (uint32_t i = p[0].first; n && i <= p[n - 1].last; i++) {
+		uint64_t requests = 0, runs = 0;
+
+		for (size_t k = 0; k < n; k++) {
+			uint64_t gpa, end;
+			struct run_iter it;
+
+			if (i < p[k].first || i > p[k].last)
+				continue;
+			requests++;
+			runs += p[k].last - p[k].first + 1; /* pieces of crossing runs */
+			runs_start(&it, c, &p[k]);
+			while (runs_next(&it, &gpa, &end))
+				runs++;
+		}
+		if (requests && (tracker_reserve(&c->regions[i]->tr, 2 * requests) ||
+				 backing_reserve(c->regions[i], runs)))
+			return -ENOMEM;
 	}
 	if (!notify_before(c, p, n))
 		return refuse(c, p[0].cv, "vetoed by a listener", CVMCONV_KVM_EPERM, guest_err);
@@ -512,6 +518,9 @@ int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges,
 					     NULL };
 		if (ranges[i].reserved || ranges[i].to_private > 1)
 			invalid = "reserved fields set in a batch entry";
+		/* each entry on its own, before merging can hide a bad one */
+		if (!ranges[i].size || ((ranges[i].gpa | ranges[i].size) & (PAGE_4K - 1)))
+			invalid = "empty or misaligned batch entry";
 	}
 	if (n)
 		qsort(cv, n, sizeof(*cv), by_gpa);

@@ -195,7 +195,7 @@ int tracker_reserve(struct tracker *t, uint64_t extra)
 		t->free_nodes = n;
 		t->nfree++;
 	}
-	while (t->nfree > FREE_NODES_KEPT) {
+	while (t->nfree > FREE_NODES_KEPT && t->nfree > extra) {
 		struct run_node *n = t->free_nodes;
 
 		t->free_nodes = n->l;

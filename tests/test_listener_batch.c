@@ -313,6 +313,33 @@ static void test_batch_refusals(void **state)
 	assert_int_equal(cvmconv_convert_batch(e->c, NULL, 0, 0, NULL), 0);
 }
 
+/* Many separate runs in one region in one batch: every entry needs its own
+ * tracker nodes (this crashed once: the reservation was per entry, not per
+ * region). Every entry is checked on its own, before merging. */
+static void test_batch_many_runs_and_bad_entries(void **state)
+{
+	struct env *e = *state;
+	struct cvmconv_range list[64];
+	struct cvmconv_range empty[] = { { BASE, 0, 1, 0 }, { BASE, SZ_4K, 1, 0 } };
+	struct cvmconv_range halves[] = { { BASE, SZ_4K / 2, 1, 0 },
+					  { BASE + SZ_4K / 2, SZ_4K / 2, 1, 0 } };
+	uint64_t ret = 1;
+
+	for (int i = 0; i < 64; i++)
+		list[i] =
+			(struct cvmconv_range){ BASE + (uint64_t)(2 * i + 1) * SZ_4K, SZ_4K, 1, 0 };
+	assert_int_equal(cvmconv_convert_batch(e->c, list, 64, CVMCONV_BATCH_GUEST, &ret), 0);
+	assert_int_equal(ret, 0);
+	for (int i = 0; i < 130; i++)
+		assert_int_equal(cvmconv_is_private(e->c, BASE + (uint64_t)i * SZ_4K),
+				 i % 2 == 1 && i < 128);
+	assert_int_equal(cvmconv_convert_batch(e->c, empty, 2, CVMCONV_BATCH_GUEST, &ret), 0);
+	assert_int_equal(ret, (uint64_t) - (int64_t)CVMCONV_KVM_EINVAL);
+	assert_int_equal(cvmconv_convert_batch(e->c, halves, 2, CVMCONV_BATCH_GUEST, &ret), 0);
+	assert_int_equal(ret, (uint64_t) - (int64_t)CVMCONV_KVM_EINVAL);
+	assert_int_equal(cvmconv_is_private(e->c, BASE), 0);
+}
+
 /* ---- JSON ---- */
 
 static void test_stats_json(void **state)
@@ -350,6 +377,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listener_registry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_merges_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_many_runs_and_bad_entries, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_stats_json, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
