@@ -142,7 +142,8 @@ struct planned {
 	const struct conversion *cv;
 	uint32_t first, last;
 	uint32_t nruns;
-	bool walk; /* more than PLANNED_RUNS runs: walk the tracker each time */
+	bool walk;	/* more than PLANNED_RUNS runs: walk the tracker each time */
+	uint64_t total; /* runs in all, counted once by plan() */
 	struct {
 		uint64_t gpa, end;
 	} run[PLANNED_RUNS];
@@ -179,15 +180,16 @@ static void plan(struct cvmconv *c, struct planned *p)
 	uint64_t gpa, end;
 
 	p->nruns = 0;
+	p->total = 0;
 	p->walk = false;
 	walk_start(&w, c, p->cv, p->first, p->last);
 	while (walk_next(&w, &gpa, &end)) {
-		if (p->nruns == PLANNED_RUNS) {
-			p->walk = true;
-			return;
+		if (p->total++ < PLANNED_RUNS) {
+			p->run[p->nruns].gpa = gpa;
+			p->run[p->nruns++].end = end;
+		} else {
+			p->walk = true; /* keep counting: the reservation needs it */
 		}
-		p->run[p->nruns].gpa = gpa;
-		p->run[p->nruns++].end = end;
 	}
 }
 
@@ -423,16 +425,11 @@ static int transact_locked(struct cvmconv *c, struct planned *p, size_t n, int *
 		uint64_t requests = 0, runs = 0;
 
 		for (size_t k = 0; k < n; k++) {
-			uint64_t gpa, end;
-			struct run_iter it;
-
 			if (i < p[k].first || i > p[k].last)
 				continue;
 			requests++;
-			runs += p[k].last - p[k].first + 1; /* pieces of crossing runs */
-			runs_start(&it, c, &p[k]);
-			while (runs_next(&it, &gpa, &end))
-				runs++;
+			/* each run, plus one piece more per region a run crosses */
+			runs += p[k].total + p[k].last - p[k].first + 1;
 		}
 		if (requests && (tracker_reserve(&c->regions[i]->tr, 2 * requests) ||
 				 backing_reserve(c->regions[i], runs)))
