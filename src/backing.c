@@ -142,10 +142,12 @@ static bool hpage_whole(const struct side *s, const struct region *r, uint64_t h
 	return to - from == s->page_size / PAGE_4K;
 }
 
-/* Pages of [from, to) that are stale on the side @private_side. */
-static uint64_t stale_pages(const struct region *r, bool private_side, uint64_t from, uint64_t to)
+/* Pages of [from, to) that are stale on the side @private_side. @uniform:
+ * see tracker_count_private(). */
+static uint64_t stale_pages(const struct region *r, bool private_side, uint64_t from, uint64_t to,
+			    int uniform)
 {
-	uint64_t priv = tracker_count_private(&r->tr, from, to);
+	uint64_t priv = tracker_count_private(&r->tr, from, to, uniform);
 
 	return private_side ? (to - from) - priv : priv;
 }
@@ -171,6 +173,7 @@ static void retain(struct cvmconv *c, const struct region *r, struct side *s, ui
 
 	if (retained(s, h))
 		return;
+	s->reserved_runs = 0;
 	if (u64map_reserve(&s->retained, 1) == 0) {
 		*u64map_insert(&s->retained, h) = 1;
 		return;
@@ -214,7 +217,7 @@ static void pending_recount(struct cvmconv *c, struct region *r, struct side *s,
 	uint64_t pages = 0;
 
 	for (uint32_t i = 0; i < s->npending; i++)
-		pages += stale_pages(r, private_side, s->pending[i].from, s->pending[i].to);
+		pages += stale_pages(r, private_side, s->pending[i].from, s->pending[i].to, -1);
 	adjust(c, s, (int64_t)(pages - s->double_alloc_pages));
 }
 
@@ -243,12 +246,13 @@ int backing_reserve(struct region *r, uint64_t runs)
 {
 	struct side *sides[2] = { &r->shared, &r->private_ };
 
+
 	for (int i = 0; i < 2; i++) {
 		struct side *s = sides[i];
 		int err = 0;
 
-		if (!side_present(s))
-			continue;
+		if (!side_present(s) || runs <= s->reserved_runs)
+			continue; /* room left by an earlier reservation, unused since */
 		/* 4 KiB: one failed punch or one split per run piece;
 		 * huge: a bounded number of retained pages (more fall back to
 		 * the logged "untracked" path in retain()) */
@@ -258,6 +262,7 @@ int backing_reserve(struct region *r, uint64_t runs)
 			err = pending_reserve(s, 2 * runs);
 		if (err)
 			return err;
+		s->reserved_runs = runs;
 	}
 	return 0;
 }
@@ -266,6 +271,7 @@ static void pending_add(struct side *s, uint64_t from, uint64_t to)
 {
 	uint32_t i;
 
+	s->reserved_runs = 0;
 	/* merge with an overlapping or adjacent run */
 	for (i = 0; i < s->npending; i++) {
 		if (from <= s->pending[i].to && to >= s->pending[i].from) {
@@ -320,6 +326,7 @@ static void pending_remove(struct side *s, uint64_t from, uint64_t to)
 		} else if (to >= p->to) {
 			p->to = from;
 		} else if (s->npending < s->pending_cap) {
+			s->reserved_runs = 0;
 			s->pending[s->npending].from = to;
 			s->pending[s->npending++].to = p->to;
 			p->to = from;
@@ -347,7 +354,9 @@ static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s,
 			b = hi < to ? hi : to;
 			/* those pages were live, so the huge page was held */
 			adjust(c, s, (int64_t)(b - a));
-			if (stale_pages(r, private_side, lo, hi) == hi - lo) {
+			/* the extent of [lo, hi), if uniform, is in the run's
+			 * new state: stale here */
+			if (stale_pages(r, private_side, lo, hi, !private_side) == hi - lo) {
 				if (hpage_whole(s, r, h))
 					freeable = true;
 				else
@@ -388,7 +397,7 @@ static void huge_went_live(struct cvmconv *c, struct region *r, struct side *s, 
 		hpage_span(s, r, h, &lo, &hi);
 		a = lo > from ? lo : from;
 		b = hi < to ? hi : to;
-		stale = stale_pages(r, private_side, lo, hi);
+		stale = stale_pages(r, private_side, lo, hi, private_side);
 		kept = retained(s, h);
 		if (kept || hi - lo - stale > b - a) {
 			/* held before: those pages were stale and counted */
@@ -454,7 +463,7 @@ static int flush_side(struct cvmconv *c, struct region *r, struct side *s, bool 
 
 			hpage_span(s, r, h, &lo, &hi);
 			if (!hpage_whole(s, r, h) ||
-			    stale_pages(r, private_side, lo, hi) != hi - lo)
+			    stale_pages(r, private_side, lo, hi, -1) != hi - lo)
 				continue;
 			ret = punch(c, s, lo, hi);
 			if (ret == 0) {
@@ -520,7 +529,7 @@ static uint64_t side_pending_bytes(const struct region *r, const struct side *s,
 		if (h == U64MAP_EMPTY)
 			continue;
 		hpage_span(s, r, h, &lo, &hi);
-		if (hpage_whole(s, r, h) && stale_pages(r, private_side, lo, hi) == hi - lo)
+		if (hpage_whole(s, r, h) && stale_pages(r, private_side, lo, hi, -1) == hi - lo)
 			bytes += s->page_size;
 	}
 	return bytes;

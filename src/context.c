@@ -4,6 +4,7 @@
  * non-overlapping regions, and lookups by guest physical address.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -53,12 +54,12 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	if (pthread_rwlock_init(&c->regions_lock, NULL)) {
+	if (pthread_mutex_init(&c->regions_lock.writer, NULL)) {
 		free(c);
 		return -ENOMEM;
 	}
 	if (pthread_mutex_init(&c->log_lock, NULL)) {
-		pthread_rwlock_destroy(&c->regions_lock);
+		pthread_mutex_destroy(&c->regions_lock.writer);
 		free(c);
 		return -ENOMEM;
 	}
@@ -90,9 +91,23 @@ void cvmconv_destroy(struct cvmconv *c)
 	for (uint32_t i = 0; i < c->nregions; i++)
 		region_free(c, c->regions[i]);
 	free(c->regions);
-	pthread_rwlock_destroy(&c->regions_lock);
+	pthread_mutex_destroy(&c->regions_lock.writer);
 	pthread_mutex_destroy(&c->log_lock);
 	free(c);
+}
+
+void regions_write_lock(struct regions_lock *l)
+{
+	pthread_mutex_lock(&l->writer);
+	atomic_store(&l->writing, true);
+	while (atomic_load(&l->readers))
+		sched_yield(); /* readers hold it for one request at most */
+}
+
+void regions_write_unlock(struct regions_lock *l)
+{
+	atomic_store(&l->writing, false);
+	pthread_mutex_unlock(&l->writer);
 }
 
 struct region *context_find_region(struct cvmconv *c, uint64_t gpa, uint32_t *idx)
@@ -172,7 +187,7 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 		return err;
 	}
 
-	pthread_rwlock_wrlock(&c->regions_lock);
+	regions_write_lock(&c->regions_lock);
 	r->unaligned = in.unaligned < 0 ? (int)c->unaligned : in.unaligned;
 	if (atomic_load(&c->broken)) {
 		err = -ENOTRECOVERABLE;
@@ -208,7 +223,7 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 			(unsigned long long)r->shared.page_size,
 			(unsigned long long)r->private_.page_size, private ? ", private" : "");
 	}
-	pthread_rwlock_unlock(&c->regions_lock);
+	regions_write_unlock(&c->regions_lock);
 	if (err)
 		region_free(c, r);
 	return err;
@@ -221,17 +236,17 @@ int cvmconv_remove_region(struct cvmconv *c, uint64_t gpa)
 
 	if (!c)
 		return -EINVAL;
-	pthread_rwlock_wrlock(&c->regions_lock);
+	regions_write_lock(&c->regions_lock);
 	r = context_find_region(c, gpa, &idx);
 	if (!r || r->gpa != gpa) {
-		pthread_rwlock_unlock(&c->regions_lock);
+		regions_write_unlock(&c->regions_lock);
 		return -ENOENT;
 	}
 	memmove(&c->regions[idx], &c->regions[idx + 1],
 		(c->nregions - idx - 1) * sizeof(*c->regions));
 	c->nregions--;
 	region_free(c, r);
-	pthread_rwlock_unlock(&c->regions_lock);
+	regions_write_unlock(&c->regions_lock);
 	return 0;
 }
 
@@ -243,13 +258,13 @@ int cvmconv_is_private(struct cvmconv *c, uint64_t gpa)
 
 	if (!c)
 		return -EINVAL;
-	pthread_rwlock_rdlock(&c->regions_lock);
+	regions_read_lock(&c->regions_lock);
 	r = context_find_region(c, gpa, &idx);
 	if (r) {
 		pthread_mutex_lock(&r->lock);
 		ret = tracker_page_private(&r->tr, (gpa - r->gpa) >> PAGE_SHIFT_4K);
 		pthread_mutex_unlock(&r->lock);
 	}
-	pthread_rwlock_unlock(&c->regions_lock);
+	regions_read_unlock(&c->regions_lock);
 	return ret;
 }

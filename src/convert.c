@@ -22,9 +22,9 @@
 /* Requests hold the region list for reading; see struct cvmconv. */
 static int lock(struct cvmconv *c)
 {
-	pthread_rwlock_rdlock(&c->regions_lock);
+	regions_read_lock(&c->regions_lock);
 	if (atomic_load(&c->broken)) {
-		pthread_rwlock_unlock(&c->regions_lock);
+		regions_read_unlock(&c->regions_lock);
 		return -ENOTRECOVERABLE;
 	}
 	return 0;
@@ -32,7 +32,7 @@ static int lock(struct cvmconv *c)
 
 static void unlock(struct cvmconv *c)
 {
-	pthread_rwlock_unlock(&c->regions_lock);
+	regions_read_unlock(&c->regions_lock);
 }
 
 /* Regions [*first, *last] cover [gpa, gpa + size) without a gap. */
@@ -95,9 +95,7 @@ static bool walk_region_run(struct run_walk *w, uint64_t *run_gpa, uint64_t *run
 		clip(r, w->gpa, w->end, &from, &to);
 		if (w->page < from)
 			w->page = from;
-		a = tracker_find(&r->tr, w->page, to, !w->to_private);
-		if (a < to) {
-			b = tracker_find(&r->tr, a, to, w->to_private);
+		if (tracker_run(&r->tr, w->page, to, !w->to_private, &a, &b)) {
 			w->page = b;
 			*run_gpa = r->gpa + (a << PAGE_SHIFT_4K);
 			*run_end = r->gpa + (b << PAGE_SHIFT_4K);
@@ -116,7 +114,8 @@ static bool walk_next(struct run_walk *w, uint64_t *run_gpa, uint64_t *run_end)
 	if (!walk_region_run(w, run_gpa, run_end))
 		return false;
 	/* a run ending where the next region begins continues there */
-	for (;;) {
+	while (w->region < w->last &&
+	       *run_end == w->c->regions[w->region]->gpa + w->c->regions[w->region]->size) {
 		struct run_walk peek = *w;
 
 		if (!walk_region_run(&peek, &g, &e) || g != *run_end)
@@ -124,6 +123,7 @@ static bool walk_next(struct run_walk *w, uint64_t *run_gpa, uint64_t *run_end)
 		*run_end = e;
 		*w = peek;
 	}
+	return true;
 }
 
 static int set_attributes(struct cvmconv *c, uint64_t gpa, uint64_t end, bool private)
@@ -221,6 +221,13 @@ static int rollback(struct cvmconv *c, const struct planned *p, size_t n, uint64
 	return 0;
 }
 
+static void apply_failed(struct cvmconv *c, const struct conversion *cv, uint64_t gpa,
+			 uint64_t size, int err)
+{
+	log_msg(c, LOG_ERR, "%s: attribute update gpa 0x%llx size 0x%llx failed: %s; rolling back",
+		cv->source, (unsigned long long)gpa, (unsigned long long)size, strerror(-err));
+}
+
 /* Apply every run of every request; on failure set back the runs already
  * applied. A failed KVM_SET_MEMORY_ATTRIBUTES changes nothing
  * (kvm_vm_set_mem_attributes in virt/kvm/kvm_main.c reserves all entries
@@ -238,11 +245,7 @@ static int apply(struct cvmconv *c, const struct planned *p, size_t n)
 			int err = set_attributes(c, gpa, end, p[k].cv->to_private);
 
 			if (err) {
-				log_msg(c, LOG_ERR,
-					"%s: attribute update gpa 0x%llx size 0x%llx failed: %s; "
-					"rolling back",
-					p[k].cv->source, (unsigned long long)gpa,
-					(unsigned long long)(end - gpa), strerror(-err));
+				apply_failed(c, p[k].cv, gpa, end - gpa, err);
 				int undo = rollback(c, p, n, applied);
 
 				return undo ? undo : err;
@@ -399,6 +402,13 @@ static void lock_regions(struct cvmconv *c, const struct planned *p, size_t n, b
 {
 	int64_t done = -1;
 
+	if (n == 1 && p->first == p->last) {
+		if (take)
+			pthread_mutex_lock(&c->regions[p->first]->lock);
+		else
+			pthread_mutex_unlock(&c->regions[p->first]->lock);
+		return;
+	}
 	for (size_t k = 0; k < n; k++)
 		for (uint32_t i = p[k].first; i <= p[k].last; i++)
 			if ((int64_t)i > done) {
@@ -447,12 +457,54 @@ static int transact_locked(struct cvmconv *c, struct planned *p, size_t n, int *
 	return 0;
 }
 
+/* The common request — one region, at most one run to change, no
+ * listeners — through the same phases as transact_locked() without the
+ * bookkeeping for many runs; the update reuses the planning descent (the
+ * tracker's hint). Returns false, having changed nothing, for any other
+ * request. */
+static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err, int *guest_err)
+{
+	const struct conversion *cv = p->cv;
+	struct region *r = c->regions[p->first];
+	uint64_t from, to, a, b, a2, b2;
+
+	if (p->first != p->last || c->nlisteners)
+		return false;
+	clip(r, cv->gpa, cv->gpa + cv->size, &from, &to);
+	if (tracker_run(&r->tr, from, to, !cv->to_private, &a, &b)) {
+		if (b < to && tracker_run(&r->tr, b, to, !cv->to_private, &a2, &b2))
+			return false; /* more than one run */
+		if (tracker_reserve(&r->tr, 2) || backing_reserve(r, 2)) {
+			*err = -ENOMEM;
+			return true;
+		}
+		*err = set_attributes(c, r->gpa + (a << PAGE_SHIFT_4K), r->gpa + (b << PAGE_SHIFT_4K),
+				      cv->to_private);
+		if (*err) {
+			apply_failed(c, cv, r->gpa + (a << PAGE_SHIFT_4K), (b - a) << PAGE_SHIFT_4K,
+				     *err);
+			return true;
+		}
+		tracker_set(&r->tr, a, b, cv->to_private);
+		backing_release_stale(c, r, a, b, cv->to_private);
+		if (cv->to_private)
+			COUNT(c, to_private_bytes, (b - a) << PAGE_SHIFT_4K);
+		else
+			COUNT(c, to_shared_bytes, (b - a) << PAGE_SHIFT_4K);
+		stats_update_peak(c);
+	}
+	*err = 0;
+	*guest_err = 0;
+	return true;
+}
+
 static int transact(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
 {
 	int err;
 
 	lock_regions(c, p, n, true);
-	err = transact_locked(c, p, n, guest_err);
+	if (n != 1 || !transact_simple(c, p, &err, guest_err))
+		err = transact_locked(c, p, n, guest_err);
 	lock_regions(c, p, n, false);
 	return err;
 }

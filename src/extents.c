@@ -117,33 +117,128 @@ static struct run_node *pop_min(struct run_node *t)
 
 /* ---- boundaries -> mixed extents ---- */
 
+/* A boundary map value: the run boundaries strictly inside the extent (high
+ * half) and, while there are any, its private pages (low half). */
+#define BOUND_ONE (1ULL << 32)
+#define PRIV_MASK (BOUND_ONE - 1)
+
+/* Extent of page @p, relative to the region's first extent. */
 static uint64_t extent_of(const struct tracker *t, uint64_t p)
 {
-	return ((t->gpa >> PAGE_SHIFT_4K) + p) / PAGES_PER_EXTENT - t->first_extent;
+	return (p + t->first_offset) / PAGES_PER_EXTENT;
+}
+
+/* First region page of extent @x (0 for a first extent the region starts
+ * inside of); npages for the extent after the last. */
+static uint64_t extent_start(const struct tracker *t, uint64_t x)
+{
+	uint64_t p = x * PAGES_PER_EXTENT;
+
+	if (p <= t->first_offset)
+		return 0;
+	return p - t->first_offset < t->npages ? p - t->first_offset : t->npages;
 }
 
 static bool interior(const struct tracker *t, uint64_t p)
 {
-	return p > 0 && p < t->npages && ((t->gpa >> PAGE_SHIFT_4K) + p) % PAGES_PER_EXTENT;
+	return p > 0 && p < t->npages && (p + t->first_offset) % PAGES_PER_EXTENT;
 }
 
-static void boundary(struct tracker *t, uint64_t p, bool add)
+/* Add @delta (boundaries in the high half, pages in the low half, as one
+ * two's complement sum) to extent @x; the entry goes with its last
+ * boundary. An entry is only created by a delta that adds a boundary. */
+static void mark(struct tracker *t, uint64_t x, uint64_t delta)
 {
-	uint64_t *count;
+	uint64_t *v;
 
-	if (!interior(t, p))
+	if (!delta)
 		return;
-	if (add) {
-		/* room guaranteed by tracker_reserve() */
-		(*u64map_insert(&t->boundaries, extent_of(t, p)))++;
-	} else if ((count = u64map_find(&t->boundaries, extent_of(t, p))) && --*count == 0) {
-		u64map_remove(&t->boundaries, count);
+	if ((int64_t)delta > 0) {
+		*u64map_insert(&t->boundaries, x) += delta; /* room: tracker_reserve() */
+	} else if ((v = u64map_find(&t->boundaries, x))) {
+		*v += delta;
+		if (*v < BOUND_ONE)
+			u64map_remove(&t->boundaries, v);
 	}
+}
+
+/* What run [s, e) adds to the extents its interior ends lie in: one
+ * boundary per end, and the run's private pages in that extent. So a mixed
+ * extent's count is the sum over the runs with an interior end in it — all
+ * its private pages, as no run can span a mixed extent whole — and its
+ * entry goes when its last boundary does. */
+struct marks {
+	uint64_t x[2], d[2];
+	unsigned n;
+};
+
+static void marks_of(const struct tracker *t, uint64_t s, uint64_t e, struct marks *m)
+{
+	m->n = 0;
+	if (interior(t, s)) {
+		uint64_t x = extent_of(t, s), lim = extent_start(t, x + 1);
+
+		if (e < lim) { /* both ends inside x */
+			m->x[0] = x;
+			m->d[0] = 2 * BOUND_ONE + (e - s);
+			m->n = 1;
+			return;
+		}
+		m->x[0] = x;
+		m->d[0] = BOUND_ONE + (lim - s);
+		m->n = 1;
+	}
+	if (interior(t, e)) {
+		uint64_t x = extent_of(t, e), lo = extent_start(t, x);
+
+		m->x[m->n] = x;
+		m->d[m->n++] = BOUND_ONE + (e - (s > lo ? s : lo));
+	}
+}
+
+/* Replace the marks of runs old[0..nold) by those of runs new[0..nnew)
+ * (pairs start, end), one map update per extent touched. Decreases go
+ * first, so an entry is never added to before one that lost its last
+ * boundary went. */
+static void remark(struct tracker *t, const uint64_t *old, unsigned nold, const uint64_t *new,
+		   unsigned nnew)
+{
+	uint64_t x[8], d[8];
+	unsigned n = 0;
+
+	if (t->hint.aligned)
+		return; /* see tracker_set() */
+
+	for (unsigned i = 0; i < nold + nnew; i++) {
+		const uint64_t *run = i < nold ? &old[2 * i] : &new[2 * (i - nold)];
+		struct marks m;
+
+		marks_of(t, run[0], run[1], &m);
+		for (unsigned j = 0; j < m.n; j++) {
+			uint64_t delta = i < nold ? -m.d[j] : m.d[j];
+			unsigned k = 0;
+
+			while (k < n && x[k] != m.x[j])
+				k++;
+			if (k == n) {
+				x[n] = m.x[j];
+				d[n++] = 0;
+			}
+			d[k] += delta;
+		}
+	}
+	for (unsigned k = 0; k < n; k++)
+		if ((int64_t)d[k] < 0)
+			mark(t, x[k], d[k]);
+	for (unsigned k = 0; k < n; k++)
+		if ((int64_t)d[k] > 0)
+			mark(t, x[k], d[k]);
 }
 
 /* ---- nodes ---- */
 
-static struct run_node *node_get(struct tracker *t, uint64_t start, uint64_t end)
+/* A node from the reserve, and back; the marks are the caller's. */
+static struct run_node *node_alloc(struct tracker *t, uint64_t start, uint64_t end)
 {
 	struct run_node *n = t->free_nodes; /* tracker_reserve() filled it */
 
@@ -151,18 +246,30 @@ static struct run_node *node_get(struct tracker *t, uint64_t start, uint64_t end
 	t->nfree--;
 	t->prio = t->prio * 1103515245u + 12345u;
 	*n = (struct run_node){ start, end, end - start, NULL, NULL, t->prio ^ (t->prio >> 16) };
-	boundary(t, start, true);
-	boundary(t, end, true);
 	return n;
+}
+
+static void node_free(struct tracker *t, struct run_node *n)
+{
+	n->l = t->free_nodes;
+	t->free_nodes = n;
+	t->nfree++;
+}
+
+static struct run_node *node_get(struct tracker *t, uint64_t start, uint64_t end)
+{
+	uint64_t run[2] = { start, end };
+
+	remark(t, NULL, 0, run, 1);
+	return node_alloc(t, start, end);
 }
 
 static void node_put(struct tracker *t, struct run_node *n)
 {
-	boundary(t, n->start, false);
-	boundary(t, n->end, false);
-	n->l = t->free_nodes;
-	t->free_nodes = n;
-	t->nfree++;
+	uint64_t run[2] = { n->start, n->end };
+
+	remark(t, run, 1, NULL, 0);
+	node_free(t, n);
 }
 
 static void tree_put(struct tracker *t, struct run_node *n)
@@ -185,6 +292,9 @@ static void tree_free(struct run_node *n)
 
 int tracker_reserve(struct tracker *t, uint64_t extra)
 {
+	if (t->nfree >= extra && t->nfree <= FREE_NODES_KEPT &&
+	    (t->boundaries.count + 2 * extra) * 2 <= t->boundaries.cap)
+		return 0; /* the usual case: room already */
 	while (t->nfree < extra) {
 		struct run_node *n = malloc(sizeof(*n));
 
@@ -215,6 +325,7 @@ int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private)
 	t->gpa = gpa;
 	t->npages = size >> PAGE_SHIFT_4K;
 	t->first_extent = gpa >> EXTENT_SHIFT;
+	t->first_offset = (gpa >> PAGE_SHIFT_4K) % PAGES_PER_EXTENT;
 	t->nextents = ((gpa + size - 1) >> EXTENT_SHIFT) - t->first_extent + 1;
 	t->prio = (uint32_t)(gpa >> PAGE_SHIFT_4K) * 2654435761u + 1;
 	if (tracker_reserve(t, 2))
@@ -293,9 +404,26 @@ static uint64_t prefix(const struct tracker *t, uint64_t x)
 	return acc;
 }
 
-uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to)
+uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to, int uniform)
 {
-	return from < to ? prefix(t, to) - prefix(t, from) : 0;
+	uint64_t x;
+
+	if (from >= to)
+		return 0;
+	x = extent_of(t, from);
+	if (x == extent_of(t, to - 1)) {
+		/* within one extent: its count if mixed, else its one state */
+		const uint64_t *v = u64map_find(&t->boundaries, x);
+
+		if (!v) {
+			if (uniform < 0)
+				uniform = tracker_page_private(t, from);
+			return uniform ? to - from : 0;
+		}
+		if (from == extent_start(t, x) && to == extent_start(t, x + 1))
+			return *v & PRIV_MASK;
+	}
+	return prefix(t, to) - prefix(t, from);
 }
 
 /* The general case: cut the treap around [from, to), rebuild, join. */
@@ -363,17 +491,14 @@ static struct run_node **path_adjust(struct tracker *t, uint64_t key, int64_t de
 	}
 }
 
-/* Give node @n the range [start, end). No other run may start between the
- * old and the new start, so the order of the treap is unchanged. */
+/* The tree side of an update; tracker_set() does the marks, once for the
+ * whole update. Give node @n the range [start, end). No other run may
+ * start between the old and the new start, so the order is unchanged. */
 static void node_resize(struct tracker *t, struct run_node *n, uint64_t start, uint64_t end)
 {
 	path_adjust(t, n->start, (int64_t)(end - start) - (int64_t)(n->end - n->start));
-	boundary(t, n->start, false);
-	boundary(t, n->end, false);
 	n->start = start;
 	n->end = end;
-	boundary(t, start, true);
-	boundary(t, end, true);
 }
 
 static void node_delete(struct tracker *t, struct run_node *n)
@@ -381,13 +506,13 @@ static void node_delete(struct tracker *t, struct run_node *n)
 	struct run_node **link = path_adjust(t, n->start, -(int64_t)(n->end - n->start));
 
 	*link = merge(n->l, n->r);
-	node_put(t, n);
+	node_free(t, n);
 }
 
 /* Insert [start, end), which overlaps and touches no run. */
 static void node_insert(struct tracker *t, uint64_t start, uint64_t end)
 {
-	struct run_node *n = node_get(t, start, end), **link = &t->root;
+	struct run_node *n = node_alloc(t, start, end), **link = &t->root;
 
 	while (*link && (*link)->prio > n->prio) {
 		(*link)->sum += end - start;
@@ -398,74 +523,157 @@ static void node_insert(struct tracker *t, uint64_t start, uint64_t end)
 	*link = n;
 }
 
-/* The first run ending at or after page @x. */
-static struct run_node *first_ending_from(const struct tracker *t, uint64_t x)
+/* The first run ending at or after page @x, and (if @succ) the run after
+ * it: the lowest ancestor the descent turned left at, unless it has a right
+ * subtree. */
+static struct run_node *first_ending_from(const struct tracker *t, uint64_t x,
+					  struct run_node **succ)
 {
-	struct run_node *best = NULL;
+	struct run_node *best = NULL, *after = NULL;
 
 	for (struct run_node *n = t->root; n;) {
 		if (n->end >= x) {
+			after = best;
 			best = n;
 			n = n->l;
 		} else {
 			n = n->r;
 		}
 	}
+	if (succ) {
+		if (best && best->r) {
+			after = best->r;
+			while (after->l)
+				after = after->l;
+		}
+		*succ = after;
+	}
 	return best;
+}
+
+bool tracker_run(struct tracker *t, uint64_t from, uint64_t to, bool private, uint64_t *a,
+		 uint64_t *b)
+{
+	struct run_node *n, *next;
+
+	if (from >= to)
+		return false;
+	n = first_ending_from(t, from, &next);
+	t->hint.n = n;
+	t->hint.next = next;
+	t->hint.x = from;
+	t->hint.valid = true;
+	if (n && n->end == from) { /* touches @from: the runs after it count */
+		n = next;
+		next = NULL; /* not needed below: n->start > from */
+	}
+	if (private) {
+		if (!n || n->start >= to)
+			return false;
+		*a = n->start > from ? n->start : from;
+		*b = n->end < to ? n->end : to;
+		return true;
+	}
+	if (n && n->start <= from) { /* @from is private: shared from its run's end */
+		if (n->end >= to)
+			return false;
+		*a = n->end;
+		*b = next && next->start < to ? next->start : to;
+		return true;
+	}
+	*a = from;
+	*b = n && n->start < to ? n->start : to;
+	return true;
+}
+
+/* first_ending_from(t, x, next), from the hint when it holds: every run
+ * before the hint's lies wholly below hint.x <= x. */
+static struct run_node *locate(struct tracker *t, uint64_t x, struct run_node **next)
+{
+	if (t->hint.valid && t->hint.x <= x && (!t->hint.n || t->hint.n->end >= x)) {
+		*next = t->hint.next;
+		return t->hint.n;
+	}
+	return first_ending_from(t, x, next);
 }
 
 void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 {
 	struct run_node *n, *next;
+	uint64_t old[4], new[4];
 
 	if (from >= to)
 		return;
+	/* Every page of [from, to) changes state. If neither end is interior
+	 * to an extent, no boundary inside an extent appears or goes, and the
+	 * pages change in whole extents, uniform before and after: no mark
+	 * changes (the 2 MiB conversions). */
+	t->hint.aligned = !interior(t, from) && !interior(t, to);
+	/* the hint is used once, below, before anything changes */
 	if (private) {
 		/* runs touching or overlapping [from, to] */
-		n = first_ending_from(t, from);
+		n = locate(t, from, &next);
+		t->hint.valid = false;
 		if (!n || n->start > to) {
+			new[0] = from;
+			new[1] = to;
+			remark(t, NULL, 0, new, 1);
 			node_insert(t, from, to);
 			return;
 		}
-		next = n->end < to ? first_ending_from(t, n->end + 1) : NULL;
-		if (next && next->start > to)
-			next = NULL;
-		if (!next) {
-			node_resize(t, n, n->start < from ? n->start : from,
-				    n->end > to ? n->end : to);
+		new[0] = n->start < from ? n->start : from;
+		old[0] = n->start;
+		old[1] = n->end;
+		if (!next || next->start > to) {
+			new[1] = n->end > to ? n->end : to;
+			remark(t, old, 1, new, 1);
+			node_resize(t, n, new[0], new[1]);
 			return;
 		}
-		struct run_node *third = first_ending_from(t, next->end + 1);
-
-		if ((!third || third->start > to) && next->end >= to) {
-			uint64_t end = next->end;
-
+		/* bridging two runs; a third would start beyond next's end */
+		if (next->end >= to) {
+			new[1] = next->end;
+			old[2] = next->start;
+			old[3] = next->end;
+			remark(t, old, 2, new, 1);
 			node_delete(t, next);
-			node_resize(t, n, n->start < from ? n->start : from, end);
+			node_resize(t, n, new[0], new[1]);
 			return;
 		}
 	} else {
 		/* runs overlapping [from, to) */
-		n = first_ending_from(t, from + 1);
+		n = locate(t, from + 1, &next);
+		t->hint.valid = false;
 		if (!n || n->start >= to)
 			return;
-		next = n->end < to ? first_ending_from(t, n->end + 1) : NULL;
 		if (!next || next->start >= to) {
-			if (from <= n->start && to >= n->end) {
-				node_delete(t, n);
-			} else if (from <= n->start) {
-				node_resize(t, n, to, n->end);
-			} else if (to >= n->end) {
-				node_resize(t, n, n->start, from);
-			} else {
-				uint64_t end = n->end;
+			unsigned nnew = 0;
 
+			old[0] = n->start;
+			old[1] = n->end;
+			if (n->start < from) { /* a piece before */
+				new[0] = n->start;
+				new[1] = from;
+				nnew = 1;
+			}
+			if (to < n->end) { /* and after */
+				new[2 * nnew] = to;
+				new[2 * nnew + 1] = n->end;
+				nnew++;
+			}
+			remark(t, old, 1, new, nnew);
+			if (!nnew) {
+				node_delete(t, n);
+			} else if (nnew == 2) {
 				node_resize(t, n, n->start, from);
-				node_insert(t, to, end);
+				node_insert(t, to, new[3]);
+			} else {
+				node_resize(t, n, new[0], new[1]);
 			}
 			return;
 		}
 	}
+	t->hint.aligned = false; /* node_get() and node_put() mark one by one */
 	set_general(t, from, to, private);
 }
 
@@ -510,7 +718,7 @@ int tracker_edge_extent(const struct tracker *t, bool last)
 		lo = 0;
 	if (hi > t->npages)
 		hi = t->npages;
-	priv = tracker_count_private(t, lo, hi);
+	priv = tracker_count_private(t, lo, hi, -1);
 	return priv == 0 ? EDGE_SHARED : priv == hi - lo ? EDGE_PRIVATE : EDGE_MIXED;
 }
 

@@ -53,13 +53,24 @@ struct run_node;
 struct tracker {
 	uint64_t gpa, npages;  /* region range in 4 KiB pages from gpa */
 	uint64_t first_extent; /* gpa >> EXTENT_SHIFT */
+	uint64_t first_offset; /* pages of the first extent before the region */
 	uint64_t nextents;     /* 2 MiB extents the region touches */
 	struct run_node *root; /* private runs, a treap ordered by start */
 	struct run_node *free_nodes;
 	uint64_t nfree, nodes_allocated;
 	uint32_t prio;		  /* treap priorities: a private LCG, not guest-controlled */
-	struct u64map boundaries; /* extent -> run boundaries strictly inside it;
-				   * its count is the number of mixed extents */
+	struct u64map boundaries; /* extent -> run boundaries strictly inside it
+				   * and private pages; its count is the number
+				   * of mixed extents */
+	/* Left by tracker_run() for the tracker_set() that usually follows:
+	 * @n, the first run ending at or after page @x, and the run after it.
+	 * Valid until the tracker changes. */
+	struct {
+		struct run_node *n, *next;
+		uint64_t x;
+		bool valid;
+		bool aligned; /* tracker_set() of whole extents: no marks change */
+	} hint;
 };
 
 HIDDEN int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private);
@@ -68,9 +79,17 @@ HIDDEN void tracker_fini(struct tracker *t);
 HIDDEN bool tracker_page_private(const struct tracker *t, uint64_t p);
 /* First page in [from, to) whose state equals @private, or @to. */
 HIDDEN uint64_t tracker_find(const struct tracker *t, uint64_t from, uint64_t to, bool private);
-/* Number of private pages in [from, to). */
-HIDDEN uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to);
-/* Set [from, to) to @private. Cannot fail: callers first reserve room for
+/* Number of private pages in [from, to). @uniform: the state of the extent
+ * holding [from, to) if that extent is uniform (1 private, 0 shared; the
+ * caller knows it from a page it just set), or -1: look it up. */
+HIDDEN uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to,
+				     int uniform);
+/* The first maximal run [*a, *b) of pages in state @private within
+ * [from, to); false if there is none. */
+HIDDEN bool tracker_run(struct tracker *t, uint64_t from, uint64_t to, bool private,
+			uint64_t *a, uint64_t *b);
+/* Set [from, to) to @private; every page of it is in the other state (a
+ * run the caller found with tracker_run()). Cannot fail: callers first reserve room for
  * @extra new runs with tracker_reserve() (-ENOMEM), so that nothing can fail
  * after the kernel changed state. A request needs 2. */
 HIDDEN int tracker_reserve(struct tracker *t, uint64_t extra);
@@ -106,6 +125,8 @@ struct side {
 	} * pending;
 	uint32_t npending, pending_cap;
 	uint64_t double_alloc_pages; /* pages stale here that are still held */
+	uint64_t reserved_runs;	     /* backing_reserve() made room for this many
+				      * runs, and none of it was used since */
 };
 
 struct region {
@@ -125,6 +146,41 @@ static inline struct side *region_side(struct region *r, bool private_side)
 HIDDEN int side_init(struct side *s, int fd, void *hva, uint64_t offset);
 HIDDEN void side_fini(struct cvmconv *c, struct side *s);
 HIDDEN bool side_is_huge(const struct side *s);
+
+/* ---- the region list lock ---- */
+
+/* Readers (every request) far outnumber writers (adding and removing
+ * regions or listeners, at VM set-up), and a pthread rwlock costs a request
+ * some 60 instructions. Here a reader announces itself and checks for a
+ * writer; a writer announces itself and waits for the readers to leave.
+ * Both announcements are sequentially consistent, so at least one side sees
+ * the other. Readers arriving while a writer is in queue behind its mutex.
+ * Like a rwlock, a reader must not ask for the write side. */
+struct regions_lock {
+	_Atomic uint64_t readers;
+	atomic_bool writing;
+	pthread_mutex_t writer;
+};
+
+static inline void regions_read_lock(struct regions_lock *l)
+{
+	for (;;) {
+		atomic_fetch_add(&l->readers, 1);
+		if (!atomic_load(&l->writing))
+			return;
+		atomic_fetch_sub(&l->readers, 1);
+		pthread_mutex_lock(&l->writer); /* wait for the writer */
+		pthread_mutex_unlock(&l->writer);
+	}
+}
+
+static inline void regions_read_unlock(struct regions_lock *l)
+{
+	atomic_fetch_sub_explicit(&l->readers, 1, memory_order_release);
+}
+
+HIDDEN void regions_write_lock(struct regions_lock *l);
+HIDDEN void regions_write_unlock(struct regions_lock *l);
 
 /* ---- context ---- */
 
@@ -150,7 +206,7 @@ struct cvmconv {
 	 * remove regions or listeners), then the locks of the regions a
 	 * request covers in ascending order, then @log_lock. Requests on
 	 * disjoint regions run in parallel, kernel calls included. */
-	pthread_rwlock_t regions_lock;
+	struct regions_lock regions_lock;
 	pthread_mutex_t log_lock; /* rate limit state; serialises the log callback */
 	int vm_fd;
 	uint64_t granule;

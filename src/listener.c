@@ -19,15 +19,15 @@ int cvmconv_add_listener(struct cvmconv *c, const struct cvmconv_listener *l)
 	copy.sz = sizeof(copy);
 	if (!copy.before && !copy.after)
 		return -EINVAL;
-	pthread_rwlock_wrlock(&c->regions_lock);
+	regions_write_lock(&c->regions_lock);
 	if (c->nlisteners == CVMCONV_MAX_LISTENERS) {
-		pthread_rwlock_unlock(&c->regions_lock);
+		regions_write_unlock(&c->regions_lock);
 		return -ENOSPC;
 	}
 	id = c->next_listener_id++;
 	c->listeners[c->nlisteners] = copy;
 	c->listener_ids[c->nlisteners++] = id;
-	pthread_rwlock_unlock(&c->regions_lock);
+	regions_write_unlock(&c->regions_lock);
 	return id;
 }
 
@@ -37,7 +37,7 @@ int cvmconv_remove_listener(struct cvmconv *c, int id)
 
 	if (!c)
 		return -EINVAL;
-	pthread_rwlock_wrlock(&c->regions_lock);
+	regions_write_lock(&c->regions_lock);
 	for (unsigned i = 0; i < c->nlisteners; i++) {
 		if (c->listener_ids[i] != id)
 			continue;
@@ -50,6 +50,6 @@ int cvmconv_remove_listener(struct cvmconv *c, int id)
 		ret = 0;
 		break;
 	}
-	pthread_rwlock_unlock(&c->regions_lock);
+	regions_write_unlock(&c->regions_lock);
 	return ret;
 }

@@ -33,7 +33,7 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 	if (!c || !st || st->sz < offsetofend(struct cvmconv_stats, extents))
 		return -EINVAL;
 	sz = st->sz;
-	pthread_rwlock_rdlock(&c->regions_lock);
+	regions_read_lock(&c->regions_lock);
 	s.exits = READ(c, exits);
 	s.rejected = READ(c, rejected);
 	s.unaligned = READ(c, unaligned);
@@ -75,7 +75,7 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 	s.log_suppressed = c->rl.suppressed;
 	pthread_mutex_unlock(&c->log_lock);
 	s.broken = atomic_load(&c->broken);
-	pthread_rwlock_unlock(&c->regions_lock);
+	regions_read_unlock(&c->regions_lock);
 	memcpy(st, &s, sz < sizeof(s) ? sz : sizeof(s));
 	st->sz = sz;
 	return 0;
