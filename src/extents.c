@@ -206,9 +206,6 @@ static void remark(struct tracker *t, const uint64_t *old, unsigned nold, const 
 	uint64_t x[8], d[8];
 	unsigned n = 0;
 
-	if (t->hint.aligned)
-		return; /* see tracker_set() */
-
 	for (unsigned i = 0; i < nold + nnew; i++) {
 		const uint64_t *run = i < nold ? &old[2 * i] : &new[2 * (i - nold)];
 		struct marks m;
@@ -597,6 +594,47 @@ static struct run_node *locate(struct tracker *t, uint64_t x, struct run_node **
 	return first_ending_from(t, x, next);
 }
 
+/* The marks after every page of [from, to) changed to @private, which
+ * the simple cases of tracker_set() know in O(1): @left_same, whether page
+ * from - 1 is in that state (so the boundary at @from goes, else one comes),
+ * and @right_same, the same for page @to; old[0..nold) and new[0..nnew) are
+ * the runs replaced and their replacements, for the general way.
+ * - Neither end interior to an extent: no boundary inside an extent comes
+ *   or goes, and pages change in whole extents, uniform before and after:
+ *   nothing changes (the 2 MiB conversions).
+ * - Both ends in one extent: only its entry changes, by the boundaries at
+ *   the two ends and the pages; an extent uniform before starts from its
+ *   old state (the 4 KiB conversions).
+ * - Otherwise remark(). */
+static void set_marks(struct tracker *t, uint64_t from, uint64_t to, bool private, bool left_same,
+		      bool right_same, const uint64_t *old, unsigned nold, const uint64_t *new,
+		      unsigned nnew)
+{
+	bool in_from = interior(t, from), in_to = interior(t, to);
+	uint64_t x = extent_of(t, from), *v;
+	int64_t bounds = 0;
+
+	if (!in_from && !in_to)
+		return;
+	if (x != extent_of(t, to - 1)) {
+		remark(t, old, nold, new, nnew);
+		return;
+	}
+	if (in_from)
+		bounds += left_same ? -1 : 1;
+	if (in_to)
+		bounds += right_same ? -1 : 1;
+	v = u64map_find(&t->boundaries, x);
+	if (!v) { /* uniform in the old state until now */
+		v = u64map_insert(&t->boundaries, x); /* room: tracker_reserve() */
+		*v = private ? 0 : extent_start(t, x + 1) - extent_start(t, x);
+	}
+	*v += (uint64_t)bounds * BOUND_ONE;
+	*v = private ? *v + (to - from) : *v - (to - from);
+	if (*v < BOUND_ONE)
+		u64map_remove(&t->boundaries, v);
+}
+
 void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 {
 	struct run_node *n, *next;
@@ -604,11 +642,6 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 
 	if (from >= to)
 		return;
-	/* Every page of [from, to) changes state. If neither end is interior
-	 * to an extent, no boundary inside an extent appears or goes, and the
-	 * pages change in whole extents, uniform before and after: no mark
-	 * changes (the 2 MiB conversions). */
-	t->hint.aligned = !interior(t, from) && !interior(t, to);
 	/* the hint is used once, below, before anything changes */
 	if (private) {
 		/* runs touching or overlapping [from, to] */
@@ -617,7 +650,7 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 		if (!n || n->start > to) {
 			new[0] = from;
 			new[1] = to;
-			remark(t, NULL, 0, new, 1);
+			set_marks(t, from, to, true, false, false, NULL, 0, new, 1);
 			node_insert(t, from, to);
 			return;
 		}
@@ -626,7 +659,7 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 		old[1] = n->end;
 		if (!next || next->start > to) {
 			new[1] = n->end > to ? n->end : to;
-			remark(t, old, 1, new, 1);
+			set_marks(t, from, to, true, n->end == from, n->start == to, old, 1, new, 1);
 			node_resize(t, n, new[0], new[1]);
 			return;
 		}
@@ -635,7 +668,7 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 			new[1] = next->end;
 			old[2] = next->start;
 			old[3] = next->end;
-			remark(t, old, 2, new, 1);
+			set_marks(t, from, to, true, true, true, old, 2, new, 1);
 			node_delete(t, next);
 			node_resize(t, n, new[0], new[1]);
 			return;
@@ -661,7 +694,8 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 				new[2 * nnew + 1] = n->end;
 				nnew++;
 			}
-			remark(t, old, 1, new, nnew);
+			set_marks(t, from, to, false, n->start == from, n->end == to, old, 1, new,
+				  nnew);
 			if (!nnew) {
 				node_delete(t, n);
 			} else if (nnew == 2) {
@@ -673,7 +707,6 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 			return;
 		}
 	}
-	t->hint.aligned = false; /* node_get() and node_put() mark one by one */
 	set_general(t, from, to, private);
 }
 

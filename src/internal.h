@@ -69,7 +69,6 @@ struct tracker {
 		struct run_node *n, *next;
 		uint64_t x;
 		bool valid;
-		bool aligned; /* tracker_set() of whole extents: no marks change */
 	} hint;
 };
 
