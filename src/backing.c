@@ -246,7 +246,6 @@ int backing_reserve(struct region *r, uint64_t runs)
 {
 	struct side *sides[2] = { &r->shared, &r->private_ };
 
-
 	for (int i = 0; i < 2; i++) {
 		struct side *s = sides[i];
 		int err = 0;
@@ -336,11 +335,107 @@ static void pending_remove(struct side *s, uint64_t from, uint64_t to)
 
 /* ---- the stale and the live side of a changed run ---- */
 
+/* Punch region pages [from, to), whole huge pages that are all stale, now;
+ * on failure keep them as retained, for cvmconv_flush(). */
+static void punch_hpages(struct cvmconv *c, struct region *r, struct side *s, uint64_t from,
+			 uint64_t to)
+{
+	if (punch(c, s, from, to) == 0) {
+		adjust(c, s, -(int64_t)(to - from));
+		return;
+	}
+	for (uint64_t h = hpage_of(s, from); h <= hpage_of(s, to - 1); h++)
+		retain(c, r, s, h);
+	s->retry_hpages += (to - from) * PAGE_4K / s->page_size;
+}
+
+/* Freeable huge pages [from, to) (region pages): punched at the end of the
+ * transaction, so that the huge pages freed by neighbouring runs of one
+ * request go in one call. */
+static void defer(struct cvmconv *c, struct region *r, struct side *s, uint64_t from, uint64_t to)
+{
+	/* runs come in ascending order: a range can only extend the last */
+	if (s->ndeferred && s->deferred[s->ndeferred - 1].to == from) {
+		s->deferred[s->ndeferred - 1].to = to;
+		return;
+	}
+	if (s->ndeferred == DEFERRED_MAX) {
+		/* full: the lowest range can no longer grow, it goes now */
+		uint32_t low = 0;
+
+		for (uint32_t i = 1; i < s->ndeferred; i++)
+			if (s->deferred[i].from < s->deferred[low].from)
+				low = i;
+		punch_hpages(c, r, s, s->deferred[low].from, s->deferred[low].to);
+		s->deferred[low] = s->deferred[--s->ndeferred];
+	}
+	s->deferred[s->ndeferred].from = from;
+	s->deferred[s->ndeferred++].to = to;
+}
+
+/* Huge page [lo, hi) has a live page again: if it was waiting to be
+ * punched, it no longer may be. Returns whether it was (it is still held). */
+static bool undefer(struct cvmconv *c, struct region *r, struct side *s, uint64_t lo, uint64_t hi)
+{
+	for (uint32_t i = 0; i < s->ndeferred; i++) {
+		struct deferred_run *d = &s->deferred[i];
+
+		if (hi <= d->from || lo >= d->to)
+			continue;
+		if (lo == d->from && hi == d->to) {
+			*d = s->deferred[--s->ndeferred];
+		} else if (lo == d->from) {
+			d->from = hi;
+		} else if (hi == d->to) {
+			d->to = lo;
+		} else if (s->ndeferred < DEFERRED_MAX) {
+			s->deferred[s->ndeferred].from = hi;
+			s->deferred[s->ndeferred++].to = d->to;
+			d->to = lo;
+		} else { /* no room to split: the part before goes now */
+			punch_hpages(c, r, s, d->from, lo);
+			d->from = hi;
+		}
+		return true;
+	}
+	return false;
+}
+
+void backing_commit(struct cvmconv *c, struct region *r)
+{
+	struct side *sides[2] = { &r->shared, &r->private_ };
+
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i];
+		uint32_t n = s->ndeferred;
+
+		if (!n)
+			continue;
+		/* sort the (at most DEFERRED_MAX) ranges, merge those that touch */
+		for (uint32_t a = 1; a < n; a++)
+			for (uint32_t b = a; b > 0 && s->deferred[b - 1].from > s->deferred[b].from;
+			     b--) {
+				struct deferred_run t = s->deferred[b];
+
+				s->deferred[b] = s->deferred[b - 1];
+				s->deferred[b - 1] = t;
+			}
+		s->ndeferred = 0;
+		for (uint32_t a = 0; a < n;) {
+			uint64_t from = s->deferred[a].from, to = s->deferred[a].to;
+
+			while (++a < n && s->deferred[a].from == to)
+				to = s->deferred[a].to;
+			punch_hpages(c, r, s, from, to);
+		}
+	}
+}
+
 static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s, bool private_side,
 			    uint64_t from, uint64_t to)
 {
 	uint64_t h_first = hpage_of(s, from), h_last = hpage_of(s, to - 1);
-	uint64_t run_from = 0, run_to = 0, run_h = 0, run_n = 0;
+	uint64_t run_from = 0, run_to = 0, run_n = 0;
 
 	for (uint64_t h = h_first; h <= h_last + 1; h++) {
 		uint64_t lo = 0, hi = 0;
@@ -368,21 +463,14 @@ static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s,
 			run_n++;
 			continue;
 		}
-		/* close the current run of freeable huge pages: one call */
+		/* close the current run of freeable huge pages */
 		if (run_n) {
-			if (punch(c, s, run_from, run_to) == 0) {
-				adjust(c, s, -(int64_t)(run_to - run_from));
-			} else {
-				for (uint64_t k = run_h; k < run_h + run_n; k++)
-					retain(c, r, s, k);
-				s->retry_hpages += run_n;
-			}
+			defer(c, r, s, run_from, run_to);
 			run_n = 0;
 		}
 		if (freeable) {
 			run_from = lo;
 			run_to = hi;
-			run_h = h;
 			run_n = 1;
 		}
 	}
@@ -399,7 +487,7 @@ static void huge_went_live(struct cvmconv *c, struct region *r, struct side *s, 
 		b = hi < to ? hi : to;
 		stale = stale_pages(r, private_side, lo, hi, private_side);
 		kept = retained(s, h);
-		if (kept || hi - lo - stale > b - a) {
+		if (kept || (s->ndeferred && undefer(c, r, s, lo, hi)) || hi - lo - stale > b - a) {
 			/* held before: those pages were stale and counted */
 			adjust(c, s, -(int64_t)(b - a));
 		} else {

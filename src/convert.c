@@ -349,6 +349,13 @@ static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 		else
 			COUNT(c, to_shared_bytes, changed);
 	}
+	/* what the transaction made freeable, merged across its runs */
+	for (size_t k = 0, done = 0; k < n; k++)
+		for (uint32_t i = p[k].first; i <= p[k].last; i++)
+			if (!done || i >= done) { /* regions the requests cover, once */
+				backing_commit(c, c->regions[i]);
+				done = i + 1;
+			}
 	stats_update_peak(c);
 }
 
@@ -478,8 +485,8 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 			*err = -ENOMEM;
 			return true;
 		}
-		*err = set_attributes(c, r->gpa + (a << PAGE_SHIFT_4K), r->gpa + (b << PAGE_SHIFT_4K),
-				      cv->to_private);
+		*err = set_attributes(c, r->gpa + (a << PAGE_SHIFT_4K),
+				      r->gpa + (b << PAGE_SHIFT_4K), cv->to_private);
 		if (*err) {
 			apply_failed(c, cv, r->gpa + (a << PAGE_SHIFT_4K), (b - a) << PAGE_SHIFT_4K,
 				     *err);
@@ -487,6 +494,7 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 		}
 		tracker_set(&r->tr, a, b, cv->to_private);
 		backing_release_stale(c, r, a, b, cv->to_private);
+		backing_commit(c, r);
 		if (cv->to_private)
 			COUNT(c, to_private_bytes, (b - a) << PAGE_SHIFT_4K);
 		else

@@ -625,7 +625,7 @@ static void set_marks(struct tracker *t, uint64_t from, uint64_t to, bool privat
 	if (in_to)
 		bounds += right_same ? -1 : 1;
 	v = u64map_find(&t->boundaries, x);
-	if (!v) { /* uniform in the old state until now */
+	if (!v) {				      /* uniform in the old state until now */
 		v = u64map_insert(&t->boundaries, x); /* room: tracker_reserve() */
 		*v = private ? 0 : extent_start(t, x + 1) - extent_start(t, x);
 	}
@@ -659,7 +659,8 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 		old[1] = n->end;
 		if (!next || next->start > to) {
 			new[1] = n->end > to ? n->end : to;
-			set_marks(t, from, to, true, n->end == from, n->start == to, old, 1, new, 1);
+			set_marks(t, from, to, true, n->end == from, n->start == to, old, 1, new,
+				  1);
 			node_resize(t, n, new[0], new[1]);
 			return;
 		}

@@ -82,11 +82,11 @@ HIDDEN uint64_t tracker_find(const struct tracker *t, uint64_t from, uint64_t to
  * holding [from, to) if that extent is uniform (1 private, 0 shared; the
  * caller knows it from a page it just set), or -1: look it up. */
 HIDDEN uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to,
-				     int uniform);
+				      int uniform);
 /* The first maximal run [*a, *b) of pages in state @private within
  * [from, to); false if there is none. */
-HIDDEN bool tracker_run(struct tracker *t, uint64_t from, uint64_t to, bool private,
-			uint64_t *a, uint64_t *b);
+HIDDEN bool tracker_run(struct tracker *t, uint64_t from, uint64_t to, bool private, uint64_t *a,
+			uint64_t *b);
 /* Set [from, to) to @private; every page of it is in the other state (a
  * run the caller found with tracker_run()). Cannot fail: callers first reserve room for
  * @extra new runs with tracker_reserve() (-ENOMEM), so that nothing can fail
@@ -103,6 +103,8 @@ enum { EDGE_SHARED, EDGE_PRIVATE, EDGE_MIXED };
 HIDDEN int tracker_edge_extent(const struct tracker *t, bool last);
 
 /* ---- backing.c: one side (shared or private) of a region ---- */
+
+#define DEFERRED_MAX 8 /* freeable ranges kept per side and transaction */
 
 struct side {
 	int fd;		    /* -1 with hva == NULL: no backing, nothing to punch */
@@ -124,7 +126,15 @@ struct side {
 	} * pending;
 	uint32_t npending, pending_cap;
 	uint64_t double_alloc_pages; /* pages stale here that are still held */
-	uint64_t reserved_runs;	     /* backing_reserve() made room for this many
+	/* Huge backings: whole huge pages that became freeable during the
+	 * current transaction, as ranges of region pages, punched (merged
+	 * where they touch) by backing_commit() at its end; a page of them
+	 * going live again before that takes its huge page out. */
+	struct deferred_run {
+		uint64_t from, to;
+	} deferred[DEFERRED_MAX];
+	uint32_t ndeferred;
+	uint64_t reserved_runs; /* backing_reserve() made room for this many
 				      * runs, and none of it was used since */
 };
 
@@ -269,6 +279,9 @@ HIDDEN void log_guest(struct cvmconv *c, int level, const char *fmt, ...)
  * cvmconv_flush(); nothing here can undo the conversion. */
 HIDDEN void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to,
 				  bool now_private);
+/* End of a transaction on @r: punch the huge pages it made freeable that
+ * are still wholly stale, one call per contiguous range. */
+HIDDEN void backing_commit(struct cvmconv *c, struct region *r);
 HIDDEN int backing_flush(struct cvmconv *c, struct region *r);
 /* Before any attribute changes: room for what @runs run pieces may need to
  * remember (failed punches, splits), so the commit needs no memory. */

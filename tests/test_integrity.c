@@ -23,9 +23,13 @@
  * harness replays them on a model of both sides of every page:
  *   - a 4 KiB side is punched when it goes stale: it reads zeros when it
  *     is live again;
- *   - a huge page is punched when all its pages are stale and it lies
- *     wholly in the region: until then every stale page on it keeps its
- *     bytes (a partial punch would zero them);
+ *   - a huge page is punched at the end of a request (a transaction: the
+ *     runs of one call) that left all its pages stale, when it lies wholly
+ *     in the region: until then every stale page on it keeps its bytes (a
+ *     partial punch would zero them). The listener tags each run with its
+ *     calling thread's current request, and a request's end on a region is
+ *     where the next request's first run there begins (the region's lock
+ *     is held from the first run to the punches), or a step boundary;
  * and after every step compares every live page (and every stale page of a
  * huge page still allocated) with the model, the library's and the fake
  * kernel's views with the model, and the memfds' st_blocks with the live
@@ -65,8 +69,9 @@ struct ireg {
 	uint8_t *shared_map, *private_map;
 	uint64_t shared_offset, shared_file;
 	bool huge, by_hva;
-	bool *held; /* huge shared side: per huge page of the file */
-	uint64_t nhuge;
+	bool *held;    /* huge shared side: per huge page of the file */
+	bool *touched; /* per huge page: made stale in the open request */
+	uint64_t nhuge, open_tx;
 };
 
 static struct integ {
@@ -79,7 +84,7 @@ static struct integ {
 	uint32_t next_gen;
 	/* runs committed, in the library's order (written under its lock) */
 	struct run {
-		uint64_t gpa, size;
+		uint64_t gpa, size, tx;
 		bool to_private;
 	} * runs;
 	unsigned nruns;
@@ -174,10 +179,52 @@ static bool hspan(const struct ireg *r, uint64_t h, uint64_t *lo, uint64_t *hi)
 	return start >= off && end - off <= r->size;
 }
 
+/* The request open on huge region @r ends: the huge pages it touched
+ * that are still wholly stale, held and wholly inside are punched. */
+static void close_request(struct ireg *r)
+{
+	for (uint64_t h = 0; r->huge && h < r->nhuge; h++) {
+		uint64_t lo, hi;
+		bool all = true;
+
+		if (!r->touched[h])
+			continue;
+		r->touched[h] = false;
+		if (!r->held[h] || !hspan(r, h, &lo, &hi))
+			continue;
+		for (uint64_t q = lo; q < hi && all; q++)
+			all = I->priv[r->first + q];
+		if (!all)
+			continue;
+		r->held[h] = false;
+		for (uint64_t q = lo; q < hi; q++)
+			I->gen[0][r->first + q] = 0;
+	}
+}
+
+/* Requests: one id per call, per thread (the listener runs in the caller). */
+static uint64_t tx_counter;
+static _Thread_local uint64_t cur_tx;
+
+static void next_tx(void)
+{
+	cur_tx = __atomic_add_fetch(&tx_counter, 1, __ATOMIC_RELAXED);
+}
+
 /* A committed run, as the kernel saw it: the stale side is released. */
 static void replay(const struct run *run)
 {
 	uint64_t p0 = (run->gpa - I->base) / SZ_4K, p1 = p0 + run->size / SZ_4K;
+
+	/* a run of another request on a region closes the one open there */
+	for (int i = 0; i < NREG; i++) {
+		struct ireg *r = &I->r[i];
+
+		if (p1 <= r->first || p0 >= r->first + r->npages || r->open_tx == run->tx)
+			continue;
+		close_request(r);
+		r->open_tx = run->tx;
+	}
 
 	for (uint64_t p = p0; p < p1; p++) {
 		struct ireg *r = &I->r[region_of(p)];
@@ -193,29 +240,16 @@ static void replay(const struct run *run)
 			I->gen[0][p] = 0; /* a 4 KiB shared side is punched at once */
 		}
 	}
-	/* huge pages of the shared side that became wholly stale: punched */
+	/* huge pages of the shared side with pages made stale: candidates for
+	 * the punch at the end of the request */
 	for (int i = 0; i < NREG; i++) {
 		struct ireg *r = &I->r[i];
 
 		if (!r->huge || !run->to_private)
 			continue;
-		for (uint64_t p = p0; p < p1; p++) {
-			uint64_t h, lo, hi;
-			bool all = true;
-
-			if (p < r->first || p >= r->first + r->npages)
-				continue;
-			h = hpage_of(r, p - r->first);
-			if (!r->held[h] || !hspan(r, h, &lo, &hi))
-				continue;
-			for (uint64_t q = lo; q < hi && all; q++)
-				all = I->priv[r->first + q];
-			if (!all)
-				continue;
-			r->held[h] = false;
-			for (uint64_t q = lo; q < hi; q++)
-				I->gen[0][r->first + q] = 0;
-		}
+		for (uint64_t p = p0; p < p1; p++)
+			if (p >= r->first && p < r->first + r->npages)
+				r->touched[hpage_of(r, p - r->first)] = true;
 	}
 }
 
@@ -233,7 +267,7 @@ static void on_after(void *opaque, uint64_t gpa, uint64_t size, bool to_private,
 	if (I->nruns == MAX_RUNS)
 		I->runs_overflow = true;
 	else
-		I->runs[I->nruns++] = (struct run){ gpa, size, to_private };
+		I->runs[I->nruns++] = (struct run){ gpa, size, cur_tx, to_private };
 	pthread_mutex_unlock(&runs_lock);
 }
 
@@ -248,6 +282,10 @@ static void check_step(bool full)
 	assert_false(I->runs_overflow);
 	for (unsigned k = 0; k < I->nruns; k++)
 		replay(&I->runs[k]);
+	for (int i = 0; i < NREG; i++) { /* every request has ended */
+		close_request(&I->r[i]);
+		I->r[i].open_tx = 0;
+	}
 	I->nruns = 0;
 	I->steps++;
 	full = full || I->steps % FULL_EVERY == 0;
@@ -386,6 +424,7 @@ static void one_request(uint64_t *s)
 	unsigned kind = (unsigned)(rnd(s) % 10);
 	int ret;
 
+	next_tx();
 	pick_range(s, &p0, &n);
 	uint64_t gpa = I->base + p0 * SZ_4K, size = n * SZ_4K;
 
@@ -522,7 +561,9 @@ static int setup(void **state)
 		if (r->huge) {
 			r->nhuge = r->shared_file / SZ_2M;
 			r->held = calloc(r->nhuge, sizeof(bool));
+			r->touched = calloc(r->nhuge, sizeof(bool));
 			assert_non_null(r->held);
+			assert_non_null(r->touched);
 			/* the region's huge pages are allocated once the guest
 			 * writes them (just below) */
 			for (uint64_t h = 0; h < r->nhuge; h++)
@@ -567,6 +608,7 @@ static int teardown(void **state)
 		close(r->shared_fd);
 		close(r->private_fd);
 		free(r->held);
+		free(r->touched);
 	}
 	fake_kvm_fini(&I->fake);
 	if (I->reserved)
@@ -622,8 +664,10 @@ static void test_integrity_threads(void **state)
 		check_step(false);
 	}
 	/* everything back to shared, then everything private, whole-range */
+	next_tx();
 	assert_int_equal(cvmconv_convert(I->c, I->base, I->npages * SZ_4K, false), 0);
 	check_step(true);
+	next_tx();
 	assert_int_equal(cvmconv_convert(I->c, I->base, I->npages * SZ_4K, true), 0);
 	check_step(true);
 	assert_int_equal(I->pages_lost, 0);
