@@ -411,6 +411,11 @@ void backing_commit(struct cvmconv *c, struct region *r)
 
 		if (!n)
 			continue;
+		if (n == 1) { /* the usual case */
+			s->ndeferred = 0;
+			punch_hpages(c, r, s, s->deferred[0].from, s->deferred[0].to);
+			continue;
+		}
 		/* sort the (at most DEFERRED_MAX) ranges, merge those that touch */
 		for (uint32_t a = 1; a < n; a++)
 			for (uint32_t b = a; b > 0 && s->deferred[b - 1].from > s->deferred[b].from;

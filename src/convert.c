@@ -494,7 +494,8 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 		}
 		tracker_set(&r->tr, a, b, cv->to_private);
 		backing_release_stale(c, r, a, b, cv->to_private);
-		backing_commit(c, r);
+		if (r->shared.ndeferred || r->private_.ndeferred)
+			backing_commit(c, r);
 		if (cv->to_private)
 			COUNT(c, to_private_bytes, (b - a) << PAGE_SHIFT_4K);
 		else
