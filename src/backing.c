@@ -90,6 +90,9 @@ int side_init(struct side *s, int fd, void *hva, uint64_t offset)
 		s->offset = (uint64_t)(uintptr_t)hva;
 		hva_mapping(hva, &s->page_size, &s->hva_shared);
 	}
+	if (s->page_size & (s->page_size - 1))
+		return -EINVAL; /* page sizes are powers of two */
+	s->page_shift = (unsigned)__builtin_ctzll(s->page_size);
 	if (!side_is_huge(s) && (fd >= 0 || hva)) {
 		/* room for failed punches from the start: a punch failure must
 		 * never also lose track of the memory for want of memory */
@@ -99,7 +102,7 @@ int side_init(struct side *s, int fd, void *hva, uint64_t offset)
 		s->pending_cap = 8;
 	}
 	if (side_is_huge(s)) {
-		s->first_hpage = s->offset / s->page_size;
+		s->first_hpage = s->offset >> s->page_shift;
 		/* room for the two edge huge pages, so retaining them never fails */
 		if (u64map_reserve(&s->retained, 2))
 			return -ENOMEM;
@@ -121,17 +124,18 @@ void side_fini(struct cvmconv *c, struct side *s)
 
 static uint64_t hpage_of(const struct side *s, uint64_t page)
 {
-	return (s->offset + page * PAGE_4K) / s->page_size - s->first_hpage;
+	return ((s->offset + page * PAGE_4K) >> s->page_shift) - s->first_hpage;
 }
 
 /* Region pages [*from, *to) lying in huge page @h (relative index). */
 static void hpage_span(const struct side *s, const struct region *r, uint64_t h, uint64_t *from,
 		       uint64_t *to)
 {
-	uint64_t start = (s->first_hpage + h) * s->page_size, end = start + s->page_size;
+	uint64_t start = (s->first_hpage + h) << s->page_shift, end = start + s->page_size;
 
-	*from = start > s->offset ? (start - s->offset) / PAGE_4K : 0;
-	*to = (end - s->offset) / PAGE_4K < r->npages ? (end - s->offset) / PAGE_4K : r->npages;
+	*from = start > s->offset ? (start - s->offset) >> PAGE_SHIFT_4K : 0;
+	*to = (end - s->offset) >> PAGE_SHIFT_4K < r->npages ? (end - s->offset) >> PAGE_SHIFT_4K
+							     : r->npages;
 }
 
 static bool hpage_whole(const struct side *s, const struct region *r, uint64_t h)
@@ -484,7 +488,9 @@ static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s,
 static void huge_went_live(struct cvmconv *c, struct region *r, struct side *s, bool private_side,
 			   uint64_t from, uint64_t to)
 {
-	for (uint64_t h = hpage_of(s, from); h <= hpage_of(s, to - 1); h++) {
+	uint64_t h_last = hpage_of(s, to - 1);
+
+	for (uint64_t h = hpage_of(s, from); h <= h_last; h++) {
 		uint64_t lo, hi, a, b, stale, *kept;
 
 		hpage_span(s, r, h, &lo, &hi);

@@ -221,8 +221,10 @@ static int rollback(struct cvmconv *c, const struct planned *p, size_t n, uint64
 	return 0;
 }
 
-static void apply_failed(struct cvmconv *c, const struct conversion *cv, uint64_t gpa,
-			 uint64_t size, int err)
+/* Out of line, like every path off the common one: convert_request() is
+ * flattened (see there). */
+NOINLINE static void apply_failed(struct cvmconv *c, const struct conversion *cv, uint64_t gpa,
+				  uint64_t size, int err)
 {
 	log_msg(c, LOG_ERR, "%s: attribute update gpa 0x%llx size 0x%llx failed: %s; rolling back",
 		cv->source, (unsigned long long)gpa, (unsigned long long)size, strerror(-err));
@@ -359,8 +361,8 @@ static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 	stats_update_peak(c);
 }
 
-static int refuse(struct cvmconv *c, const struct conversion *cv, const char *why, int code,
-		  int *guest_err)
+NOINLINE static int refuse(struct cvmconv *c, const struct conversion *cv, const char *why,
+			   int code, int *guest_err)
 {
 	*guest_err = code;
 	if (!cv->guest)
@@ -428,14 +430,14 @@ static void lock_regions(struct cvmconv *c, const struct planned *p, size_t n, b
 }
 
 /* The transaction over validated requests p[0..n) (disjoint ranges). */
-static int transact_locked(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
+NOINLINE static int transact_locked(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
 {
 	int err;
 
-	/* Reserve, per region, for every request covering it: 2 tracker
-	 * runs (only a request's two edge extents can gain runs) and room to
-	 * remember a failed punch or a split per run piece. Requests are
-	 * sorted, so the requests covering region i are consecutive. */
+	/* Reserve, per region, room for every run piece a request has in it:
+	 * one tracker update each, and a failed punch or a split to remember.
+	 * Requests are sorted, so the requests covering region i are
+	 * consecutive. */
 	for (size_t k = 0; k < n; k++)
 		plan(c, &p[k]);
 	for (uint32_t i = p[0].first; n && i <= p[n - 1].last; i++) {
@@ -448,7 +450,7 @@ static int transact_locked(struct cvmconv *c, struct planned *p, size_t n, int *
 			/* each run, plus one piece more per region a run crosses */
 			runs += p[k].total + p[k].last - p[k].first + 1;
 		}
-		if (requests && (tracker_reserve(&c->regions[i]->tr, 2 * requests) ||
+		if (requests && (tracker_reserve(&c->regions[i]->tr, runs) ||
 				 backing_reserve(c->regions[i], runs)))
 			return -ENOMEM;
 	}
@@ -481,7 +483,7 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 	if (tracker_run(&r->tr, from, to, !cv->to_private, &a, &b)) {
 		if (b < to && tracker_run(&r->tr, b, to, !cv->to_private, &a2, &b2))
 			return false; /* more than one run */
-		if (tracker_reserve(&r->tr, 2) || backing_reserve(r, 2)) {
+		if (tracker_reserve(&r->tr, 1) || backing_reserve(r, 2)) {
 			*err = -ENOMEM;
 			return true;
 		}
@@ -518,7 +520,9 @@ static int transact(struct cvmconv *c, struct planned *p, size_t n, int *guest_e
 	return err;
 }
 
-int convert_request(struct cvmconv *c, const struct conversion *cv, int *guest_err)
+/* The path of every exit, compiled as one function (flatten): the calls
+ * along it cost more than their work. */
+FLATTEN int convert_request(struct cvmconv *c, const struct conversion *cv, int *guest_err)
 {
 	struct planned p;
 	int err;

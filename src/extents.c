@@ -2,21 +2,30 @@
 /*
  * The extent tracker: which 4 KiB pages of a region are private.
  *
- * Memory follows the number of state boundaries, not the size of the guest:
- * the private pages are kept as maximal runs [start, end) in a treap ordered
- * by start, each node also holding the number of private pages in its
- * subtree, so "which page next", "how many private pages in [a, b)" and an
- * update are O(log runs). A 16 TiB guest that is all shared or all private
- * costs one node or none.
- *
  * Extents are the 2 MiB frames of guest physical address space (the size of
  * an x86 EPT/NPT large page: a frame whose pages disagree is "mixed" and KVM
  * must map it with 4 KiB pages, see hugepage_has_attrs in
- * arch/x86/kvm/mmu/mmu.c). An extent is mixed exactly when a run boundary
- * lies strictly inside it, so a small hash from extent to the number of
- * such boundaries gives the mixed count in O(1).
+ * arch/x86/kvm/mmu/mmu.c). Each extent is uniformly shared, uniformly
+ * private, or mixed, and the state is kept in two layers:
  *
- * Pages are region-relative indices.
+ *   uniform  maximal runs of extents whose pages are private, in a treap
+ *            ordered by first extent; each node holds the page count of its
+ *            subtree, so "how many private pages below x" is O(log runs);
+ *   mixed    per mixed extent, a 512-bit map of its private pages and their
+ *            count, in a hash keyed by extent, plus a sparse 64-ary index of
+ *            the mixed extents for "the next mixed extent from x"
+ *            (O(log64 extents), a few hash lookups).
+ *
+ * A mixed extent keeps the state the treap gave it when it became mixed
+ * (its "base"); the treap is not touched while it stays mixed, nor when it
+ * becomes uniform again in that state. So a 4 KiB conversion costs a hash
+ * update, and only conversions that change extents between uniform shared
+ * and uniform private change the treap. Memory follows the number of mixed
+ * extents and uniform runs, not the size of the guest: a 16 TiB guest that
+ * is all shared or all private costs one node or none.
+ *
+ * Pages are region-relative indices; extents are relative to the region's
+ * first extent, and the first and last may lie partly outside the region.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,21 +33,72 @@
 
 #include "internal.h"
 
-#define FREE_NODES_KEPT 64
+#define ITEMS_KEPT 64	 /* spare nodes and maps kept between requests */
+#define ITEMS_PER_SET 5	 /* a tracker_set() adds at most 1 node, 2 maps, 2 groups */
+#define RESERVE_SLACK 16 /* tracker_set() calls the maps have room for at least */
+#define MAP_WORDS (PAGES_PER_EXTENT / 64)
 
 struct run_node {
-	uint64_t start, end; /* private pages [start, end) */
-	uint64_t sum;	     /* private pages in this subtree */
+	uint64_t start, end; /* extents [start, end) are private (or mixed) */
+	uint64_t pages;	     /* region pages of those extents */
+	uint64_t sum;	     /* pages of this subtree */
 	struct run_node *l, *r;
 	uint32_t prio;
 };
 
-struct boundary_slot {
-	uint64_t extent; /* EMPTY_SLOT = free */
-	uint64_t count;	 /* run boundaries strictly inside the extent */
+struct mixed_extent {
+	uint64_t bits[MAP_WORDS]; /* bit i: page extent_start() + i is private */
+	uint32_t count;		  /* private pages */
+	bool base;		  /* its state in the treap */
 };
 
-/* ---- treap ---- */
+/* Nodes and maps come from one reserve, so that an update can never fail. */
+union item {
+	struct run_node node;
+	struct mixed_extent mix;
+	union item *next;
+};
+
+/* ---- geometry ---- */
+
+/* Extent of page @p, relative to the region's first extent. */
+static uint64_t extent_of(const struct tracker *t, uint64_t p)
+{
+	return (p + t->first_offset) / PAGES_PER_EXTENT;
+}
+
+/* First region page of extent @x (0 for a first extent the region starts
+ * inside of); npages for the extent after the last. */
+static uint64_t extent_start(const struct tracker *t, uint64_t x)
+{
+	uint64_t p = x * PAGES_PER_EXTENT;
+
+	if (p <= t->first_offset)
+		return 0;
+	return p - t->first_offset < t->npages ? p - t->first_offset : t->npages;
+}
+
+/* ---- the reserve ---- */
+
+static union item *item_get(struct tracker *t)
+{
+	union item *it = t->free_items; /* tracker_reserve() filled it */
+
+	t->free_items = it->next;
+	t->nfree--;
+	return it;
+}
+
+static void item_put(struct tracker *t, void *p)
+{
+	union item *it = p;
+
+	it->next = t->free_items;
+	t->free_items = it;
+	t->nfree++;
+}
+
+/* ---- the treap of uniform runs ---- */
 
 static uint64_t sum_of(const struct run_node *n)
 {
@@ -47,7 +107,7 @@ static uint64_t sum_of(const struct run_node *n)
 
 static void update(struct run_node *n)
 {
-	n->sum = (n->end - n->start) + sum_of(n->l) + sum_of(n->r);
+	n->sum = n->pages + sum_of(n->l) + sum_of(n->r);
 }
 
 /* a: nodes with start < key; b: the rest */
@@ -115,158 +175,19 @@ static struct run_node *pop_min(struct run_node *t)
 	return t;
 }
 
-/* ---- boundaries -> mixed extents ---- */
-
-/* A boundary map value: the run boundaries strictly inside the extent (high
- * half) and, while there are any, its private pages (low half). */
-#define BOUND_ONE (1ULL << 32)
-#define PRIV_MASK (BOUND_ONE - 1)
-
-/* Extent of page @p, relative to the region's first extent. */
-static uint64_t extent_of(const struct tracker *t, uint64_t p)
+static uint64_t run_pages(const struct tracker *t, uint64_t start, uint64_t end)
 {
-	return (p + t->first_offset) / PAGES_PER_EXTENT;
+	return extent_start(t, end) - extent_start(t, start);
 }
 
-/* First region page of extent @x (0 for a first extent the region starts
- * inside of); npages for the extent after the last. */
-static uint64_t extent_start(const struct tracker *t, uint64_t x)
-{
-	uint64_t p = x * PAGES_PER_EXTENT;
-
-	if (p <= t->first_offset)
-		return 0;
-	return p - t->first_offset < t->npages ? p - t->first_offset : t->npages;
-}
-
-static bool interior(const struct tracker *t, uint64_t p)
-{
-	return p > 0 && p < t->npages && (p + t->first_offset) % PAGES_PER_EXTENT;
-}
-
-/* Add @delta (boundaries in the high half, pages in the low half, as one
- * two's complement sum) to extent @x; the entry goes with its last
- * boundary. An entry is only created by a delta that adds a boundary. */
-static void mark(struct tracker *t, uint64_t x, uint64_t delta)
-{
-	uint64_t *v;
-
-	if (!delta)
-		return;
-	if ((int64_t)delta > 0) {
-		*u64map_insert(&t->boundaries, x) += delta; /* room: tracker_reserve() */
-	} else if ((v = u64map_find(&t->boundaries, x))) {
-		*v += delta;
-		if (*v < BOUND_ONE)
-			u64map_remove(&t->boundaries, v);
-	}
-}
-
-/* What run [s, e) adds to the extents its interior ends lie in: one
- * boundary per end, and the run's private pages in that extent. So a mixed
- * extent's count is the sum over the runs with an interior end in it — all
- * its private pages, as no run can span a mixed extent whole — and its
- * entry goes when its last boundary does. */
-struct marks {
-	uint64_t x[2], d[2];
-	unsigned n;
-};
-
-static void marks_of(const struct tracker *t, uint64_t s, uint64_t e, struct marks *m)
-{
-	m->n = 0;
-	if (interior(t, s)) {
-		uint64_t x = extent_of(t, s), lim = extent_start(t, x + 1);
-
-		if (e < lim) { /* both ends inside x */
-			m->x[0] = x;
-			m->d[0] = 2 * BOUND_ONE + (e - s);
-			m->n = 1;
-			return;
-		}
-		m->x[0] = x;
-		m->d[0] = BOUND_ONE + (lim - s);
-		m->n = 1;
-	}
-	if (interior(t, e)) {
-		uint64_t x = extent_of(t, e), lo = extent_start(t, x);
-
-		m->x[m->n] = x;
-		m->d[m->n++] = BOUND_ONE + (e - (s > lo ? s : lo));
-	}
-}
-
-/* Replace the marks of runs old[0..nold) by those of runs new[0..nnew)
- * (pairs start, end), one map update per extent touched. Decreases go
- * first, so an entry is never added to before one that lost its last
- * boundary went. */
-static void remark(struct tracker *t, const uint64_t *old, unsigned nold, const uint64_t *new,
-		   unsigned nnew)
-{
-	uint64_t x[8], d[8];
-	unsigned n = 0;
-
-	for (unsigned i = 0; i < nold + nnew; i++) {
-		const uint64_t *run = i < nold ? &old[2 * i] : &new[2 * (i - nold)];
-		struct marks m;
-
-		marks_of(t, run[0], run[1], &m);
-		for (unsigned j = 0; j < m.n; j++) {
-			uint64_t delta = i < nold ? -m.d[j] : m.d[j];
-			unsigned k = 0;
-
-			while (k < n && x[k] != m.x[j])
-				k++;
-			if (k == n) {
-				x[n] = m.x[j];
-				d[n++] = 0;
-			}
-			d[k] += delta;
-		}
-	}
-	for (unsigned k = 0; k < n; k++)
-		if ((int64_t)d[k] < 0)
-			mark(t, x[k], d[k]);
-	for (unsigned k = 0; k < n; k++)
-		if ((int64_t)d[k] > 0)
-			mark(t, x[k], d[k]);
-}
-
-/* ---- nodes ---- */
-
-/* A node from the reserve, and back; the marks are the caller's. */
 static struct run_node *node_alloc(struct tracker *t, uint64_t start, uint64_t end)
 {
-	struct run_node *n = t->free_nodes; /* tracker_reserve() filled it */
+	struct run_node *n = &item_get(t)->node;
+	uint64_t pages = run_pages(t, start, end);
 
-	t->free_nodes = n->l;
-	t->nfree--;
 	t->prio = t->prio * 1103515245u + 12345u;
-	*n = (struct run_node){ start, end, end - start, NULL, NULL, t->prio ^ (t->prio >> 16) };
+	*n = (struct run_node){ start, end, pages, pages, NULL, NULL, t->prio ^ (t->prio >> 16) };
 	return n;
-}
-
-static void node_free(struct tracker *t, struct run_node *n)
-{
-	n->l = t->free_nodes;
-	t->free_nodes = n;
-	t->nfree++;
-}
-
-static struct run_node *node_get(struct tracker *t, uint64_t start, uint64_t end)
-{
-	uint64_t run[2] = { start, end };
-
-	remark(t, NULL, 0, run, 1);
-	return node_alloc(t, start, end);
-}
-
-static void node_put(struct tracker *t, struct run_node *n)
-{
-	uint64_t run[2] = { n->start, n->end };
-
-	remark(t, run, 1, NULL, 0);
-	node_free(t, n);
 }
 
 static void tree_put(struct tracker *t, struct run_node *n)
@@ -275,252 +196,10 @@ static void tree_put(struct tracker *t, struct run_node *n)
 		return;
 	tree_put(t, n->l);
 	tree_put(t, n->r);
-	node_put(t, n);
+	item_put(t, n);
 }
 
-static void tree_free(struct run_node *n)
-{
-	if (!n)
-		return;
-	tree_free(n->l);
-	tree_free(n->r);
-	free(n);
-}
-
-int tracker_reserve(struct tracker *t, uint64_t extra)
-{
-	if (t->nfree >= extra && t->nfree <= FREE_NODES_KEPT &&
-	    (t->boundaries.count + 2 * extra) * 2 <= t->boundaries.cap)
-		return 0; /* the usual case: room already */
-	while (t->nfree < extra) {
-		struct run_node *n = malloc(sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		t->nodes_allocated++;
-		n->l = t->free_nodes;
-		t->free_nodes = n;
-		t->nfree++;
-	}
-	while (t->nfree > FREE_NODES_KEPT && t->nfree > extra) {
-		struct run_node *n = t->free_nodes;
-
-		t->free_nodes = n->l;
-		t->nfree--;
-		t->nodes_allocated--;
-		free(n);
-	}
-	/* each new run adds at most two boundaries */
-	return u64map_reserve(&t->boundaries, 2 * extra);
-}
-
-/* ---- the tracker interface ---- */
-
-int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private)
-{
-	memset(t, 0, sizeof(*t));
-	t->gpa = gpa;
-	t->npages = size >> PAGE_SHIFT_4K;
-	t->first_extent = gpa >> EXTENT_SHIFT;
-	t->first_offset = (gpa >> PAGE_SHIFT_4K) % PAGES_PER_EXTENT;
-	t->nextents = ((gpa + size - 1) >> EXTENT_SHIFT) - t->first_extent + 1;
-	t->prio = (uint32_t)(gpa >> PAGE_SHIFT_4K) * 2654435761u + 1;
-	if (tracker_reserve(t, 2))
-		return -ENOMEM;
-	if (private)
-		t->root = node_get(t, 0, t->npages);
-	return 0;
-}
-
-void tracker_fini(struct tracker *t)
-{
-	tree_free(t->root);
-	while (t->free_nodes) {
-		struct run_node *n = t->free_nodes;
-
-		t->free_nodes = n->l;
-		free(n);
-	}
-	u64map_fini(&t->boundaries);
-	memset(t, 0, sizeof(*t));
-}
-
-bool tracker_page_private(const struct tracker *t, uint64_t p)
-{
-	for (const struct run_node *n = t->root; n;) {
-		if (p < n->start)
-			n = n->l;
-		else if (p >= n->end)
-			n = n->r;
-		else
-			return true;
-	}
-	return false;
-}
-
-uint64_t tracker_find(const struct tracker *t, uint64_t from, uint64_t to, bool private)
-{
-	const struct run_node *best = NULL;
-
-	if (from >= to)
-		return to;
-	/* the first run ending after @from (starts and ends are in one order) */
-	for (const struct run_node *n = t->root; n;) {
-		if (n->end > from) {
-			best = n;
-			n = n->l;
-		} else {
-			n = n->r;
-		}
-	}
-	if (private) {
-		uint64_t s = best ? (best->start > from ? best->start : from) : to;
-		return s < to ? s : to;
-	}
-	/* runs are maximal, so a run's end is a shared page (or the end) */
-	if (best && best->start <= from)
-		return best->end < to ? best->end : to;
-	return from;
-}
-
-/* private pages below page @x */
-static uint64_t prefix(const struct tracker *t, uint64_t x)
-{
-	uint64_t acc = 0;
-
-	for (const struct run_node *n = t->root; n;) {
-		if (x <= n->start) {
-			n = n->l;
-			continue;
-		}
-		acc += sum_of(n->l) + ((x < n->end ? x : n->end) - n->start);
-		if (x < n->end)
-			break;
-		n = n->r;
-	}
-	return acc;
-}
-
-uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to, int uniform)
-{
-	uint64_t x;
-
-	if (from >= to)
-		return 0;
-	x = extent_of(t, from);
-	if (x == extent_of(t, to - 1)) {
-		/* within one extent: its count if mixed, else its one state */
-		const uint64_t *v = u64map_find(&t->boundaries, x);
-
-		if (!v) {
-			if (uniform < 0)
-				uniform = tracker_page_private(t, from);
-			return uniform ? to - from : 0;
-		}
-		if (from == extent_start(t, x) && to == extent_start(t, x + 1))
-			return *v & PRIV_MASK;
-	}
-	return prefix(t, to) - prefix(t, from);
-}
-
-/* The general case: cut the treap around [from, to), rebuild, join. */
-static void set_general(struct tracker *t, uint64_t from, uint64_t to, bool private)
-{
-	struct run_node *a, *b, *m, *c, *n;
-
-	split(t->root, from, &a, &b); /* a: start < from */
-	split(b, to, &m, &c);	      /* m: from <= start < to; c: start >= to */
-
-	if (private) {
-		uint64_t start = from, end = to;
-
-		n = peek_max(a);
-		if (n && n->end >= from) { /* overlaps or touches: absorb */
-			start = n->start;
-			end = n->end > end ? n->end : end;
-			a = pop_max(a);
-			node_put(t, n);
-		}
-		n = peek_max(m);
-		if (n && n->end > end)
-			end = n->end;
-		tree_put(t, m);
-		n = peek_min(c);
-		if (n && n->start == end) {
-			end = n->end;
-			c = pop_min(c);
-			node_put(t, n);
-		}
-		t->root = merge(merge(a, node_get(t, start, end)), c);
-		return;
-	}
-
-	n = peek_max(a);
-	if (n && n->end > from) { /* cut [from, ...) out of it */
-		uint64_t old_end = n->end;
-
-		a = pop_max(a);
-		node_put(t, n);
-		a = merge(a, node_get(t, n->start, from));
-		if (old_end > to)
-			c = merge(node_get(t, to, old_end), c);
-	}
-	n = peek_max(m);
-	if (n && n->end > to)
-		c = merge(node_get(t, to, n->end), c);
-	tree_put(t, m);
-	t->root = merge(a, c);
-}
-
-/* ---- in-place updates: the common cases without cutting the treap ---- */
-
-/* Descend to the node that starts at @key, adding @delta to the page count
- * of every subtree on the way (the node's own included); returns its link. */
-static struct run_node **path_adjust(struct tracker *t, uint64_t key, int64_t delta)
-{
-	struct run_node **link = &t->root;
-
-	for (;;) {
-		(*link)->sum += (uint64_t)delta;
-		if ((*link)->start == key)
-			return link;
-		link = key < (*link)->start ? &(*link)->l : &(*link)->r;
-	}
-}
-
-/* The tree side of an update; tracker_set() does the marks, once for the
- * whole update. Give node @n the range [start, end). No other run may
- * start between the old and the new start, so the order is unchanged. */
-static void node_resize(struct tracker *t, struct run_node *n, uint64_t start, uint64_t end)
-{
-	path_adjust(t, n->start, (int64_t)(end - start) - (int64_t)(n->end - n->start));
-	n->start = start;
-	n->end = end;
-}
-
-static void node_delete(struct tracker *t, struct run_node *n)
-{
-	struct run_node **link = path_adjust(t, n->start, -(int64_t)(n->end - n->start));
-
-	*link = merge(n->l, n->r);
-	node_free(t, n);
-}
-
-/* Insert [start, end), which overlaps and touches no run. */
-static void node_insert(struct tracker *t, uint64_t start, uint64_t end)
-{
-	struct run_node *n = node_alloc(t, start, end), **link = &t->root;
-
-	while (*link && (*link)->prio > n->prio) {
-		(*link)->sum += end - start;
-		link = start < (*link)->start ? &(*link)->l : &(*link)->r;
-	}
-	split(*link, start, &n->l, &n->r);
-	update(n);
-	*link = n;
-}
-
-/* The first run ending at or after page @x, and (if @succ) the run after
+/* The first run ending at or after extent @x, and (if @succ) the run after
  * it: the lowest ancestor the descent turned left at, unless it has a right
  * subtree. */
 static struct run_node *first_ending_from(const struct tracker *t, uint64_t x,
@@ -548,162 +227,161 @@ static struct run_node *first_ending_from(const struct tracker *t, uint64_t x,
 	return best;
 }
 
-bool tracker_run(struct tracker *t, uint64_t from, uint64_t to, bool private, uint64_t *a,
-		 uint64_t *b)
+/* The first run ending after extent @x (the one holding it, if any). */
+static const struct run_node *run_from(const struct tracker *t, uint64_t x)
+{
+	const struct run_node *best = NULL;
+
+	for (const struct run_node *n = t->root; n;) {
+		if (n->end > x) {
+			best = n;
+			n = n->l;
+		} else {
+			n = n->r;
+		}
+	}
+	return best;
+}
+
+/* Descend to the node that starts at @key, adding @delta to the page count
+ * of every subtree on the way (the node's own included); returns its link. */
+static struct run_node **path_adjust(struct tracker *t, uint64_t key, int64_t delta)
+{
+	struct run_node **link = &t->root;
+
+	for (;;) {
+		(*link)->sum += (uint64_t)delta;
+		if ((*link)->start == key)
+			return link;
+		link = key < (*link)->start ? &(*link)->l : &(*link)->r;
+	}
+}
+
+/* Give node @n the extents [start, end). No other run may start between
+ * the old and the new start, so the order is unchanged. */
+static void node_resize(struct tracker *t, struct run_node *n, uint64_t start, uint64_t end)
+{
+	uint64_t pages = run_pages(t, start, end);
+
+	path_adjust(t, n->start, (int64_t)(pages - n->pages));
+	n->start = start;
+	n->end = end;
+	n->pages = pages;
+}
+
+static void node_delete(struct tracker *t, struct run_node *n)
+{
+	struct run_node **link = path_adjust(t, n->start, -(int64_t)n->pages);
+
+	*link = merge(n->l, n->r);
+	item_put(t, n);
+}
+
+/* Insert [start, end), which overlaps and touches no run. */
+static void node_insert(struct tracker *t, uint64_t start, uint64_t end)
+{
+	struct run_node *n = node_alloc(t, start, end), **link = &t->root;
+
+	while (*link && (*link)->prio > n->prio) {
+		(*link)->sum += n->pages;
+		link = start < (*link)->start ? &(*link)->l : &(*link)->r;
+	}
+	split(*link, start, &n->l, &n->r);
+	update(n);
+	*link = n;
+}
+
+/* The general case of uniform_set(): cut the treap around [from, to),
+ * rebuild, join. */
+static void set_general(struct tracker *t, uint64_t from, uint64_t to, bool private)
+{
+	struct run_node *a, *b, *m, *c, *n;
+
+	split(t->root, from, &a, &b); /* a: start < from */
+	split(b, to, &m, &c);	      /* m: from <= start < to; c: start >= to */
+
+	if (private) {
+		uint64_t start = from, end = to;
+
+		n = peek_max(a);
+		if (n && n->end >= from) { /* overlaps or touches: absorb */
+			start = n->start;
+			end = n->end > end ? n->end : end;
+			a = pop_max(a);
+			item_put(t, n);
+		}
+		n = peek_max(m);
+		if (n && n->end > end)
+			end = n->end;
+		tree_put(t, m);
+		n = peek_min(c);
+		if (n && n->start == end) {
+			end = n->end;
+			c = pop_min(c);
+			item_put(t, n);
+		}
+		t->root = merge(merge(a, node_alloc(t, start, end)), c);
+		return;
+	}
+
+	n = peek_max(a);
+	if (n && n->end > from) { /* cut [from, ...) out of it */
+		uint64_t start = n->start, end = n->end;
+
+		a = pop_max(a);
+		item_put(t, n);
+		a = merge(a, node_alloc(t, start, from));
+		if (end > to)
+			c = merge(node_alloc(t, to, end), c);
+	}
+	n = peek_max(m);
+	if (n && n->end > to)
+		c = merge(node_alloc(t, to, n->end), c);
+	tree_put(t, m);
+	t->root = merge(a, c);
+}
+
+/* Extents [from, to), each uniform in the other state or mixed with the
+ * other base, become uniform @private in the treap: in place for the
+ * common cases (a run grows, shrinks, splits, or two runs join), else by
+ * cutting the treap. Adds at most one node. */
+static void uniform_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 {
 	struct run_node *n, *next;
 
-	if (from >= to)
-		return false;
-	n = first_ending_from(t, from, &next);
-	t->hint.n = n;
-	t->hint.next = next;
-	t->hint.x = from;
-	t->hint.valid = true;
-	if (n && n->end == from) { /* touches @from: the runs after it count */
-		n = next;
-		next = NULL; /* not needed below: n->start > from */
-	}
 	if (private) {
-		if (!n || n->start >= to)
-			return false;
-		*a = n->start > from ? n->start : from;
-		*b = n->end < to ? n->end : to;
-		return true;
-	}
-	if (n && n->start <= from) { /* @from is private: shared from its run's end */
-		if (n->end >= to)
-			return false;
-		*a = n->end;
-		*b = next && next->start < to ? next->start : to;
-		return true;
-	}
-	*a = from;
-	*b = n && n->start < to ? n->start : to;
-	return true;
-}
-
-/* first_ending_from(t, x, next), from the hint when it holds: every run
- * before the hint's lies wholly below hint.x <= x. */
-static struct run_node *locate(struct tracker *t, uint64_t x, struct run_node **next)
-{
-	if (t->hint.valid && t->hint.x <= x && (!t->hint.n || t->hint.n->end >= x)) {
-		*next = t->hint.next;
-		return t->hint.n;
-	}
-	return first_ending_from(t, x, next);
-}
-
-/* The marks after every page of [from, to) changed to @private, which
- * the simple cases of tracker_set() know in O(1): @left_same, whether page
- * from - 1 is in that state (so the boundary at @from goes, else one comes),
- * and @right_same, the same for page @to; old[0..nold) and new[0..nnew) are
- * the runs replaced and their replacements, for the general way.
- * - Neither end interior to an extent: no boundary inside an extent comes
- *   or goes, and pages change in whole extents, uniform before and after:
- *   nothing changes (the 2 MiB conversions).
- * - Both ends in one extent: only its entry changes, by the boundaries at
- *   the two ends and the pages; an extent uniform before starts from its
- *   old state (the 4 KiB conversions).
- * - Otherwise remark(). */
-static void set_marks(struct tracker *t, uint64_t from, uint64_t to, bool private, bool left_same,
-		      bool right_same, const uint64_t *old, unsigned nold, const uint64_t *new,
-		      unsigned nnew)
-{
-	bool in_from = interior(t, from), in_to = interior(t, to);
-	uint64_t x = extent_of(t, from), *v;
-	int64_t bounds = 0;
-
-	if (!in_from && !in_to)
-		return;
-	if (x != extent_of(t, to - 1)) {
-		remark(t, old, nold, new, nnew);
-		return;
-	}
-	if (in_from)
-		bounds += left_same ? -1 : 1;
-	if (in_to)
-		bounds += right_same ? -1 : 1;
-	v = u64map_find(&t->boundaries, x);
-	if (!v) {				      /* uniform in the old state until now */
-		v = u64map_insert(&t->boundaries, x); /* room: tracker_reserve() */
-		*v = private ? 0 : extent_start(t, x + 1) - extent_start(t, x);
-	}
-	*v += (uint64_t)bounds * BOUND_ONE;
-	*v = private ? *v + (to - from) : *v - (to - from);
-	if (*v < BOUND_ONE)
-		u64map_remove(&t->boundaries, v);
-}
-
-void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
-{
-	struct run_node *n, *next;
-	uint64_t old[4], new[4];
-
-	if (from >= to)
-		return;
-	/* the hint is used once, below, before anything changes */
-	if (private) {
-		/* runs touching or overlapping [from, to] */
-		n = locate(t, from, &next);
-		t->hint.valid = false;
+		n = first_ending_from(t, from, &next); /* touching or overlapping */
 		if (!n || n->start > to) {
-			new[0] = from;
-			new[1] = to;
-			set_marks(t, from, to, true, false, false, NULL, 0, new, 1);
 			node_insert(t, from, to);
 			return;
 		}
-		new[0] = n->start < from ? n->start : from;
-		old[0] = n->start;
-		old[1] = n->end;
 		if (!next || next->start > to) {
-			new[1] = n->end > to ? n->end : to;
-			set_marks(t, from, to, true, n->end == from, n->start == to, old, 1, new,
-				  1);
-			node_resize(t, n, new[0], new[1]);
+			node_resize(t, n, n->start < from ? n->start : from,
+				    n->end > to ? n->end : to);
 			return;
 		}
-		/* bridging two runs; a third would start beyond next's end */
-		if (next->end >= to) {
-			new[1] = next->end;
-			old[2] = next->start;
-			old[3] = next->end;
-			set_marks(t, from, to, true, true, true, old, 2, new, 1);
+		if (next->start == to && n->end >= from) { /* joins n and next */
+			uint64_t end = next->end;
+
 			node_delete(t, next);
-			node_resize(t, n, new[0], new[1]);
+			node_resize(t, n, n->start < from ? n->start : from, end);
 			return;
 		}
 	} else {
-		/* runs overlapping [from, to) */
-		n = locate(t, from + 1, &next);
-		t->hint.valid = false;
+		n = first_ending_from(t, from + 1, &next); /* overlapping */
 		if (!n || n->start >= to)
 			return;
-		if (!next || next->start >= to) {
-			unsigned nnew = 0;
+		if (n->start <= from && n->end >= to) { /* inside one run */
+			uint64_t end = n->end;
 
-			old[0] = n->start;
-			old[1] = n->end;
-			if (n->start < from) { /* a piece before */
-				new[0] = n->start;
-				new[1] = from;
-				nnew = 1;
-			}
-			if (to < n->end) { /* and after */
-				new[2 * nnew] = to;
-				new[2 * nnew + 1] = n->end;
-				nnew++;
-			}
-			set_marks(t, from, to, false, n->start == from, n->end == to, old, 1, new,
-				  nnew);
-			if (!nnew) {
+			if (n->start == from && end == to) {
 				node_delete(t, n);
-			} else if (nnew == 2) {
-				node_resize(t, n, n->start, from);
-				node_insert(t, to, new[3]);
+			} else if (n->start == from) {
+				node_resize(t, n, to, end);
 			} else {
-				node_resize(t, n, new[0], new[1]);
+				node_resize(t, n, n->start, from);
+				if (to < end)
+					node_insert(t, to, end);
 			}
 			return;
 		}
@@ -711,14 +389,473 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 	set_general(t, from, to, private);
 }
 
+static bool uniform_private(const struct tracker *t, uint64_t x)
+{
+	const struct run_node *n = run_from(t, x);
+
+	return n && n->start <= x;
+}
+
+/* Private pages below page @p by the treap alone (mixed extents counted in
+ * their base state). */
+static uint64_t uniform_prefix(const struct tracker *t, uint64_t p)
+{
+	uint64_t acc = 0;
+
+	for (const struct run_node *n = t->root; n;) {
+		uint64_t sp = extent_start(t, n->start);
+
+		if (p <= sp) {
+			n = n->l;
+			continue;
+		}
+		if (p <= extent_start(t, n->end)) /* p lies in this run, or at its end */
+			return acc + sum_of(n->l) + (p - sp);
+		acc += sum_of(n->l) + n->pages;
+		n = n->r;
+	}
+	return acc;
+}
+
+/* ---- the index of mixed extents ---- */
+
+/* Per group of 512 extents (1 GiB) holding a mixed extent, a 512-bit set
+ * of them, in a hash keyed by group: marking an extent costs one lookup,
+ * and finding the next mixed extent one lookup per group passed. */
+#define GROUP_SHIFT 9
+
+static struct mixed_extent *index_group(const struct tracker *t, uint64_t g)
+{
+	const uint64_t *v = u64map_find(&t->groups, g);
+
+	return v ? (struct mixed_extent *)(uintptr_t)*v : NULL;
+}
+
+static void index_add(struct tracker *t, uint64_t x)
+{
+	uint64_t *v = u64map_insert(&t->groups, x >> GROUP_SHIFT); /* room: reserve */
+	struct mixed_extent *g = (struct mixed_extent *)(uintptr_t)*v;
+	unsigned i = x % PAGES_PER_EXTENT;
+
+	if (!g) {
+		g = &item_get(t)->mix;
+		memset(g, 0, sizeof(*g));
+		*v = (uint64_t)(uintptr_t)g;
+	}
+	g->bits[i / 64] |= 1ULL << (i % 64);
+	g->count++;
+}
+
+static void index_remove(struct tracker *t, uint64_t x)
+{
+	uint64_t *v = u64map_find(&t->groups, x >> GROUP_SHIFT);
+	struct mixed_extent *g = (struct mixed_extent *)(uintptr_t)*v;
+	unsigned i = x % PAGES_PER_EXTENT;
+
+	g->bits[i / 64] &= ~(1ULL << (i % 64));
+	if (--g->count)
+		return;
+	u64map_remove(&t->groups, v);
+	item_put(t, g);
+}
+
+static unsigned bits_find(const struct mixed_extent *m, unsigned a, unsigned b, bool set);
+
+/* The first mixed extent in [x, limit), or @limit. */
+static uint64_t index_next(const struct tracker *t, uint64_t x, uint64_t limit)
+{
+	while (x < limit) {
+		const struct mixed_extent *g = index_group(t, x >> GROUP_SHIFT);
+		uint64_t base = x & ~(uint64_t)(PAGES_PER_EXTENT - 1);
+
+		if (g) {
+			unsigned i = bits_find(g, (unsigned)(x - base), PAGES_PER_EXTENT, true);
+
+			if (i < PAGES_PER_EXTENT)
+				return base + i < limit ? base + i : limit;
+		}
+		x = base + PAGES_PER_EXTENT;
+	}
+	return limit;
+}
+
+/* ---- mixed extents ---- */
+
+/* The page map of extent @x, or NULL if it is uniform. The tracker keeps
+ * the answer for the extent it last looked at or changed: a conversion
+ * reads and writes one extent several times. */
+static struct mixed_extent *mixed_of(const struct tracker *t, uint64_t x)
+{
+	const uint64_t *v;
+
+	if (x == t->last_x)
+		return t->last_mixed;
+	v = u64map_find(&t->mixed, x);
+	return v ? (struct mixed_extent *)(uintptr_t)*v : NULL;
+}
+
+static struct mixed_extent *mixed_remember(struct tracker *t, uint64_t x)
+{
+	struct mixed_extent *m = mixed_of(t, x);
+
+	t->last_x = x;
+	t->last_mixed = m;
+	return m;
+}
+
+/* Bits [a, b) of word @w, for a < b and a word the range touches. */
+static uint64_t word_mask(unsigned w, unsigned a, unsigned b)
+{
+	uint64_t m = ~0ULL;
+
+	if (w == a / 64)
+		m <<= a % 64;
+	if (w == (b - 1) / 64)
+		m &= ~0ULL >> (63 - (b - 1) % 64);
+	return m;
+}
+
+/* First bit in [a, b) equal to @set, or b. */
+static unsigned bits_find(const struct mixed_extent *m, unsigned a, unsigned b, bool set)
+{
+	if (a >= b)
+		return b;
+	for (unsigned w = a / 64; w <= (b - 1) / 64; w++) {
+		uint64_t v = (set ? m->bits[w] : ~m->bits[w]) & word_mask(w, a, b);
+
+		if (v)
+			return w * 64 + (unsigned)__builtin_ctzll(v);
+	}
+	return b;
+}
+
+static unsigned bits_count(const struct mixed_extent *m, unsigned a, unsigned b)
+{
+	unsigned n = 0;
+
+	for (unsigned w = a / 64; a < b && w <= (b - 1) / 64; w++)
+		n += (unsigned)__builtin_popcountll(m->bits[w] & word_mask(w, a, b));
+	return n;
+}
+
+static void bits_assign(struct mixed_extent *m, unsigned a, unsigned b, bool set)
+{
+	for (unsigned w = a / 64; a < b && w <= (b - 1) / 64; w++) {
+		if (set)
+			m->bits[w] |= word_mask(w, a, b);
+		else
+			m->bits[w] &= ~word_mask(w, a, b);
+	}
+}
+
+/* Pages [from, to) of extent @x (pages [lo, hi)), not all of it, become
+ * @private; they were all in the other state. Returns whether the extent
+ * ended uniform in a state its treap entry does not have. */
+static bool partial_set(struct tracker *t, uint64_t x, uint64_t lo, uint64_t hi, uint64_t from,
+			uint64_t to, bool private)
+{
+	uint64_t n = hi - lo, *v;
+	struct mixed_extent *m = mixed_of(t, x);
+	bool created = !m, change;
+
+	t->last_x = x;
+	t->last_mixed = m;
+
+	if (created) { /* uniform until now, so in the treap's state */
+		bool base = !private;
+
+		m = &item_get(t)->mix;
+		for (unsigned w = 0; w < MAP_WORDS; w++)
+			m->bits[w] = base ? ~0ULL : 0;
+		m->count = base ? (uint32_t)n : 0;
+		m->base = base;
+		*u64map_insert(&t->mixed, x) = (uint64_t)(uintptr_t)m; /* room: reserve */
+	}
+	bits_assign(m, (unsigned)(from - lo), (unsigned)(to - lo), private);
+	m->count = private ? m->count + (uint32_t)(to - from) : m->count - (uint32_t)(to - from);
+	if (m->count && m->count != n) {
+		if (created)
+			index_add(t, x);
+		t->last_mixed = m;
+		return false;
+	}
+	t->last_mixed = NULL;
+	change = m->base != private;
+	v = u64map_find(&t->mixed, x);
+	u64map_remove(&t->mixed, v);
+	if (!created)
+		index_remove(t, x);
+	item_put(t, m);
+	return change;
+}
+
+/* ---- the tracker interface ---- */
+
+int tracker_reserve(struct tracker *t, uint64_t sets)
+{
+	uint64_t need = ITEMS_PER_SET * sets, room;
+	int err;
+
+	if (sets <= t->room && need <= t->nfree)
+		return 0; /* the usual case */
+	while (t->nfree < need) {
+		union item *it = malloc(sizeof(*it));
+
+		if (!it)
+			return -ENOMEM;
+		t->items_allocated++;
+		item_put(t, it);
+	}
+	while (t->nfree > ITEMS_KEPT && t->nfree > need) {
+		union item *it = item_get(t);
+
+		t->items_allocated--;
+		free(it);
+	}
+	/* each set adds at most two mixed extents; the maps get room for a
+	 * few requests more, so that this runs now and then */
+	sets = sets < RESERVE_SLACK ? RESERVE_SLACK : sets;
+	err = u64map_reserve(&t->mixed, 2 * sets);
+	if (!err)
+		err = u64map_reserve(&t->groups, 2 * sets);
+	if (err)
+		return err;
+	room = (t->mixed.cap / 2 - t->mixed.count) / 2;
+	if ((t->groups.cap / 2 - t->groups.count) / 2 < room)
+		room = (t->groups.cap / 2 - t->groups.count) / 2;
+	t->room = room;
+	return 0;
+}
+
+int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private)
+{
+	memset(t, 0, sizeof(*t));
+	t->last_x = UINT64_MAX; /* no extent: nothing remembered */
+	t->gpa = gpa;
+	t->npages = size >> PAGE_SHIFT_4K;
+	t->first_extent = gpa >> EXTENT_SHIFT;
+	t->first_offset = (gpa >> PAGE_SHIFT_4K) % PAGES_PER_EXTENT;
+	t->nextents = ((gpa + size - 1) >> EXTENT_SHIFT) - t->first_extent + 1;
+	t->prio = (uint32_t)(gpa >> PAGE_SHIFT_4K) * 2654435761u + 1;
+	if (tracker_reserve(t, 1))
+		return -ENOMEM;
+	if (private) {
+		t->root = node_alloc(t, 0, t->nextents);
+		t->private_pages = t->npages;
+	}
+	return 0;
+}
+
+static void tree_free(struct run_node *n)
+{
+	if (!n)
+		return;
+	tree_free(n->l);
+	tree_free(n->r);
+	free(n);
+}
+
+void tracker_fini(struct tracker *t)
+{
+	tree_free(t->root);
+	for (uint64_t i = 0; i < t->mixed.cap; i++)
+		if (t->mixed.slots[i].key != U64MAP_EMPTY)
+			free((void *)(uintptr_t)t->mixed.slots[i].value);
+	for (uint64_t i = 0; i < t->groups.cap; i++)
+		if (t->groups.slots[i].key != U64MAP_EMPTY)
+			free((void *)(uintptr_t)t->groups.slots[i].value);
+	while (t->free_items)
+		free(item_get(t));
+	u64map_fini(&t->mixed);
+	u64map_fini(&t->groups);
+	memset(t, 0, sizeof(*t));
+}
+
+bool tracker_page_private(const struct tracker *t, uint64_t p)
+{
+	uint64_t x = extent_of(t, p);
+	const struct mixed_extent *m = mixed_of(t, x);
+
+	if (m) {
+		uint64_t i = p - extent_start(t, x);
+
+		return m->bits[i / 64] >> (i % 64) & 1;
+	}
+	return uniform_private(t, x);
+}
+
+/* From page @p of a uniform extent @x in state @state, where the pages
+ * may next differ: the start of the next mixed extent or of the next
+ * treap run in the other state. */
+static uint64_t uniform_until(const struct tracker *t, uint64_t x, const struct run_node *n,
+			      bool state, uint64_t to)
+{
+	uint64_t nx = state ? n->end : n ? n->start : t->nextents, last = extent_of(t, to - 1) + 1;
+
+	return extent_start(t, index_next(t, x + 1, nx < last ? nx : last));
+}
+
+/* From page @p, while the pages are in state @state, up to @to: the first
+ * page not in it, or @to. */
+static uint64_t run_end(const struct tracker *t, uint64_t p, uint64_t to, bool state)
+{
+	while (p < to) {
+		uint64_t x = extent_of(t, p), lo = extent_start(t, x), hi = extent_start(t, x + 1);
+		const struct mixed_extent *m = mixed_of(t, x);
+		const struct run_node *n;
+
+		if (hi > to)
+			hi = to;
+		if (m) {
+			uint64_t q =
+				lo + bits_find(m, (unsigned)(p - lo), (unsigned)(hi - lo), !state);
+
+			if (q < hi)
+				return q;
+			p = hi;
+			continue;
+		}
+		n = run_from(t, x);
+		if ((n && n->start <= x) != state)
+			return p;
+		if (hi == to)
+			return to;
+		p = uniform_until(t, x, n, state, to);
+	}
+	return to;
+}
+
+bool tracker_run(struct tracker *t, uint64_t from, uint64_t to, bool private, uint64_t *a,
+		 uint64_t *b)
+{
+	uint64_t p = from;
+
+	while (p < to) {
+		uint64_t x = extent_of(t, p), lo = extent_start(t, x), hi = extent_start(t, x + 1);
+		const struct mixed_extent *m = mixed_remember(t, x);
+		const struct run_node *n;
+		bool state;
+
+		if (hi > to)
+			hi = to;
+		if (m) {
+			uint64_t q =
+				lo + bits_find(m, (unsigned)(p - lo), (unsigned)(hi - lo), private);
+
+			if (q < hi) {
+				uint64_t e = lo + bits_find(m, (unsigned)(q - lo),
+							    (unsigned)(hi - lo), !private);
+
+				*a = q;
+				*b = e < hi || hi == to ? e : run_end(t, hi, to, private);
+				return true;
+			}
+			p = hi;
+			continue;
+		}
+		n = run_from(t, x);
+		state = n && n->start <= x;
+		if (state == private) {
+			*a = p;
+			if (hi == to)
+				*b = to;
+			else
+				*b = run_end(t, uniform_until(t, x, n, state, to), to, private);
+			return true;
+		}
+		if (hi == to)
+			return false;
+		p = uniform_until(t, x, n, state, to);
+	}
+	return false;
+}
+
+uint64_t tracker_find(const struct tracker *t, uint64_t from, uint64_t to, bool private)
+{
+	uint64_t a, b;
+
+	return tracker_run((struct tracker *)t, from, to, private, &a, &b) ? a : to;
+}
+
+uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to, int uniform)
+{
+	uint64_t xa, xl, total;
+
+	if (from >= to)
+		return 0;
+	xa = extent_of(t, from);
+	xl = extent_of(t, to - 1);
+	if (xa == xl) {
+		const struct mixed_extent *m = mixed_of(t, xa);
+		uint64_t lo;
+
+		if (!m) {
+			if (uniform < 0)
+				uniform = uniform_private(t, xa);
+			return uniform ? to - from : 0;
+		}
+		lo = extent_start(t, xa);
+		if (from == lo && to == extent_start(t, xa + 1))
+			return m->count;
+		return bits_count(m, (unsigned)(from - lo), (unsigned)(to - lo));
+	}
+	/* the treap's count, corrected by every mixed extent in the range */
+	total = uniform_prefix(t, to) - uniform_prefix(t, from);
+	for (uint64_t x = index_next(t, xa, xl + 1); x <= xl; x = index_next(t, x + 1, xl + 1)) {
+		const struct mixed_extent *m = mixed_of(t, x);
+		uint64_t lo = extent_start(t, x), a = from > lo ? from : lo,
+			 b = to < extent_start(t, x + 1) ? to : extent_start(t, x + 1);
+
+		total += bits_count(m, (unsigned)(a - lo), (unsigned)(b - lo));
+		total -= m->base ? b - a : 0;
+	}
+	return total;
+}
+
+void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
+{
+	uint64_t xa, xl, lo, hi, ua, ub;
+
+	if (from >= to)
+		return;
+	t->room--; /* the caller reserved it */
+	t->private_pages =
+		private ? t->private_pages + (to - from) : t->private_pages - (to - from);
+	xa = extent_of(t, from);
+	xl = extent_of(t, to - 1);
+	lo = extent_start(t, xa);
+	hi = extent_start(t, xl + 1);
+	/* [ua, ub): the extents the treap must change; the whole ones first */
+	ua = from == lo ? xa : xa + 1;
+	ub = to == hi ? xl + 1 : xl;
+	if (from != lo) {
+		uint64_t hi_a = xa == xl ? hi : extent_start(t, xa + 1);
+
+		if (partial_set(t, xa, lo, hi_a, from, hi_a < to ? hi_a : to, private)) {
+			ua = xa;
+			ub = ub > xa + 1 ? ub : xa + 1;
+		}
+	}
+	if (to != hi && (xl != xa || from == lo)) {
+		uint64_t lo_l = xa == xl ? lo : extent_start(t, xl);
+
+		if (partial_set(t, xl, lo_l, hi, lo_l > from ? lo_l : from, to, private)) {
+			ub = xl + 1;
+			ua = ua < xl ? ua : xl;
+		}
+	}
+	if (ua < ub)
+		uniform_set(t, ua, ub, private);
+}
+
 uint64_t tracker_private_pages(const struct tracker *t)
 {
-	return sum_of(t->root);
+	return t->private_pages;
 }
 
 uint64_t tracker_mixed(const struct tracker *t)
 {
-	return t->boundaries.count;
+	return t->mixed.count;
 }
 
 uint64_t tracker_uniform_full_extents(const struct tracker *t)
@@ -734,30 +871,25 @@ uint64_t tracker_uniform_full_extents(const struct tracker *t)
 
 		if (lo >= first && hi <= last)
 			whole++;
-		else if (u64map_find(&t->boundaries, edges[i]))
+		else if (mixed_of(t, edges[i]))
 			partial_mixed++;
 	}
 	whole += t->nextents > 2 ? t->nextents - 2 : 0;
-	return whole - (t->boundaries.count - partial_mixed);
+	return whole - (t->mixed.count - partial_mixed);
 }
 
 int tracker_edge_extent(const struct tracker *t, bool last)
 {
-	uint64_t e = last ? t->nextents - 1 : 0;
-	uint64_t lo = (t->first_extent + e) * PAGES_PER_EXTENT - (t->gpa >> PAGE_SHIFT_4K);
-	uint64_t hi = lo + PAGES_PER_EXTENT, priv;
+	uint64_t x = last ? t->nextents - 1 : 0;
+	uint64_t lo = extent_start(t, x), hi = extent_start(t, x + 1);
+	uint64_t priv = tracker_count_private(t, lo, hi, -1);
 
-	/* lo may "underflow" for the first extent: clamp through signed math */
-	if ((int64_t)lo < 0)
-		lo = 0;
-	if (hi > t->npages)
-		hi = t->npages;
-	priv = tracker_count_private(t, lo, hi, -1);
 	return priv == 0 ? EDGE_SHARED : priv == hi - lo ? EDGE_PRIVATE : EDGE_MIXED;
 }
 
 uint64_t tracker_heap_bytes(const struct tracker *t)
 {
-	return t->nodes_allocated * sizeof(struct run_node) +
-	       t->boundaries.cap * sizeof(struct u64map_slot);
+	uint64_t slots = t->mixed.cap + t->groups.cap;
+
+	return t->items_allocated * sizeof(union item) + slots * sizeof(struct u64map_slot);
 }

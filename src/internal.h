@@ -25,6 +25,9 @@
 #define GPA_LIMIT (1ULL << 52)
 
 #define HIDDEN __attribute__((visibility("hidden")))
+/* Hot paths are flattened; what is off them stays out of line. */
+#define FLATTEN __attribute__((flatten))
+#define NOINLINE __attribute__((noinline))
 
 /* ---- u64map.c: 64-bit key -> value hash (see there) ---- */
 
@@ -49,27 +52,24 @@ HIDDEN void u64map_fini(struct u64map *m);
 /* ---- extents.c: per-region private/shared state in 2 MiB extents ---- */
 
 struct run_node;
+struct mixed_extent;
+union item;
 
 struct tracker {
 	uint64_t gpa, npages;  /* region range in 4 KiB pages from gpa */
 	uint64_t first_extent; /* gpa >> EXTENT_SHIFT */
 	uint64_t first_offset; /* pages of the first extent before the region */
 	uint64_t nextents;     /* 2 MiB extents the region touches */
-	struct run_node *root; /* private runs, a treap ordered by start */
-	struct run_node *free_nodes;
-	uint64_t nfree, nodes_allocated;
-	uint32_t prio;		  /* treap priorities: a private LCG, not guest-controlled */
-	struct u64map boundaries; /* extent -> run boundaries strictly inside it
-				   * and private pages; its count is the number
-				   * of mixed extents */
-	/* Left by tracker_run() for the tracker_set() that usually follows:
-	 * @n, the first run ending at or after page @x, and the run after it.
-	 * Valid until the tracker changes. */
-	struct {
-		struct run_node *n, *next;
-		uint64_t x;
-		bool valid;
-	} hint;
+	uint64_t private_pages;
+	struct run_node *root;	/* runs of private extents, a treap by start */
+	struct u64map mixed;	/* mixed extent -> its page map; count = mixed extents */
+	struct u64map groups;	/* 1 GiB group -> its mixed extents (an index) */
+	union item *free_items; /* reserved nodes and page maps */
+	uint64_t nfree, items_allocated;
+	uint64_t room;	 /* tracker_set() calls that cannot run out of memory */
+	uint64_t last_x; /* the extent looked at last, and its page map */
+	struct mixed_extent *last_mixed;
+	uint32_t prio; /* treap priorities: a private LCG, not guest-controlled */
 };
 
 HIDDEN int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private);
@@ -88,10 +88,10 @@ HIDDEN uint64_t tracker_count_private(const struct tracker *t, uint64_t from, ui
 HIDDEN bool tracker_run(struct tracker *t, uint64_t from, uint64_t to, bool private, uint64_t *a,
 			uint64_t *b);
 /* Set [from, to) to @private; every page of it is in the other state (a
- * run the caller found with tracker_run()). Cannot fail: callers first reserve room for
- * @extra new runs with tracker_reserve() (-ENOMEM), so that nothing can fail
- * after the kernel changed state. A request needs 2. */
-HIDDEN int tracker_reserve(struct tracker *t, uint64_t extra);
+ * run the caller found with tracker_run()). Cannot fail: callers first
+ * reserve room for @sets calls with tracker_reserve() (-ENOMEM), so that
+ * nothing can fail after the kernel changed state. */
+HIDDEN int tracker_reserve(struct tracker *t, uint64_t sets);
 HIDDEN void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private);
 HIDDEN uint64_t tracker_mixed(const struct tracker *t);
 HIDDEN uint64_t tracker_private_pages(const struct tracker *t);
@@ -107,11 +107,12 @@ HIDDEN int tracker_edge_extent(const struct tracker *t, bool last);
 #define DEFERRED_MAX 8 /* freeable ranges kept per side and transaction */
 
 struct side {
-	int fd;		    /* -1 with hva == NULL: no backing, nothing to punch */
-	void *hva;	    /* used when fd < 0 (madvise path) */
-	bool hva_shared;    /* MAP_SHARED: MADV_REMOVE; private: MADV_DONTNEED */
-	uint64_t offset;    /* file offset (fd) or hva address of the region start */
-	uint64_t page_size; /* unit the kernel frees: 4 KiB or huge page size */
+	int fd;		     /* -1 with hva == NULL: no backing, nothing to punch */
+	void *hva;	     /* used when fd < 0 (madvise path) */
+	bool hva_shared;     /* MAP_SHARED: MADV_REMOVE; private: MADV_DONTNEED */
+	uint64_t offset;     /* file offset (fd) or hva address of the region start */
+	uint64_t page_size;  /* unit the kernel frees: 4 KiB or huge page size */
+	unsigned page_shift; /* log2(page_size) */
 	/* Huge backings: a huge page counts as allocated ("held") while any of
 	 * its pages is live here, and after that until it is punched. The
 	 * second kind — no live page, still allocated: a failed punch, or a

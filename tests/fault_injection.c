@@ -1427,10 +1427,13 @@ static void test_alloc_convert(void **state)
 /* A punch fails and the pending list cannot grow at the same moment: the
  * stale memory must still be counted and recovered by the flush
  * (docs/semantics.md: "the memory stays allocated, is counted, and
- * cvmconv_flush() retries it"). The setup fills the pending list's initial
- * room with PENDING_SETUP separate failed punches, so the step's failure is
- * the one that needs the list to grow. */
-#define PENDING_SETUP 8
+ * cvmconv_flush() retries it"). Each request reserves room for two more
+ * pending runs than the list holds (backing_reserve()), and the room doubles
+ * from 8; after PENDING_SETUP = 13 separate failed punches it is 16, so the
+ * step (13 + 2 * 2 > 16) is the request that needs the list to grow. Before
+ * the tracker kept its room across requests this test passed on the
+ * tracker's growth alone; it now fails if the list's growth is never hit. */
+#define PENDING_SETUP 13
 
 static void pending_setup(struct world *w, void *argp)
 {
