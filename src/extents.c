@@ -596,7 +596,7 @@ int tracker_reserve(struct tracker *t, uint64_t sets)
 	uint64_t need = ITEMS_PER_SET * sets, room;
 	int err;
 
-	if (sets <= t->room && need <= t->nfree)
+	if (sets <= t->room && need <= t->nfree && t->nfree <= ITEMS_KEPT)
 		return 0; /* the usual case */
 	while (t->nfree < need) {
 		union item *it = malloc(sizeof(*it));
