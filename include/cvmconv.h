@@ -99,7 +99,22 @@ struct cvmconv_config {
 	 * may be called with region locks held: must not call back. */
 	void (*log)(void *opaque, int level, const char *msg);
 	void *log_opaque;
+	uint32_t flags; /* CVMCONV_DEFER_PUNCH, or 0 */
 };
+
+/* cvmconv_config.flags: punch stale memory later, not during conversions.
+ * By default a conversion punches what it made stale before it returns
+ * (huge pages the moment their last page goes stale). With this flag the
+ * punches wait for cvmconv_flush() — call it from the VMM's main loop or a
+ * timer, off the vCPU threads — or until more than CVMCONV_DEFER_RANGES
+ * ranges wait on one side of a region, when that side is punched at once.
+ * Memory that goes live again before then is never punched: a huge page
+ * the guest converts to private and back (bounce buffers, say) costs no
+ * punch and no refault, and the punches of consecutive exits merge into
+ * one. Until it is punched, stale memory counts in punch_pending_bytes and
+ * double_alloc_bytes. */
+#define CVMCONV_DEFER_PUNCH (1u << 0)
+#define CVMCONV_DEFER_RANGES 32
 
 /* cvmconv_region.flags */
 #define CVMCONV_REGION_PRIVATE (1u << 0) /* starts private: attributes set at add */
@@ -213,8 +228,9 @@ CVMCONV_API int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run);
 CVMCONV_API int cvmconv_convert(struct cvmconv *c, uint64_t gpa, uint64_t size, bool to_private);
 
 /**
- * cvmconv_flush() - retry punches that failed earlier (stale memory that is
- * still allocated). Live pages are never punched.
+ * cvmconv_flush() - punch stale memory that is still allocated: punches
+ * that failed earlier and, with CVMCONV_DEFER_PUNCH, the deferred ones.
+ * Live pages are never punched.
  * Return: 0 when nothing stale is left pending, else the last punch error
  * (the rest stays pending), -ENOTRECOVERABLE if broken.
  * Thread safety: thread-safe.

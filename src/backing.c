@@ -377,35 +377,47 @@ static void defer(struct cvmconv *c, struct region *r, struct side *s, uint64_t 
 	s->deferred[s->ndeferred++].to = to;
 }
 
-/* Huge page [lo, hi) has a live page again: if it was waiting to be
- * punched, it no longer may be. Returns whether it was (it is still held). */
-static bool undefer(struct cvmconv *c, struct region *r, struct side *s, uint64_t lo, uint64_t hi)
+/* Pages [lo, hi), whole huge pages, have live pages again: what of them was
+ * waiting to be punched no longer may be. Returns how many of the pages
+ * were waiting (they are still held). */
+static uint64_t undefer(struct cvmconv *c, struct region *r, struct side *s, uint64_t lo,
+			uint64_t hi)
 {
-	for (uint32_t i = 0; i < s->ndeferred; i++) {
-		struct deferred_run *d = &s->deferred[i];
+	uint64_t taken = 0;
 
-		if (hi <= d->from || lo >= d->to)
+	for (uint32_t i = 0; i < s->ndeferred;) {
+		struct deferred_run *d = &s->deferred[i];
+		uint64_t a = d->from > lo ? d->from : lo, b = d->to < hi ? d->to : hi;
+
+		if (a >= b) {
+			i++;
 			continue;
-		if (lo == d->from && hi == d->to) {
-			*d = s->deferred[--s->ndeferred];
-		} else if (lo == d->from) {
-			d->from = hi;
-		} else if (hi == d->to) {
-			d->to = lo;
-		} else if (s->ndeferred < DEFERRED_MAX) {
-			s->deferred[s->ndeferred].from = hi;
-			s->deferred[s->ndeferred++].to = d->to;
-			d->to = lo;
-		} else { /* no room to split: the part before goes now */
-			punch_hpages(c, r, s, d->from, lo);
-			d->from = hi;
 		}
-		return true;
+		taken += b - a;
+		if (a == d->from && b == d->to) {
+			*d = s->deferred[--s->ndeferred];
+			continue; /* look at the one moved here */
+		}
+		if (a == d->from) {
+			d->from = b;
+		} else if (b == d->to) {
+			d->to = a;
+		} else if (s->ndeferred < DEFERRED_MAX) {
+			s->deferred[s->ndeferred].from = b;
+			s->deferred[s->ndeferred++].to = d->to;
+			d->to = a;
+		} else { /* no room to split: the part before goes now */
+			punch_hpages(c, r, s, d->from, a);
+			d->from = b;
+		}
+		i++;
 	}
-	return false;
+	return taken;
 }
 
-void backing_commit(struct cvmconv *c, struct region *r)
+/* Punch the freeable huge-page ranges waiting on the sides of @r, merged
+ * where they touch. */
+static void punch_deferred(struct cvmconv *c, struct region *r)
 {
 	struct side *sides[2] = { &r->shared, &r->private_ };
 
@@ -440,74 +452,135 @@ void backing_commit(struct cvmconv *c, struct region *r)
 	}
 }
 
+void backing_commit(struct cvmconv *c, struct region *r)
+{
+	if (!c->defer_punch) /* else they wait for cvmconv_flush() */
+		punch_deferred(c, r);
+}
+
+/* Freeable huge pages are gathered into runs of touching ones, each
+ * deferred as one range. */
+struct freeable {
+	uint64_t from, to;
+	bool open;
+};
+
+static void freeable_add(struct cvmconv *c, struct region *r, struct side *s, struct freeable *f,
+			 uint64_t lo, uint64_t hi, bool freeable)
+{
+	if (freeable && f->open && f->to == lo) {
+		f->to = hi;
+		return;
+	}
+	if (f->open)
+		defer(c, r, s, f->from, f->to);
+	*f = (struct freeable){ lo, hi, freeable };
+}
+
+/* Huge page @h, pages [from, to) of it just went stale. */
+static void hpage_went_stale(struct cvmconv *c, struct region *r, struct side *s, bool private_side,
+			     uint64_t h, uint64_t from, uint64_t to, struct freeable *f)
+{
+	uint64_t lo, hi, a, b;
+	bool freeable = false;
+
+	hpage_span(s, r, h, &lo, &hi);
+	a = lo > from ? lo : from;
+	b = hi < to ? hi : to;
+	/* those pages were live, so the huge page was held */
+	adjust(c, s, (int64_t)(b - a));
+	/* the extent of [lo, hi), if uniform, is in the run's new state:
+	 * stale here */
+	if (stale_pages(r, private_side, lo, hi, !private_side) == hi - lo) {
+		if (hpage_whole(s, r, h))
+			freeable = true;
+		else
+			retain(c, r, s, h); /* never punched: not all ours */
+	}
+	freeable_add(c, r, s, f, lo, hi, freeable);
+}
+
 static void huge_went_stale(struct cvmconv *c, struct region *r, struct side *s, bool private_side,
 			    uint64_t from, uint64_t to)
 {
 	uint64_t h_first = hpage_of(s, from), h_last = hpage_of(s, to - 1);
-	uint64_t run_from = 0, run_to = 0, run_n = 0;
+	struct freeable f = { 0, 0, false };
 
-	for (uint64_t h = h_first; h <= h_last + 1; h++) {
-		uint64_t lo = 0, hi = 0;
-		bool freeable = false;
+	hpage_went_stale(c, r, s, private_side, h_first, from, to, &f);
+	if (h_last > h_first + 1) {
+		/* The huge pages between lie wholly in the run, so wholly in
+		 * the region: every page of them was live and is stale now,
+		 * and they are freeable, together. */
+		uint64_t lo, hi, unused;
 
-		if (h <= h_last) {
-			uint64_t a, b;
-
-			hpage_span(s, r, h, &lo, &hi);
-			a = lo > from ? lo : from;
-			b = hi < to ? hi : to;
-			/* those pages were live, so the huge page was held */
-			adjust(c, s, (int64_t)(b - a));
-			/* the extent of [lo, hi), if uniform, is in the run's
-			 * new state: stale here */
-			if (stale_pages(r, private_side, lo, hi, !private_side) == hi - lo) {
-				if (hpage_whole(s, r, h))
-					freeable = true;
-				else
-					retain(c, r, s, h); /* never punched: not all ours */
-			}
-		}
-		if (freeable && run_n && run_to == lo) {
-			run_to = hi;
-			run_n++;
-			continue;
-		}
-		/* close the current run of freeable huge pages */
-		if (run_n) {
-			defer(c, r, s, run_from, run_to);
-			run_n = 0;
-		}
-		if (freeable) {
-			run_from = lo;
-			run_to = hi;
-			run_n = 1;
-		}
+		hpage_span(s, r, h_first + 1, &lo, &unused);
+		hpage_span(s, r, h_last - 1, &unused, &hi);
+		adjust(c, s, (int64_t)(hi - lo));
+		freeable_add(c, r, s, &f, lo, hi, true);
 	}
+	if (h_last != h_first)
+		hpage_went_stale(c, r, s, private_side, h_last, from, to, &f);
+	freeable_add(c, r, s, &f, 0, 0, false); /* close the last run */
+}
+
+/* Huge page @h, pages [from, to) of it just went live. */
+static void hpage_went_live(struct cvmconv *c, struct region *r, struct side *s, bool private_side,
+			    uint64_t h, uint64_t from, uint64_t to)
+{
+	uint64_t lo, hi, a, b, stale, *kept;
+
+	hpage_span(s, r, h, &lo, &hi);
+	a = lo > from ? lo : from;
+	b = hi < to ? hi : to;
+	stale = stale_pages(r, private_side, lo, hi, private_side);
+	kept = retained(s, h);
+	if (kept || (s->ndeferred && undefer(c, r, s, lo, hi)) || hi - lo - stale > b - a) {
+		/* held before: those pages were stale and counted */
+		adjust(c, s, -(int64_t)(b - a));
+	} else {
+		/* allocated again from now on: its stale pages count */
+		adjust(c, s, (int64_t)stale);
+	}
+	if (kept) /* held through its live pages from now on */
+		u64map_remove(&s->retained, kept);
 }
 
 static void huge_went_live(struct cvmconv *c, struct region *r, struct side *s, bool private_side,
 			   uint64_t from, uint64_t to)
 {
-	uint64_t h_last = hpage_of(s, to - 1);
+	uint64_t h_first = hpage_of(s, from), h_last = hpage_of(s, to - 1);
 
-	for (uint64_t h = hpage_of(s, from); h <= h_last; h++) {
-		uint64_t lo, hi, a, b, stale, *kept;
+	hpage_went_live(c, r, s, private_side, h_first, from, to);
+	if (h_last > h_first + 1 && !s->retained.count) {
+		/* The huge pages between lie wholly in the run: all their
+		 * pages were stale and are live now. Those that were waiting
+		 * to be punched were held (their pages counted); the others
+		 * were not held and have no stale page now. */
+		uint64_t lo, hi, unused;
 
-		hpage_span(s, r, h, &lo, &hi);
-		a = lo > from ? lo : from;
-		b = hi < to ? hi : to;
-		stale = stale_pages(r, private_side, lo, hi, private_side);
-		kept = retained(s, h);
-		if (kept || (s->ndeferred && undefer(c, r, s, lo, hi)) || hi - lo - stale > b - a) {
-			/* held before: those pages were stale and counted */
-			adjust(c, s, -(int64_t)(b - a));
-		} else {
-			/* allocated again from now on: its stale pages count */
-			adjust(c, s, (int64_t)stale);
-		}
-		if (kept) /* held through its live pages from now on */
-			u64map_remove(&s->retained, kept);
+		hpage_span(s, r, h_first + 1, &lo, &unused);
+		hpage_span(s, r, h_last - 1, &unused, &hi);
+		adjust(c, s, -(int64_t)undefer(c, r, s, lo, hi));
+	} else {
+		for (uint64_t h = h_first + 1; h < h_last; h++)
+			hpage_went_live(c, r, s, private_side, h, from, to);
 	}
+	if (h_last != h_first)
+		hpage_went_live(c, r, s, private_side, h_last, from, to);
+}
+
+static int flush_side(struct cvmconv *c, struct region *r, struct side *s, bool private_side);
+
+/* CVMCONV_DEFER_PUNCH on a 4 KiB side: the stale run joins the pending runs
+ * (the list cvmconv_flush() punches, as after a failed punch), which merge
+ * with their neighbours; more than DEFERRED_MAX of them are punched now. */
+static void defer_4k(struct cvmconv *c, struct region *r, struct side *s, bool private_side,
+		     uint64_t from, uint64_t to)
+{
+	if (s->npending >= DEFERRED_MAX)
+		flush_side(c, r, s, private_side);
+	pending_add(s, from, to);
+	pending_recount(c, r, s, private_side);
 }
 
 void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to,
@@ -526,6 +599,8 @@ void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t from, u
 	if (side_present(stale)) {
 		if (side_is_huge(stale)) {
 			huge_went_stale(c, r, stale, !now_private, from, to);
+		} else if (c->defer_punch) {
+			defer_4k(c, r, stale, !now_private, from, to);
 		} else if (punch(c, stale, from, to) == 0) {
 			if (stale->npending) {
 				pending_remove(stale, from, to);
@@ -608,6 +683,7 @@ static int flush_side(struct cvmconv *c, struct region *r, struct side *s, bool 
 
 int backing_flush(struct cvmconv *c, struct region *r)
 {
+	punch_deferred(c, r);
 	int a = flush_side(c, r, &r->shared, false);
 	int b = flush_side(c, r, &r->private_, true);
 
@@ -620,8 +696,10 @@ static uint64_t side_pending_bytes(const struct region *r, const struct side *s,
 
 	if (!side_present(s))
 		return 0;
-	if (!side_is_huge(s))
-		return s->double_alloc_pages * PAGE_4K; /* only failed punches hold pages */
+	if (!side_is_huge(s)) /* only failed or deferred punches hold pages */
+		return s->double_alloc_pages * PAGE_4K;
+	for (uint32_t i = 0; i < s->ndeferred; i++) /* CVMCONV_DEFER_PUNCH */
+		bytes += (s->deferred[i].to - s->deferred[i].from) * PAGE_4K;
 	for (uint64_t i = 0; i < s->retained.cap; i++) {
 		uint64_t h = s->retained.slots[i].key, lo, hi;
 

@@ -46,6 +46,8 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 		return -EINVAL;
 	if (cfg.vm_fd < 0 && !(cfg.ops && cfg.ops->set_memory_attributes))
 		return -EINVAL;
+	if (cfg.flags & ~CVMCONV_DEFER_PUNCH)
+		return -EINVAL;
 	if (!(cfg.ops && cfg.ops->set_memory_attributes)) {
 		err = kvm_probe_private_attribute(cfg.vm_fd);
 		if (err)
@@ -66,6 +68,7 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 	c->vm_fd = cfg.vm_fd;
 	c->granule = cfg.granule;
 	c->unaligned = cfg.unaligned;
+	c->defer_punch = cfg.flags & CVMCONV_DEFER_PUNCH;
 	if (cfg.ops)
 		c->ops = *cfg.ops;
 	c->ops_opaque = cfg.ops_opaque;

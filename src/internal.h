@@ -104,7 +104,9 @@ HIDDEN int tracker_edge_extent(const struct tracker *t, bool last);
 
 /* ---- backing.c: one side (shared or private) of a region ---- */
 
-#define DEFERRED_MAX 8 /* freeable ranges kept per side and transaction */
+/* freeable huge-page ranges kept per side (for one transaction, or with
+ * CVMCONV_DEFER_PUNCH until flushed) */
+#define DEFERRED_MAX CVMCONV_DEFER_RANGES
 
 struct side {
 	int fd;		     /* -1 with hva == NULL: no backing, nothing to punch */
@@ -221,6 +223,7 @@ struct cvmconv {
 	int vm_fd;
 	uint64_t granule;
 	enum cvmconv_unaligned unaligned;
+	bool defer_punch;	/* CVMCONV_DEFER_PUNCH: stale memory waits for flush */
 	struct cvmconv_ops ops; /* the VMM's; NULL members: kernel ops (kvm.c) */
 	void *ops_opaque;
 	void (*log_fn)(void *opaque, int level, const char *msg);
