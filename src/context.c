@@ -101,6 +101,10 @@ void cvmconv_destroy(struct cvmconv *c)
 
 void regions_write_lock(struct regions_lock *l)
 {
+	/* Readers a writer kept out go first: a thread that adds and removes
+	 * regions in a loop must not starve the vCPUs. */
+	while (atomic_load(&l->blocked))
+		sched_yield();
 	pthread_mutex_lock(&l->writer);
 	atomic_store(&l->writing, true);
 	while (atomic_load(&l->readers))

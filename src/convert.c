@@ -450,7 +450,7 @@ NOINLINE static int transact_locked(struct cvmconv *c, struct planned *p, size_t
 			/* each run, plus one piece more per region a run crosses */
 			runs += p[k].total + p[k].last - p[k].first + 1;
 		}
-		if (requests && (tracker_reserve(&c->regions[i]->tr, runs) ||
+		if (requests && (tracker_reserve(&c->regions[i]->tr, runs, requests) ||
 				 backing_reserve(c->regions[i], runs)))
 			return -ENOMEM;
 	}
@@ -483,7 +483,7 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 	if (tracker_run(&r->tr, from, to, !cv->to_private, &a, &b)) {
 		if (b < to && tracker_run(&r->tr, b, to, !cv->to_private, &a2, &b2))
 			return false; /* more than one run */
-		if (tracker_reserve(&r->tr, 1) || backing_reserve(r, 2)) {
+		if (tracker_reserve(&r->tr, 1, 1) || backing_reserve(r, 2)) {
 			*err = -ENOMEM;
 			return true;
 		}

@@ -33,9 +33,9 @@
 
 #include "internal.h"
 
-#define ITEMS_KEPT 64	 /* spare nodes and maps kept between requests */
-#define ITEMS_PER_SET 5	 /* a tracker_set() adds at most 1 node, 2 maps, 2 groups */
-#define RESERVE_SLACK 16 /* tracker_set() calls the maps have room for at least */
+#define ITEMS_KEPT 64	 /* spare nodes and maps kept after a large request */
+#define ITEMS_TRIM 1024	 /* ... once more than this many are spare */
+#define RESERVE_SLACK 16 /* requests the hashes have room for at least */
 #define MAP_WORDS (PAGES_PER_EXTENT / 64)
 
 struct run_node {
@@ -591,12 +591,19 @@ static bool partial_set(struct tracker *t, uint64_t x, uint64_t lo, uint64_t hi,
 
 /* ---- the tracker interface ---- */
 
-int tracker_reserve(struct tracker *t, uint64_t sets)
+/* What a transaction's tracker updates can need: a tree node per update
+ * (a run's whole extents can split a run of the treap), and per request a
+ * page map and a group set for each of its two edge extents. Only those
+ * can turn mixed: a run inside a request starts and ends next to pages
+ * already in the target state, so its partial extents were mixed before. */
+int tracker_reserve(struct tracker *t, uint64_t sets, uint64_t requests)
 {
-	uint64_t need = ITEMS_PER_SET * sets, room;
+	uint64_t need = sets + 4 * requests, slack;
 	int err;
 
-	if (sets <= t->room && need <= t->nfree && t->nfree <= ITEMS_KEPT)
+	if (need <= t->nfree && t->nfree <= ITEMS_TRIM &&
+	    (t->mixed.count + 2 * requests) * 2 <= t->mixed.cap &&
+	    (t->groups.count + 2 * requests) * 2 <= t->groups.cap)
 		return 0; /* the usual case */
 	while (t->nfree < need) {
 		union item *it = malloc(sizeof(*it));
@@ -606,25 +613,23 @@ int tracker_reserve(struct tracker *t, uint64_t sets)
 		t->items_allocated++;
 		item_put(t, it);
 	}
-	while (t->nfree > ITEMS_KEPT && t->nfree > need) {
-		union item *it = item_get(t);
+	/* a large request's reserve goes, with hysteresis: requests that
+	 * alternate between large and small do not allocate every time */
+	if (t->nfree > ITEMS_TRIM) {
+		while (t->nfree > ITEMS_KEPT && t->nfree > need) {
+			union item *it = item_get(t);
 
-		t->items_allocated--;
-		free(it);
+			t->items_allocated--;
+			free(it);
+		}
 	}
-	/* each set adds at most two mixed extents; the maps get room for a
-	 * few requests more, so that this runs now and then */
-	sets = sets < RESERVE_SLACK ? RESERVE_SLACK : sets;
-	err = u64map_reserve(&t->mixed, 2 * sets);
+	/* the hashes get room for a few requests more, so that this runs
+	 * now and then */
+	slack = requests < RESERVE_SLACK ? RESERVE_SLACK : requests;
+	err = u64map_reserve(&t->mixed, 2 * slack);
 	if (!err)
-		err = u64map_reserve(&t->groups, 2 * sets);
-	if (err)
-		return err;
-	room = (t->mixed.cap / 2 - t->mixed.count) / 2;
-	if ((t->groups.cap / 2 - t->groups.count) / 2 < room)
-		room = (t->groups.cap / 2 - t->groups.count) / 2;
-	t->room = room;
-	return 0;
+		err = u64map_reserve(&t->groups, 2 * slack);
+	return err;
 }
 
 int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private)
@@ -637,7 +642,7 @@ int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool private)
 	t->first_offset = (gpa >> PAGE_SHIFT_4K) % PAGES_PER_EXTENT;
 	t->nextents = ((gpa + size - 1) >> EXTENT_SHIFT) - t->first_extent + 1;
 	t->prio = (uint32_t)(gpa >> PAGE_SHIFT_4K) * 2654435761u + 1;
-	if (tracker_reserve(t, 1))
+	if (tracker_reserve(t, 1, 1))
 		return -ENOMEM;
 	if (private) {
 		t->root = node_alloc(t, 0, t->nextents);
@@ -818,7 +823,6 @@ void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private)
 
 	if (from >= to)
 		return;
-	t->room--; /* the caller reserved it */
 	t->private_pages =
 		private ? t->private_pages + (to - from) : t->private_pages - (to - from);
 	xa = extent_of(t, from);

@@ -66,7 +66,6 @@ struct tracker {
 	struct u64map groups;	/* 1 GiB group -> its mixed extents (an index) */
 	union item *free_items; /* reserved nodes and page maps */
 	uint64_t nfree, items_allocated;
-	uint64_t room;	 /* tracker_set() calls that cannot run out of memory */
 	uint64_t last_x; /* the extent looked at last, and its page map */
 	struct mixed_extent *last_mixed;
 	uint32_t prio; /* treap priorities: a private LCG, not guest-controlled */
@@ -89,9 +88,10 @@ HIDDEN bool tracker_run(struct tracker *t, uint64_t from, uint64_t to, bool priv
 			uint64_t *b);
 /* Set [from, to) to @private; every page of it is in the other state (a
  * run the caller found with tracker_run()). Cannot fail: callers first
- * reserve room for @sets calls with tracker_reserve() (-ENOMEM), so that
- * nothing can fail after the kernel changed state. */
-HIDDEN int tracker_reserve(struct tracker *t, uint64_t sets);
+ * reserve room with tracker_reserve() (-ENOMEM) for the @sets calls of
+ * @requests requests (each the runs of one request in this region), so
+ * that nothing can fail after the kernel changed state. */
+HIDDEN int tracker_reserve(struct tracker *t, uint64_t sets, uint64_t requests);
 HIDDEN void tracker_set(struct tracker *t, uint64_t from, uint64_t to, bool private);
 HIDDEN uint64_t tracker_mixed(const struct tracker *t);
 HIDDEN uint64_t tracker_private_pages(const struct tracker *t);
@@ -171,16 +171,26 @@ HIDDEN bool side_is_huge(const struct side *s);
 struct regions_lock {
 	_Atomic uint64_t readers;
 	atomic_bool writing;
+	_Atomic uint64_t blocked; /* readers that found a writer in, until they get in */
 	pthread_mutex_t writer;
 };
 
 static inline void regions_read_lock(struct regions_lock *l)
 {
+	bool blocked = false;
+
 	for (;;) {
 		atomic_fetch_add(&l->readers, 1);
-		if (!atomic_load(&l->writing))
+		if (!atomic_load(&l->writing)) {
+			if (blocked)
+				atomic_fetch_sub(&l->blocked, 1);
 			return;
+		}
 		atomic_fetch_sub(&l->readers, 1);
+		if (!blocked) {
+			atomic_fetch_add(&l->blocked, 1);
+			blocked = true;
+		}
 		pthread_mutex_lock(&l->writer); /* wait for the writer */
 		pthread_mutex_unlock(&l->writer);
 	}
