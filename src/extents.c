@@ -775,11 +775,11 @@ bool tracker_run(struct tracker *t, uint64_t from, uint64_t to, bool private, ui
 	return false;
 }
 
-uint64_t tracker_find(const struct tracker *t, uint64_t from, uint64_t to, bool private)
+uint64_t tracker_find(struct tracker *t, uint64_t from, uint64_t to, bool private)
 {
 	uint64_t a, b;
 
-	return tracker_run((struct tracker *)t, from, to, private, &a, &b) ? a : to;
+	return tracker_run(t, from, to, private, &a, &b) ? a : to;
 }
 
 uint64_t tracker_count_private(const struct tracker *t, uint64_t from, uint64_t to, int uniform)

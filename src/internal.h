@@ -75,8 +75,9 @@ HIDDEN int tracker_init(struct tracker *t, uint64_t gpa, uint64_t size, bool pri
 HIDDEN void tracker_fini(struct tracker *t);
 /* Page p is region-relative (0 .. npages-1). */
 HIDDEN bool tracker_page_private(const struct tracker *t, uint64_t p);
-/* First page in [from, to) whose state equals @private, or @to. */
-HIDDEN uint64_t tracker_find(const struct tracker *t, uint64_t from, uint64_t to, bool private);
+/* First page in [from, to) whose state equals @private, or @to. Not const:
+ * like tracker_run(), it remembers the extent it looked at. */
+HIDDEN uint64_t tracker_find(struct tracker *t, uint64_t from, uint64_t to, bool private);
 /* Number of private pages in [from, to). @uniform: the state of the extent
  * holding [from, to) if that extent is uniform (1 private, 0 shared; the
  * caller knows it from a page it just set), or -1: look it up. */

@@ -24,20 +24,28 @@
 #define HP_MARGIN 4
 #define SEED 0xdefe7u
 
+/* A context over the strict fake KVM with config flags @flags; returns
+ * cvmconv_create()'s result. */
+static int defer_ctx(struct conv_env *e, uint32_t flags)
+{
+	struct cvmconv_config cfg;
+
+	fake_kvm_init(&e->fake, FAKE_VM_SW_PROTECTED);
+	e->fake_ready = true;
+	cfg = fake_kvm_config(&e->fake, CVMCONV_UNALIGNED_ALLOW);
+	cfg.flags = flags;
+	return cvmconv_create(&cfg, &e->c);
+}
+
 /* A context over the strict fake KVM with @flags, one region of both
  * backings, starting shared (or private) with every page of the live side
  * written by the guest. */
 static void defer_setup(struct conv_env *e, uint32_t flags, bool start_private)
 {
-	struct cvmconv_config cfg;
 	struct cvmconv_region r;
 
 	ENV_RESERVE(e, NHP + HP_MARGIN);
-	fake_kvm_init(&e->fake, FAKE_VM_SW_PROTECTED);
-	e->fake_ready = true;
-	cfg = fake_kvm_config(&e->fake, CVMCONV_UNALIGNED_ALLOW);
-	cfg.flags = flags;
-	assert_int_equal(cvmconv_create(&cfg, &e->c), 0);
+	assert_int_equal(defer_ctx(e, flags), 0);
 	ENV_SHARED(e, REGION_SIZE, true);
 	env_private(e, REGION_SIZE);
 	r = region_desc(GPA_BASE, REGION_SIZE, e->private_fd, e->shared_fd, NULL);
@@ -58,15 +66,9 @@ static void check_pattern(const void *map, uint64_t first, uint64_t n)
 static void test_defer_flag_checked(void **state)
 {
 	struct conv_env *e = *state;
-	struct cvmconv_config cfg;
-	struct cvmconv *c = NULL;
 
-	fake_kvm_init(&e->fake, FAKE_VM_SW_PROTECTED);
-	e->fake_ready = true;
-	cfg = fake_kvm_config(&e->fake, CVMCONV_UNALIGNED_ALLOW);
-	cfg.flags = CVMCONV_DEFER_PUNCH << 1;
-	assert_int_equal(cvmconv_create(&cfg, &c), -EINVAL);
-	assert_null(c);
+	assert_int_equal(defer_ctx(e, CVMCONV_DEFER_PUNCH << 1), -EINVAL);
+	assert_null(e->c);
 }
 
 /* A huge page converted to private and back before a flush: never punched,
@@ -276,20 +278,15 @@ static void rnd_check(struct conv_env *e, struct rnd *t, bool flushed)
 static void test_defer_random(void **state)
 {
 	struct conv_env *e = *state;
-	struct cvmconv_config cfg;
 	struct rnd *t = calloc(1, sizeof(*t));
 	unsigned flushes = 0;
 
 	assert_non_null(t);
 	e->extra = t;
 	ENV_RESERVE(e, NH / PAGES_PER_2M + HP_MARGIN);
-	fake_kvm_init(&e->fake, FAKE_VM_SW_PROTECTED);
-	e->fake_ready = true;
-	cfg = fake_kvm_config(&e->fake, CVMCONV_UNALIGNED_ALLOW);
-	cfg.flags = CVMCONV_DEFER_PUNCH;
-	assert_int_equal(cvmconv_create(&cfg, &e->c), 0);
-	/* R0's fds live in e (closed by teardown), R1's in e too via the
-	 * private/shared slots; the second pair is closed here at the end */
+	assert_int_equal(defer_ctx(e, CVMCONV_DEFER_PUNCH), 0);
+	/* R0's memfds are e's (teardown closes them); R1's are closed at the
+	 * end of this test (after a failed assertion, by process exit) */
 	ENV_SHARED(e, NH * SZ_4K, true);
 	env_private(e, NH * SZ_4K);
 	t->sfd[0] = e->shared_fd;
