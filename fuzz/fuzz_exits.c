@@ -466,6 +466,8 @@ static int fz_punch(void *opaque, int fd, uint64_t off, uint64_t len)
 	H.punch_fail_mask >>= 1;
 	H.kernel_calls++;
 	CHECK(!H.broken, "punch issued on a broken context");
+	/* the live-page oracle sees every attempt, also those made to fail */
+	CHECK(!fake_kvm_live_in_punch(opaque, fd, NULL, off, len), "punch of a live page");
 	ret = fail ? -H.punch_errno : fake_kvm_ops.punch(opaque, fd, off, len);
 	if (fail)
 		H.punch_failed_ever = true;
@@ -483,6 +485,7 @@ static int fz_discard(void *opaque, void *hva, uint64_t len)
 	H.punch_fail_mask >>= 1;
 	H.kernel_calls++;
 	CHECK(!H.broken, "discard issued on a broken context");
+	CHECK(!fake_kvm_live_in_punch(opaque, -1, hva, 0, len), "discard of a live page");
 	ret = fail ? -H.punch_errno : fake_kvm_ops.discard_hva(opaque, hva, len);
 	if (fail)
 		H.punch_failed_ever = true;
@@ -1269,7 +1272,7 @@ static void op_add_region(uint64_t gpa, uint64_t size, uint32_t flags)
 	      (flags & ~CVMCONV_REGION_PRIVATE);
 	for (int i = 0; i < NREG && !bad; i++)
 		overlaps |= R[i].present && gpa < R[i].gpa + R[i].size && gpa + size > R[i].gpa;
-	ret = cvmconv_add_region(H.c, &reg);
+	ret = fake_kvm_add_region(&H.fake, H.c, &reg);
 	trace("add_region gpa 0x%llx size 0x%llx flags 0x%x: %d", (unsigned long long)gpa,
 	      (unsigned long long)size, flags, ret);
 	if (H.broken) {
@@ -1375,7 +1378,7 @@ static void setup_input(struct rd *in)
 				write_tag(page, H.tag[start_private][w]);
 			}
 		}
-		ret = cvmconv_add_region(H.c, &reg);
+		ret = fake_kvm_add_region(&H.fake, H.c, &reg);
 		r->present = ret == 0;
 		if (!r->present) {
 			/* only a VM without private memory refuses a private region */

@@ -143,7 +143,10 @@ static int check_region(const struct cvmconv_region *r)
 		return -EINVAL;
 	if (r->size > GPA_LIMIT || r->gpa > GPA_LIMIT - r->size)
 		return -EINVAL;
-	if (r->private_offset > UINT64_MAX - r->size || r->shared_offset > UINT64_MAX - r->size)
+	/* a file range must end within off_t, or every punch of it fails
+	 * (vfs_fallocate refuses offset + len > LLONG_MAX) */
+	if (r->private_offset > (uint64_t)INT64_MAX - r->size ||
+	    r->shared_offset > (uint64_t)INT64_MAX - r->size)
 		return -EINVAL;
 	if (r->flags & ~CVMCONV_REGION_PRIVATE)
 		return -EINVAL;
@@ -186,9 +189,10 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 	r->shared.fd = r->private_.fd = -1;
 	err = tracker_init(&r->tr, in.gpa, in.size, private);
 	if (!err)
-		err = side_init(&r->shared, in.shared_fd, in.shared_hva, in.shared_offset);
+		err = side_init(&r->shared, in.shared_fd, in.shared_hva, in.shared_offset,
+				r->npages);
 	if (!err)
-		err = side_init(&r->private_, in.private_fd, NULL, in.private_offset);
+		err = side_init(&r->private_, in.private_fd, NULL, in.private_offset, r->npages);
 	if (err) {
 		region_free(c, r);
 		return err;

@@ -496,7 +496,7 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 		}
 		tracker_set(&r->tr, a, b, cv->to_private);
 		backing_release_stale(c, r, a, b, cv->to_private);
-		if (r->shared.ndeferred || r->private_.ndeferred)
+		if (r->shared.waiting.n || r->private_.waiting.n)
 			backing_commit(c, r);
 		if (cv->to_private)
 			COUNT(c, to_private_bytes, (b - a) << PAGE_SHIFT_4K);

@@ -104,9 +104,11 @@ int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run)
 		if (ret < 0)
 			return ret;
 		/* A memory fault cannot be answered: the vCPU would fault again.
-		 * A refused one is fatal for this vCPU; the VMM decides. */
+		 * A refused one is fatal for this vCPU; the VMM decides. The
+		 * host's own no (REJECT policy, a listener's veto) is -EPERM;
+		 * -EFAULT is kept for a malformed fault. */
 		if (guest_err)
-			return by_policy ? -EPERM : -EFAULT;
+			return by_policy || guest_err == CVMCONV_KVM_EPERM ? -EPERM : -EFAULT;
 		return 1;
 	}
 	return 0;

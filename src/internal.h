@@ -103,42 +103,64 @@ HIDDEN uint64_t tracker_heap_bytes(const struct tracker *t);
 enum { EDGE_SHARED, EDGE_PRIVATE, EDGE_MIXED };
 HIDDEN int tracker_edge_extent(const struct tracker *t, bool last);
 
+/* ---- runset.c: sorted, disjoint, non-touching runs of region pages ---- */
+
+#define RUNSET_MAX 65536u /* runs one set may hold; see runset_reserve() */
+
+struct page_run {
+	uint64_t from, to;
+};
+
+struct runset {
+	struct page_run *run;
+	uint32_t n, cap;
+	uint64_t pages; /* sum of the runs' lengths */
+};
+
+/* Room for @extra more runs (capped at RUNSET_MAX runs in all): after it,
+ * that many adds or splits cannot fail. -ENOMEM. */
+HIDDEN int runset_reserve(struct runset *s, uint64_t extra);
+/* Add [from, to), merging with runs it overlaps or touches; -ENOSPC when a
+ * new run is needed and no room is left (nothing changed then). */
+HIDDEN int runset_add(struct runset *s, uint64_t from, uint64_t to);
+/* Take [from, to) out; returns how many of its pages were in the set. A
+ * split without room drops the part of the run before @from: *lost says
+ * how many pages left the set that way. */
+HIDDEN uint64_t runset_remove(struct runset *s, uint64_t from, uint64_t to, uint64_t *lost);
+HIDDEN void runset_fini(struct runset *s);
+
 /* ---- backing.c: one side (shared or private) of a region ---- */
 
-/* freeable huge-page ranges kept per side (for one transaction, or with
- * CVMCONV_DEFER_PUNCH until flushed) */
+/* Waiting ranges a side may keep between conversions with
+ * CVMCONV_DEFER_PUNCH; a conversion that leaves more punches them all at its
+ * end. */
 #define DEFERRED_MAX CVMCONV_DEFER_RANGES
 
 struct side {
-	int fd;		     /* -1 with hva == NULL: no backing, nothing to punch */
-	void *hva;	     /* used when fd < 0 (madvise path) */
-	bool hva_shared;     /* MAP_SHARED: MADV_REMOVE; private: MADV_DONTNEED */
-	uint64_t offset;     /* file offset (fd) or hva address of the region start */
-	uint64_t page_size;  /* unit the kernel frees: 4 KiB or huge page size */
-	unsigned page_shift; /* log2(page_size) */
+	int fd;		      /* -1 with hva == NULL: no backing, nothing to punch */
+	void *hva;	      /* used when fd < 0 (madvise path) */
+	bool hva_shared;      /* MAP_SHARED: MADV_REMOVE; private: MADV_DONTNEED */
+	uint64_t offset;      /* file offset (fd) or hva address of the region start */
+	uint64_t page_size;   /* unit the kernel frees: 4 KiB or huge page size */
+	unsigned page_shift;  /* log2(page_size) */
+	uint64_t first_hpage; /* offset / page_size */
+	uint64_t nhpages;     /* huge pages the region touches */
 	/* Huge backings: a huge page counts as allocated ("held") while any of
-	 * its pages is live here, and after that until it is punched. The
-	 * second kind — no live page, still allocated: a failed punch, or a
-	 * huge page only partly inside the region, which is never punched —
-	 * are kept here, keyed by hpage index relative to first_hpage. */
-	struct u64map retained;
-	uint64_t first_hpage;  /* (offset) / page_size */
-	uint64_t retry_hpages; /* retained after a failed punch */
-	/* 4 KiB backings: ranges (region pages) whose punch failed. */
-	struct pending_run {
-		uint64_t from, to;
-	} * pending;
-	uint32_t npending, pending_cap;
+	 * its pages is live here, and after that until it is punched. A huge
+	 * page only partly inside the region (an edge) is never punched: the
+	 * rest of it may be someone else's; edge_held says it stays allocated
+	 * with no live page ([0] first huge page, [1] last). */
+	bool edge_held[2];
+	/* Stale memory still allocated, as runs of region pages (whole huge
+	 * pages on huge backings), every page of them stale:
+	 *   waiting  to be punched at the end of the conversion, or with
+	 *            CVMCONV_DEFER_PUNCH at cvmconv_flush();
+	 *   failed   punched and the kernel refused; retried by cvmconv_flush()
+	 *            only, never by a conversion (bounded work per request).
+	 * A page that goes live again leaves both. */
+	struct runset waiting, failed;
 	uint64_t double_alloc_pages; /* pages stale here that are still held */
-	/* Huge backings: whole huge pages that became freeable during the
-	 * current transaction, as ranges of region pages, punched (merged
-	 * where they touch) by backing_commit() at its end; a page of them
-	 * going live again before that takes its huge page out. */
-	struct deferred_run {
-		uint64_t from, to;
-	} deferred[DEFERRED_MAX];
-	uint32_t ndeferred;
-	uint64_t reserved_runs; /* backing_reserve() made room for this many
+	uint64_t reserved_runs;	     /* backing_reserve() made room for this many
 				      * runs, and none of it was used since */
 };
 
@@ -156,7 +178,7 @@ static inline struct side *region_side(struct region *r, bool private_side)
 }
 
 /* The side the region starts on is held through its live pages. */
-HIDDEN int side_init(struct side *s, int fd, void *hva, uint64_t offset);
+HIDDEN int side_init(struct side *s, int fd, void *hva, uint64_t offset, uint64_t npages);
 HIDDEN void side_fini(struct cvmconv *c, struct side *s);
 HIDDEN bool side_is_huge(const struct side *s);
 

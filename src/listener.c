@@ -10,12 +10,16 @@
 
 int cvmconv_add_listener(struct cvmconv *c, const struct cvmconv_listener *l)
 {
-	struct cvmconv_listener copy = { 0 };
-	int id;
+	struct cvmconv_listener copy;
+	int id, err;
 
-	if (!c || !l || l->sz < offsetofend(struct cvmconv_listener, opaque))
+	if (!c || !l)
 		return -EINVAL;
-	memcpy(&copy, l, sizeof(copy));
+	/* shorter: zero-extended; longer: the unknown tail must be zero */
+	err = copy_sized(&copy, sizeof(copy), l, l->sz,
+			 offsetofend(struct cvmconv_listener, opaque));
+	if (err)
+		return err;
 	copy.sz = sizeof(copy);
 	if (!copy.before && !copy.after)
 		return -EINVAL;

@@ -42,28 +42,45 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 	s.attr_updates = READ(c, attr_updates);
 	s.punches = READ(c, punches);
 	s.punch_failures = READ(c, punch_failures);
-	s.double_alloc_bytes = stats_double_alloc_bytes(c);
-	s.double_alloc_peak_bytes = READ(c, double_alloc_peak_bytes);
-	/* a consistent snapshot: every region at once, in lock order */
+	/* a consistent snapshot: every region at once, in lock order; the
+	 * double allocation changes only under region locks, so it is read
+	 * under them too, with the pending bytes it contains */
 	for (uint32_t i = 0; i < c->nregions; i++)
 		pthread_mutex_lock(&c->regions[i]->lock);
+	s.double_alloc_bytes = stats_double_alloc_bytes(c);
+	s.double_alloc_peak_bytes = READ(c, double_alloc_peak_bytes);
+	if (s.double_alloc_peak_bytes < s.double_alloc_bytes)
+		s.double_alloc_peak_bytes = s.double_alloc_bytes;
+	/* A 2 MiB frame split between regions is one extent, mixed if any part
+	 * is mixed or the parts disagree. @frame is the last extent of the
+	 * regions so far and @frame_state its state over all of them, however
+	 * many regions share it (x86 frame 0 may hold low memory, option ROMs
+	 * and RAM from 1 MiB). */
+	uint64_t frame = UINT64_MAX;
+	int frame_state = EDGE_SHARED;
+
 	for (uint32_t i = 0; i < c->nregions; i++) {
 		const struct region *r = c->regions[i];
+		uint64_t last = r->tr.first_extent + r->tr.nextents - 1;
 
 		s.mixed_extents += tracker_mixed(&r->tr);
 		s.extents += r->tr.nextents;
-		/* A 2 MiB extent split between this region and the previous one
-		 * is one extent: count it once, mixed if either part is mixed or
-		 * the parts disagree. */
-		if (i && c->regions[i - 1]->tr.first_extent + c->regions[i - 1]->tr.nextents - 1 ==
-				 r->tr.first_extent) {
-			int a = tracker_edge_extent(&c->regions[i - 1]->tr, true);
+		if (frame == r->tr.first_extent) {
 			int b = tracker_edge_extent(&r->tr, false);
+			int both = frame_state == EDGE_MIXED || b == EDGE_MIXED || frame_state != b
+					   ? EDGE_MIXED
+					   : b;
 
 			s.extents--;
-			s.mixed_extents -= (a == EDGE_MIXED) + (b == EDGE_MIXED);
-			s.mixed_extents += a == EDGE_MIXED || b == EDGE_MIXED || a != b;
+			/* the frame was counted once before, and once more in this
+			 * region's own figure: count it once, as it is now */
+			s.mixed_extents += (both == EDGE_MIXED);
+			s.mixed_extents -= (frame_state == EDGE_MIXED) + (b == EDGE_MIXED);
+			frame_state = last == frame ? both : tracker_edge_extent(&r->tr, true);
+		} else {
+			frame_state = tracker_edge_extent(&r->tr, true);
 		}
+		frame = last;
 		s.guest_bytes += r->size;
 		s.huge_mappable_bytes += tracker_uniform_full_extents(&r->tr) * EXTENT_BYTES;
 		s.punch_pending_bytes += backing_pending_bytes(r);

@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,6 +27,7 @@ void fake_kvm_init(struct fake_kvm *f, enum fake_vm_type type)
 {
 	memset(f, 0, sizeof(*f));
 	f->type = type;
+	f->abort_on_live = true;
 }
 
 void fake_kvm_fini(struct fake_kvm *f)
@@ -33,6 +36,7 @@ void fake_kvm_fini(struct fake_kvm *f)
 	f->priv = NULL;
 	f->npriv = 0;
 	f->cap = 0;
+	f->nbind = 0;
 }
 
 /* First range whose end is > @gpa (or >= @gpa when @touching). */
@@ -193,6 +197,105 @@ out:
 	return ret;
 }
 
+/* Live pages of gpa range [lo, hi) on one side, from the attributes held:
+ * the private side is live where the page is private, the shared side where
+ * it is shared. Ranges in f->priv are maximal (touching ones merge). */
+static uint64_t live_pages(const struct fake_kvm *f, uint64_t lo, uint64_t hi, bool private_side)
+{
+	uint64_t priv = 0;
+
+	for (unsigned i = first_ending_after(f, lo, false); i < f->npriv && f->priv[i].start < hi;
+	     i++) {
+		uint64_t a = f->priv[i].start > lo ? f->priv[i].start : lo;
+		uint64_t b = f->priv[i].end < hi ? f->priv[i].end : hi;
+
+		priv += (b - a) / FAKE_PAGE;
+	}
+	return private_side ? priv : (hi - lo) / FAKE_PAGE - priv;
+}
+
+/* The oracle, under fake_lock: every binding the punch overlaps. */
+static uint64_t live_in_punch_locked(struct fake_kvm *f, int fd, uintptr_t hva, uint64_t offset,
+				     uint64_t len)
+{
+	uint64_t live = 0;
+
+	f->checked_punches++;
+	for (unsigned i = 0; i < f->nbind; i++) {
+		const struct fake_binding *b = &f->bind[i];
+		uint64_t start = fd >= 0 ? offset : (uint64_t)hva;
+		uint64_t base = fd >= 0 ? b->off : (uint64_t)b->hva;
+		uint64_t lo, hi, n;
+
+		if ((fd >= 0) != (b->fd >= 0) || (fd >= 0 && b->fd != fd))
+			continue;
+		lo = start > base ? start : base;
+		hi = start + len < base + b->size ? start + len : base + b->size;
+		if (lo >= hi)
+			continue;
+		/* whole 4 KiB pages only: a piece of a page is zeroed, which is a
+		 * loss just the same */
+		lo = b->gpa + ((lo - base) & ~(FAKE_PAGE - 1));
+		hi = b->gpa + ((hi - base + FAKE_PAGE - 1) & ~(FAKE_PAGE - 1));
+		n = live_pages(f, lo, hi, b->private_side);
+		if (!n)
+			continue;
+		live += n;
+		fprintf(stderr,
+			"fake_kvm oracle: %s of %s 0x%" PRIx64 " len 0x%" PRIx64 " frees %" PRIu64
+			" live %s page(s) in gpa [0x%" PRIx64 ", 0x%" PRIx64 ")\n",
+			fd >= 0 ? "punch" : "discard", fd >= 0 ? "offset" : "hva", start, len, n,
+			b->private_side ? "private" : "shared", lo, hi);
+	}
+	if (live) {
+		f->live_punches++;
+		if (f->abort_on_live)
+			abort();
+	}
+	return live;
+}
+
+uint64_t fake_kvm_live_in_punch(struct fake_kvm *f, int fd, const void *hva, uint64_t offset,
+				uint64_t len)
+{
+	uint64_t live;
+
+	pthread_mutex_lock(&fake_lock);
+	live = live_in_punch_locked(f, fd, (uintptr_t)hva, offset, len);
+	pthread_mutex_unlock(&fake_lock);
+	return live;
+}
+
+static void bind_one(struct fake_kvm *f, int fd, uintptr_t hva, uint64_t off, uint64_t gpa,
+		     uint64_t size, bool private_side)
+{
+	if (fd < 0 && !hva)
+		return;
+	if (f->nbind == sizeof(f->bind) / sizeof(f->bind[0])) {
+		fprintf(stderr, "fake_kvm: more than %u bindings; oracle incomplete\n", f->nbind);
+		abort();
+	}
+	f->bind[f->nbind++] = (struct fake_binding){ fd, hva, off, gpa, size, private_side };
+}
+
+void fake_kvm_bind_region(struct fake_kvm *f, const struct cvmconv_region *r)
+{
+	pthread_mutex_lock(&fake_lock);
+	bind_one(f, r->shared_fd, r->shared_fd < 0 ? (uintptr_t)r->shared_hva : 0, r->shared_offset,
+		 r->gpa, r->size, false);
+	bind_one(f, r->private_fd, 0, r->private_offset, r->gpa, r->size, true);
+	pthread_mutex_unlock(&fake_lock);
+}
+
+int fake_kvm_add_region(struct fake_kvm *f, struct cvmconv *c, const struct cvmconv_region *r)
+{
+	int ret = cvmconv_add_region(c, r);
+
+	if (ret == 0)
+		fake_kvm_bind_region(f, r);
+	return ret;
+}
+
 static int fake_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
 {
 	struct fake_kvm *f = opaque;
@@ -201,6 +304,8 @@ static int fake_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
 	if (!f)
 		return -EFAULT;
 	pthread_mutex_lock(&fake_lock);
+	if (fd >= 0)
+		live_in_punch_locked(f, fd, 0, offset, len);
 	ret = count_and_inject(f, FAKE_CALL_PUNCH);
 	pthread_mutex_unlock(&fake_lock);
 	if (ret)
@@ -223,6 +328,8 @@ static int fake_discard_hva(void *opaque, void *hva, uint64_t len)
 	if (!f)
 		return -EFAULT;
 	pthread_mutex_lock(&fake_lock);
+	if (hva)
+		live_in_punch_locked(f, -1, (uintptr_t)hva, 0, len);
 	ret = count_and_inject(f, FAKE_CALL_DISCARD);
 	pthread_mutex_unlock(&fake_lock);
 	if (ret)

@@ -32,6 +32,23 @@ struct fake_kvm {
 	uint64_t fail_at[FAKE_CALL_COUNT];
 	int fail_errno[FAKE_CALL_COUNT];
 	bool fail_every[FAKE_CALL_COUNT];
+	/* The live-page oracle: the backings of every region added through
+	 * fake_kvm_add_region(). Each punch or discard is checked, at the moment
+	 * it is made, against the attributes held here: a page whose live side
+	 * it would free is a data loss. Counted in live_punches; with
+	 * abort_on_live (the default) the process aborts at once, naming the
+	 * page, whatever the test checks later. */
+	struct fake_binding {
+		int fd;	       /* >= 0: file backing, offsets in @off */
+		uintptr_t hva; /* fd < 0: host mapping at @hva */
+		uint64_t off;  /* file offset of @gpa */
+		uint64_t gpa, size;
+		bool private_side;
+	} bind[64];
+	unsigned nbind;
+	uint64_t live_punches;	  /* punches that hit a live page */
+	uint64_t checked_punches; /* punches the oracle looked at */
+	bool abort_on_live;
 	/* log of attribute calls, for order checks: last 64 */
 	struct fake_attr_call {
 		uint64_t gpa, size, attributes;
@@ -51,6 +68,17 @@ void fake_kvm_fail_nth(struct fake_kvm *f, enum fake_call kind, uint64_t n, int 
 void fake_kvm_fail_clear(struct fake_kvm *f);
 /* A config wired to this fake: vm_fd -1, ops = fake_kvm_ops. */
 struct cvmconv_config fake_kvm_config(struct fake_kvm *f, enum cvmconv_unaligned policy);
+/* cvmconv_add_region(), and on success bind the region's backings to the
+ * oracle (see struct fake_kvm). Returns what cvmconv_add_region() returned. */
+int fake_kvm_add_region(struct fake_kvm *f, struct cvmconv *c, const struct cvmconv_region *r);
+/* Bind a region's backings without adding it (a test that adds it itself). */
+void fake_kvm_bind_region(struct fake_kvm *f, const struct cvmconv_region *r);
+/* The oracle's check of one punch of @len bytes at @offset of @fd (or at @hva
+ * when @fd < 0): the number of live pages it would free (0 = safe). For
+ * wrappers that make the kernel call themselves. */
+uint64_t fake_kvm_live_in_punch(struct fake_kvm *f, int fd, const void *hva, uint64_t offset,
+				uint64_t len);
+
 /* Compare every 4 KiB page in [gpa, gpa+size) between library and fake;
  * returns the number of mismatching pages (0 = consistent). Fast for uniform
  * ranges is not required: tests keep regions small (<= 1 GiB) and the check

@@ -51,7 +51,7 @@ static void defer_setup(struct conv_env *e, uint32_t flags, bool start_private)
 	r = region_desc(GPA_BASE, REGION_SIZE, e->private_fd, e->shared_fd, NULL);
 	if (start_private)
 		r.flags = CVMCONV_REGION_PRIVATE;
-	assert_int_equal(cvmconv_add_region(e->c, &r), 0);
+	assert_int_equal(fake_kvm_add_region(&e->fake, e->c, &r), 0);
 	pattern_fill(start_private ? e->private_map : e->shared_map, 0, PAGES_OF(REGION_SIZE),
 		     SEED);
 }
@@ -177,24 +177,25 @@ static void test_defer_4k_limit_merge_live(void **state)
 		assert_int_equal(st.punch_pending_bytes, (k + 1) * SZ_4K);
 	}
 	assert_int_equal(fd_allocated_bytes(e->private_fd), REGION_SIZE);
-	/* one more range than the limit: the waiting ones go now */
+	/* one more range than the limit: at the end of that conversion every
+	 * waiting range goes, the new one too */
 	guest_map(e->c, GPA_BASE + 2 * n * SZ_4K, SZ_4K, false, 0);
 	st = stats_of(e->c);
-	assert_int_equal(st.punches, n);
-	assert_int_equal(st.punch_pending_bytes, SZ_4K);
-	assert_int_equal(fd_allocated_bytes(e->private_fd), REGION_SIZE - n * SZ_4K);
+	assert_int_equal(st.punches, n + 1);
+	assert_int_equal(st.punch_pending_bytes, 0);
+	assert_int_equal(fd_allocated_bytes(e->private_fd), REGION_SIZE - (n + 1) * SZ_4K);
 
-	/* 16 adjacent pages in 16 exits: one range, one punch */
+	/* 16 adjacent pages in 16 exits: one range */
 	for (k = 0; k < 16; k++)
 		guest_map(e->c, GPA_BASE + SZ_2M + k * SZ_4K, SZ_4K, false, 0);
-	/* and one stale page goes live again before the flush */
-	guest_map(e->c, GPA_BASE + 2 * n * SZ_4K, SZ_4K, true, 0);
-	st = stats_of(e->c);
-	assert_int_equal(st.punches, n);
-	assert_int_equal(st.punch_pending_bytes, 16 * SZ_4K);
-	assert_int_equal(cvmconv_flush(e->c), 0);
+	/* and the last of them goes live again before the flush: never punched */
+	guest_map(e->c, GPA_BASE + SZ_2M + 15 * SZ_4K, SZ_4K, true, 0);
 	st = stats_of(e->c);
 	assert_int_equal(st.punches, n + 1);
+	assert_int_equal(st.punch_pending_bytes, 15 * SZ_4K);
+	assert_int_equal(cvmconv_flush(e->c), 0);
+	st = stats_of(e->c);
+	assert_int_equal(st.punches, n + 2);
 	assert_int_equal(st.punch_pending_bytes, 0);
 	assert_int_equal(fd_allocated_bytes(e->private_fd), REGION_SIZE - (n + 16) * SZ_4K);
 	/* every private page is live and holds what the guest wrote */
@@ -202,6 +203,133 @@ static void test_defer_4k_limit_merge_live(void **state)
 		if (cvmconv_is_private(e->c, GPA_BASE + p * SZ_4K) == 1 &&
 		    !pattern_check(e->private_map, p, SEED))
 			fail_msg("live private page %llu lost its data", (unsigned long long)p);
+}
+
+/* ---- a batch whose runs go both ways (issue: live pages punched) ---- */
+
+/* Another vCPU or a device writes into a page the moment KVM makes it
+ * shared: the attribute op hands the update to the fake, then writes a tag
+ * into the shared side of @tag_page if the update made it shared. */
+struct tagging {
+	struct conv_env *e;
+	uint64_t tag_page; /* region page */
+	bool tagged;
+};
+
+static int tag_set_attrs(void *opaque, uint64_t gpa, uint64_t size, uint64_t attrs)
+{
+	struct tagging *t = opaque;
+	uint64_t tag_gpa = GPA_BASE + t->tag_page * SZ_4K;
+	int ret = fake_kvm_ops.set_memory_attributes(&t->e->fake, gpa, size, attrs);
+
+	if (ret == 0 && !(attrs & CVMCONV_ATTR_PRIVATE) && tag_gpa >= gpa && tag_gpa < gpa + size) {
+		pattern_fill(t->e->shared_map, t->tag_page, 1, SEED ^ 0x7a9);
+		t->tagged = true;
+	}
+	return ret;
+}
+
+static int tag_punch(void *opaque, int fd, uint64_t off, uint64_t len)
+{
+	return fake_kvm_ops.punch(&((struct tagging *)opaque)->e->fake, fd, off, len);
+}
+
+static const struct cvmconv_ops tag_ops = { .set_memory_attributes = tag_set_attrs,
+					    .punch = tag_punch };
+
+/* Deferred mode, region of @size with a shared side on 2 MiB huge pages or
+ * shmem, starting shared and written; the oracle reports instead of
+ * aborting, so that the test names what it found. */
+static void tag_setup(struct conv_env *e, struct tagging *t, uint64_t size, bool huge)
+{
+	struct cvmconv_config cfg;
+	struct cvmconv_region r;
+
+	if (huge)
+		ENV_RESERVE(e, size / SZ_2M + HP_MARGIN);
+	fake_kvm_init(&e->fake, FAKE_VM_SW_PROTECTED);
+	e->fake_ready = true;
+	e->fake.abort_on_live = false;
+	cfg = fake_kvm_config(&e->fake, CVMCONV_UNALIGNED_ALLOW);
+	cfg.ops = &tag_ops;
+	cfg.ops_opaque = t;
+	cfg.flags = CVMCONV_DEFER_PUNCH;
+	t->e = e;
+	assert_int_equal(cvmconv_create(&cfg, &e->c), 0);
+	ENV_SHARED(e, size, huge);
+	env_private(e, size);
+	r = region_desc(GPA_BASE, size, e->private_fd, e->shared_fd, NULL);
+	assert_int_equal(fake_kvm_add_region(&e->fake, e->c, &r), 0);
+	pattern_fill(e->shared_map, 0, PAGES_OF(size), SEED);
+}
+
+static void check_tag(struct conv_env *e, struct tagging *t)
+{
+	assert_true(t->tagged);
+	assert_int_equal(e->fake.live_punches, 0);
+	if (!pattern_check(e->shared_map, t->tag_page, SEED ^ 0x7a9))
+		fail_msg("page %llu, written right after it turned shared, lost its data",
+			 (unsigned long long)t->tag_page);
+	assert_int_equal(fake_kvm_mismatches(&e->fake, e->c, GPA_BASE, e->shared_size), 0);
+}
+
+/* 4 KiB shared side: CVMCONV_DEFER_RANGES single pages wait, then one
+ * guest batch {page 0 -> private, page 72 -> shared}: the first run fills
+ * the waiting list, and what it punches must not include page 72, which
+ * KVM already made shared for the second run. */
+static void test_defer_mixed_batch_4k(void **state)
+{
+	struct conv_env *e = *state;
+	struct tagging t = { .tag_page = 10 + 2 * (CVMCONV_DEFER_RANGES - 1) };
+	struct cvmconv_range batch[2];
+	uint64_t hc;
+
+	tag_setup(e, &t, REGION_SIZE, false);
+	for (uint64_t k = 0; k < CVMCONV_DEFER_RANGES; k++)
+		guest_map(e->c, GPA_BASE + (10 + 2 * k) * SZ_4K, SZ_4K, true, 0);
+	assert_int_equal(t.tag_page, 72);
+	assert_int_equal(stats_of(e->c).punch_pending_bytes, CVMCONV_DEFER_RANGES * SZ_4K);
+	batch[0] = (struct cvmconv_range){ GPA_BASE, SZ_4K, 1, 0 };
+	batch[1] = (struct cvmconv_range){ GPA_BASE + t.tag_page * SZ_4K, SZ_4K, 0, 0 };
+	assert_int_equal(cvmconv_convert_batch(e->c, batch, 2, CVMCONV_BATCH_GUEST, &hc), 0);
+	assert_int_equal(hc, 0);
+	check_tag(e, &t);
+	assert_int_equal(cvmconv_flush(e->c), 0);
+	check_tag(e, &t);
+	/* every other shared page kept the guest's data */
+	for (uint64_t p = 0; p < PAGES_OF(REGION_SIZE); p++)
+		if (p != t.tag_page && cvmconv_is_private(e->c, GPA_BASE + p * SZ_4K) == 0 &&
+		    !pattern_check(e->shared_map, p, SEED))
+			fail_msg("live shared page %llu lost its data", (unsigned long long)p);
+}
+
+/* 2 MiB hugetlb shared side: CVMCONV_DEFER_RANGES separate huge pages wait
+ * (huge pages 2, 4, ... 64), then a batch {[0, 2 MiB) -> private, the page
+ * at 0x405000 -> shared}: the first run finds the waiting list full, and the
+ * huge page holding 0x405000, live again in KVM, must not be punched. */
+static void test_defer_mixed_batch_huge(void **state)
+{
+	struct conv_env *e = *state;
+	const uint64_t nhp = 2 * CVMCONV_DEFER_RANGES + 2;
+	struct tagging t = { .tag_page = 0x405000 / SZ_4K };
+	struct cvmconv_range batch[2];
+
+	tag_setup(e, &t, nhp * SZ_2M, true);
+	for (uint64_t k = 0; k < CVMCONV_DEFER_RANGES; k++)
+		guest_map(e->c, GPA_BASE + (2 + 2 * k) * SZ_2M, SZ_2M, true, 0);
+	assert_int_equal(stats_of(e->c).punch_pending_bytes, CVMCONV_DEFER_RANGES * SZ_2M);
+	batch[0] = (struct cvmconv_range){ GPA_BASE, SZ_2M, 1, 0 };
+	batch[1] = (struct cvmconv_range){ GPA_BASE + 0x405000, SZ_4K, 0, 0 };
+	assert_int_equal(cvmconv_convert_batch(e->c, batch, 2, 0, NULL), 0);
+	check_tag(e, &t);
+	assert_true(hpage_allocated(e->shared_fd, 2 * SZ_2M, SZ_2M));
+	assert_int_equal(cvmconv_flush(e->c), 0);
+	check_tag(e, &t);
+	assert_true(hpage_allocated(e->shared_fd, 2 * SZ_2M, SZ_2M));
+	/* what is stale now is gone: huge pages 0 and 4, 6, ... 64 */
+	assert_false(hpage_allocated(e->shared_fd, 0, SZ_2M));
+	assert_false(hpage_allocated(e->shared_fd, 4 * SZ_2M, SZ_2M));
+	assert_int_equal(stats_of(e->c).punch_pending_bytes, 0);
 }
 
 /* ---- random conversions over two regions, data and accounting checked ---- */
@@ -304,7 +432,7 @@ static void test_defer_random(void **state)
 			region_desc(GPA_BASE + (i ? NH * SZ_4K : 0), (i ? NS : NH) * SZ_4K,
 				    t->pfd[i], t->sfd[i], NULL);
 
-		assert_int_equal(cvmconv_add_region(e->c, &r), 0);
+		assert_int_equal(fake_kvm_add_region(&e->fake, e->c, &r), 0);
 	}
 	t->seed = 0xdefe7ULL;
 	for (uint64_t p = 0; p < NP; p++)
@@ -370,6 +498,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_defer_punches_at_once, conv_env_setup,
 						conv_env_teardown),
 		cmocka_unit_test_setup_teardown(test_defer_4k_limit_merge_live, conv_env_setup,
+						conv_env_teardown),
+		cmocka_unit_test_setup_teardown(test_defer_mixed_batch_4k, conv_env_setup,
+						conv_env_teardown),
+		cmocka_unit_test_setup_teardown(test_defer_mixed_batch_huge, conv_env_setup,
 						conv_env_teardown),
 		cmocka_unit_test_setup_teardown(test_defer_random, conv_env_setup,
 						conv_env_teardown),

@@ -150,7 +150,7 @@ static void run_random(struct conv_env *e, const struct geom *g, uint64_t seed)
 	env_private(e, g->size);
 	r = region_desc(GPA_BASE, g->size, e->private_fd, e->shared_fd, NULL);
 	r.shared_offset = g->offset;
-	assert_int_equal(cvmconv_add_region(e->c, &r), 0);
+	assert_int_equal(fake_kvm_add_region(&e->fake, e->c, &r), 0);
 	/* the guest (and whoever owns the rest of the edge huge pages) touched
 	 * all of it */
 	for (unsigned h = 0; h < NHP; h++)

@@ -45,7 +45,7 @@ static void tdx_setup(struct conv_env *e, struct tdx *t)
 	ENV_SHARED(e, REGION_SIZE, true);
 	env_private(e, REGION_SIZE);
 	r = region_desc(GPA_BASE, REGION_SIZE, e->private_fd, e->shared_fd, NULL);
-	assert_int_equal(cvmconv_add_region(e->c, &r), 0);
+	assert_int_equal(fake_kvm_add_region(&e->fake, e->c, &r), 0);
 
 	/* the guest has touched all of its memory: every shared huge page is
 	 * allocated by the kernel (one byte written per 2 MiB) */

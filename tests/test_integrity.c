@@ -575,7 +575,7 @@ static int setup(void **state)
 		reg.shared_fd = r->by_hva ? -1 : r->shared_fd;
 		reg.shared_offset = r->by_hva ? 0 : r->shared_offset;
 		reg.shared_hva = r->by_hva ? r->shared_map : NULL;
-		assert_int_equal(cvmconv_add_region(I->c, &reg), 0);
+		assert_int_equal(fake_kvm_add_region(&I->fake, I->c, &reg), 0);
 		gpa += r->size;
 	}
 	I->huge_ok = I->r[1].huge;

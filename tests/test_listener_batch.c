@@ -50,7 +50,8 @@ static int setup(void **state)
 			.shared_fd = e->shared_fd[i],
 			.unaligned = -1,
 		};
-		if (e->shared_fd[i] < 0 || e->private_fd[i] < 0 || cvmconv_add_region(e->c, &r))
+		if (e->shared_fd[i] < 0 || e->private_fd[i] < 0 ||
+		    fake_kvm_add_region(&e->fake, e->c, &r))
 			return -1;
 	}
 	*state = e;

@@ -39,7 +39,7 @@ static uint64_t setup_region(struct conv_env *e, bool huge, bool by_hva)
 	env_private(e, size);
 	r = region_desc(GPA_BASE, size, e->private_fd, by_hva ? -1 : e->shared_fd,
 			by_hva ? e->shared_map : NULL);
-	assert_int_equal(cvmconv_add_region(e->c, &r), 0);
+	assert_int_equal(fake_kvm_add_region(&e->fake, e->c, &r), 0);
 	/* the guest filled all of its (shared) memory */
 	pattern_fill(e->shared_map, 0, PAGES_OF(size), 1);
 	assert_int_equal(fd_allocated_bytes(e->shared_fd), size);

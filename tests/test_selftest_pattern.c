@@ -257,7 +257,7 @@ static void run_pattern(struct conv_env *e, bool huge)
 	ENV_SHARED(e, REGION_SIZE, huge);
 	env_private(e, REGION_SIZE);
 	r = region_desc(GPA_BASE, REGION_SIZE, e->private_fd, e->shared_fd, e->shared_map);
-	assert_int_equal(cvmconv_add_region(e->c, &r), 0);
+	assert_int_equal(fake_kvm_add_region(&e->fake, e->c, &r), 0);
 
 	/* memory is shared by default: the guest fills the whole data range */
 	guest_write(e, m, 0, NPAGES);

@@ -169,7 +169,7 @@ static void ctx_init(struct ctx *x)
 			reg.shared_fd = -1;
 			reg.shared_hva = x->hva;
 		}
-		assert_int_equal(cvmconv_add_region(x->c, &reg), 0);
+		assert_int_equal(fake_kvm_add_region(&x->fake, x->c, &reg), 0);
 		gpa += sizes[i];
 	}
 	x->total = gpa - BASE;
