@@ -339,6 +339,12 @@ struct cvmconv_stats {
 	uint64_t tracker_bytes;	      /* heap bytes used by the extent tracker */
 	uint64_t log_suppressed;      /* log lines dropped by the rate limit */
 	uint64_t broken;	      /* 1 once a rollback failed */
+	/* Bookkeeping operations: extent tracker lookups and updates, searches
+	 * of the waiting and failed punch runs, and punch calls. Each costs
+	 * O(log n) (a long tracker scan one index step per 1 GiB more). One
+	 * request makes at most a constant number per run it changes, whatever
+	 * failed before; docs/security.md gives the bounds measured. */
+	uint64_t bookkeeping_steps;
 };
 
 /**

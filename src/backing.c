@@ -158,11 +158,12 @@ static bool *edge_flag(struct side *s, const struct region *r, uint64_t h)
 
 /* Pages of [from, to) that are stale on the side @private_side. @uniform:
  * see tracker_count_private(). */
-static uint64_t stale_pages(const struct region *r, bool private_side, uint64_t from, uint64_t to,
-			    int uniform)
+static uint64_t stale_pages(struct side *s, const struct region *r, bool private_side,
+			    uint64_t from, uint64_t to, int uniform)
 {
 	uint64_t priv = tracker_count_private(&r->tr, from, to, uniform);
 
+	s->steps++;
 	return private_side ? (to - from) - priv : priv;
 }
 
@@ -199,6 +200,7 @@ static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
 	int ret;
 
 	COUNT(c, punches, 1);
+	s->steps++;
 	if (s->fd >= 0)
 		ret = op_punch(c, s->fd, side_byte(s, from), len);
 	else if (!s->hva_shared && !c->ops.discard_hva)
@@ -222,6 +224,7 @@ static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
 static void keep_failed(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
 {
 	s->reserved_runs = 0;
+	s->steps++;
 	if (runset_add(&s->failed, from, to))
 		forget(c, s, from, to);
 }
@@ -241,6 +244,7 @@ static void punch_now(struct cvmconv *c, struct side *s, uint64_t from, uint64_t
 static void keep_waiting(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to, bool own)
 {
 	s->reserved_runs = 0;
+	s->steps++;
 	if (runset_add(&s->waiting, from, to) == 0)
 		return;
 	if (own)
@@ -261,6 +265,7 @@ static uint64_t unkeep(struct cvmconv *c, struct side *s, uint64_t from, uint64_
 
 		if (!sets[i]->n)
 			continue;
+		s->steps++;
 		taken += runset_remove(sets[i], from, to, &lost);
 		if (lost) /* only without the room backing_reserve() makes */
 			forget(c, s, from - lost, from);
@@ -337,7 +342,7 @@ static void hpage_went_stale(struct cvmconv *c, struct region *r, struct side *s
 	adjust(c, s, (int64_t)(b - a));
 	/* the extent of [lo, hi), if uniform, is in the run's new state:
 	 * stale here */
-	if (stale_pages(r, private_side, lo, hi, !private_side) == hi - lo) {
+	if (stale_pages(s, r, private_side, lo, hi, !private_side) == hi - lo) {
 		bool *edge = edge_flag(s, r, h);
 
 		if (edge)
@@ -381,7 +386,7 @@ static void hpage_went_live(struct cvmconv *c, struct region *r, struct side *s,
 	hpage_span(s, r, h, &lo, &hi);
 	a = lo > from ? lo : from;
 	b = hi < to ? hi : to;
-	stale = stale_pages(r, private_side, lo, hi, private_side);
+	stale = stale_pages(s, r, private_side, lo, hi, private_side);
 	edge = edge_flag(s, r, h);
 	kept = unkeep(c, s, lo, hi);
 	/* held before: waiting, failed, a held edge, or other live pages */
@@ -465,7 +470,7 @@ static int flush_side(struct cvmconv *c, struct region *r, struct side *s, bool 
 
 		/* every page of a failed run is stale (a page going live leaves
 		 * it); checked anyway, as a live page must never be punched */
-		if (stale_pages(r, private_side, run.from, run.to, -1) != run.to - run.from) {
+		if (stale_pages(s, r, private_side, run.from, run.to, -1) != run.to - run.from) {
 			log_msg(c, LOG_CRIT, "internal error: live page in a failed punch run");
 			forget(c, s, run.from, run.to);
 			s->failed.pages -= run.to - run.from;

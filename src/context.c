@@ -256,6 +256,7 @@ int cvmconv_remove_region(struct cvmconv *c, uint64_t gpa)
 	memmove(&c->regions[idx], &c->regions[idx + 1],
 		(c->nregions - idx - 1) * sizeof(*c->regions));
 	c->nregions--;
+	COUNT(c, steps_removed, region_steps(r));
 	region_free(c, r);
 	regions_write_unlock(&c->regions_lock);
 	return 0;

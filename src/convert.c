@@ -95,6 +95,7 @@ static bool walk_region_run(struct run_walk *w, uint64_t *run_gpa, uint64_t *run
 		clip(r, w->gpa, w->end, &from, &to);
 		if (w->page < from)
 			w->page = from;
+		r->steps++;
 		if (tracker_run(&r->tr, w->page, to, !w->to_private, &a, &b)) {
 			w->page = b;
 			*run_gpa = r->gpa + (a << PAGE_SHIFT_4K);
@@ -337,6 +338,7 @@ static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 				if (gpa >= r->gpa + r->size)
 					continue;
 				clip(r, gpa, end, &from, &to);
+				r->steps++;
 				tracker_set(&r->tr, from, to, cv->to_private);
 				backing_release_stale(c, r, from, to, cv->to_private);
 			}
@@ -480,6 +482,7 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 	if (p->first != p->last || c->nlisteners)
 		return false;
 	clip(r, cv->gpa, cv->gpa + cv->size, &from, &to);
+	r->steps += 2; /* the planning descent, then the update or the second look */
 	if (tracker_run(&r->tr, from, to, !cv->to_private, &a, &b)) {
 		if (b < to && tracker_run(&r->tr, b, to, !cv->to_private, &a2, &b2))
 			return false; /* more than one run */

@@ -162,12 +162,14 @@ struct side {
 	uint64_t double_alloc_pages; /* pages stale here that are still held */
 	uint64_t reserved_runs;	     /* backing_reserve() made room for this many
 				      * runs, and none of it was used since */
+	uint64_t steps;		     /* bookkeeping steps (cvmconv_stats.bookkeeping_steps) */
 };
 
 struct region {
 	pthread_mutex_t lock; /* tracker, backings; taken in ascending gpa order */
 	uint64_t gpa, size, npages;
-	int unaligned; /* enum cvmconv_unaligned */
+	int unaligned;	/* enum cvmconv_unaligned */
+	uint64_t steps; /* tracker walks and updates of requests, under @lock */
 	struct tracker tr;
 	struct side shared, private_;
 };
@@ -241,6 +243,7 @@ struct counters {
 	_Atomic uint64_t to_private_bytes, to_shared_bytes;
 	_Atomic uint64_t attr_updates, punches, punch_failures;
 	_Atomic uint64_t double_alloc_peak_bytes;
+	_Atomic uint64_t steps_removed; /* bookkeeping steps of removed regions */
 };
 
 #define COUNT(c, field, v) atomic_fetch_add_explicit(&(c)->n.field, (v), memory_order_relaxed)
@@ -324,6 +327,11 @@ HIDDEN int backing_flush(struct cvmconv *c, struct region *r);
  * remember (failed punches, splits), so the commit needs no memory. */
 HIDDEN int backing_reserve(struct region *r, uint64_t runs);
 HIDDEN uint64_t backing_pending_bytes(const struct region *r);
+/* Bookkeeping steps of @r: its own and its sides'. */
+static inline uint64_t region_steps(const struct region *r)
+{
+	return r->steps + r->shared.steps + r->private_.steps;
+}
 
 /* policy.c: strictest policy of regions[first..last]; whether an
  * (un)aligned request may proceed (counts and logs unaligned ones). */

@@ -85,7 +85,9 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 		s.huge_mappable_bytes += tracker_uniform_full_extents(&r->tr) * EXTENT_BYTES;
 		s.punch_pending_bytes += backing_pending_bytes(r);
 		s.tracker_bytes += tracker_heap_bytes(&r->tr);
+		s.bookkeeping_steps += region_steps(r);
 	}
+	s.bookkeeping_steps += READ(c, steps_removed);
 	for (uint32_t i = 0; i < c->nregions; i++)
 		pthread_mutex_unlock(&c->regions[i]->lock);
 	pthread_mutex_lock(&c->log_lock);
@@ -130,6 +132,7 @@ int cvmconv_stats_json(struct cvmconv *c, char *buf, size_t len)
 		F(tracker_bytes),
 		F(log_suppressed),
 		F(broken),
+		F(bookkeeping_steps),
 #undef F
 	};
 

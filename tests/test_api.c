@@ -469,6 +469,15 @@ static void test_add_region_invalid(void **state)
 	BAD_REGION(unaligned, 3, -EINVAL);
 	BAD_REGION(unaligned, -2, -EINVAL);
 	BAD_REGION(private_fd, 999999, -EBADF);
+	/* a file range must end within off_t: every punch of it would fail */
+	BAD_REGION(shared_offset, (uint64_t)INT64_MAX - SZ_2M + 1, -EINVAL);
+	BAD_REGION(private_offset, (uint64_t)INT64_MAX & ~(SZ_4K - 1), -EINVAL);
+	BAD_REGION(shared_offset, 1ULL << 63, -EINVAL);
+	r = base; /* the last range that fits is accepted */
+	r.private_fd = r.shared_fd = -1;
+	r.shared_offset = ((uint64_t)INT64_MAX + 1) - SZ_4K - r.size; /* ends at 2^63 - 4 KiB */
+	assert_int_equal(cvmconv_add_region(e.c, &r), 0);
+	assert_int_equal(cvmconv_remove_region(e.c, r.gpa), 0);
 	/* gpa + size overflows */
 	r = base;
 	r.private_fd = r.shared_fd = -1;

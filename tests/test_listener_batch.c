@@ -13,10 +13,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <linux/kvm.h>
 
 #include "cvmconv.h"
 #include "fake_kvm.h"
 #include "fixture.h"
+#include "kvm_compat.h"
 
 #define BASE (4 * SZ_1G)
 #define RSIZE (8 * SZ_2M)
@@ -208,6 +210,20 @@ static void test_listener_veto(void **state)
 	r2.veto_at = 0;
 	assert_int_equal(cvmconv_convert(e->c, BASE, SZ_2M, true), -EPERM);
 	assert_int_equal(cvmconv_is_private(e->c, BASE), 0);
+	/* and so is a memory fault: the VMM's own no, not a malformed fault
+	 * (-EFAULT); nothing changed, no attribute update */
+	struct kvm_run run;
+	struct cvmconv_kvm_memory_fault mf = { KVM_MEMORY_EXIT_FLAG_PRIVATE, BASE, SZ_4K };
+
+	memset(&run, 0, sizeof(run));
+	run.exit_reason = KVM_EXIT_MEMORY_FAULT;
+	memcpy((char *)&run + 32, &mf, sizeof(mf));
+	r2.befores = 0;
+	r2.veto_at = 0;
+	calls0 = e->fake.calls[FAKE_CALL_ATTR];
+	assert_int_equal(cvmconv_handle_exit(e->c, &run), -EPERM);
+	assert_int_equal(e->fake.calls[FAKE_CALL_ATTR], calls0);
+	assert_int_equal(cvmconv_is_private(e->c, BASE), 0);
 }
 
 /* A failed attribute update cancels every run that heard before(). */
@@ -245,6 +261,40 @@ static void test_listener_registry(void **state)
 	assert_int_equal(cvmconv_convert(e->c, BASE, SZ_4K, true), 0);
 	assert_int_equal(r[3].n, 0); /* removed: hears nothing */
 	assert_int_equal(r[4].n, 2);
+}
+
+static void tail_after(void *opaque, uint64_t gpa, uint64_t size, bool to_private, int result)
+{
+	(void)opaque;
+	(void)gpa;
+	(void)size;
+	(void)to_private;
+	(void)result;
+}
+
+/* A newer caller's larger struct: a non-zero tail is refused with -E2BIG (as
+ * for regions), a zero one accepted; an older caller's shorter struct is
+ * read only as far as its sz says. */
+static void test_listener_sz(void **state)
+{
+	struct env *e = *state;
+	struct {
+		struct cvmconv_listener l;
+		uint64_t tail[2];
+	} big;
+	int id;
+
+	memset(&big, 0, sizeof(big));
+	big.l.sz = sizeof(big);
+	big.l.after = tail_after;
+	big.tail[1] = 1;
+	assert_int_equal(cvmconv_add_listener(e->c, &big.l), -E2BIG);
+	big.tail[1] = 0;
+	id = cvmconv_add_listener(e->c, &big.l);
+	assert_true(id >= 0);
+	assert_int_equal(cvmconv_remove_listener(e->c, id), 0);
+	big.l.sz = offsetof(struct cvmconv_listener, opaque);
+	assert_int_equal(cvmconv_add_listener(e->c, &big.l), -EINVAL);
 }
 
 /* ---- batch ---- */
@@ -376,6 +426,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listener_veto, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listener_cancel_on_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listener_registry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listener_sz, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_merges_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_many_runs_and_bad_entries, setup,

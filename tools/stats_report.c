@@ -38,6 +38,7 @@ static const struct stats_field {
 	F(tracker_bytes, BYTES, "heap used by the extent tracker"),
 	F(log_suppressed, COUNT, "log lines dropped by the rate limit"),
 	F(broken, FLAG, "1 once a rollback failed (stop the VM)"),
+	F(bookkeeping_steps, COUNT, "tracker and punch-run lookups, punch calls"),
 #undef F
 };
 
