@@ -137,6 +137,7 @@ static struct harness {
 	uint64_t tag_counter;
 	bool broken;
 	bool punch_failed_ever; /* a punch failure was injected this input */
+	bool defer;		/* CVMCONV_DEFER_PUNCH: stale pages wait for a punch */
 	/* injection schedules: bit i = the i-th next call fails */
 	uint32_t attr_fail_mask, punch_fail_mask;
 	int attr_errno, punch_errno;
@@ -662,7 +663,8 @@ static void check_tags(void)
 }
 
 /* Pages that changed state: their new side becomes live. It must read zeros
- * (punched when it went stale) or, after a failed punch, the old tag; then
+ * (punched when it went stale) or, after a failed or deferred punch, the old
+ * tag; then
  * it gets a fresh tag, as a guest would write it. */
 static void retag_changed(void)
 {
@@ -681,8 +683,10 @@ static void retag_changed(void)
 			page = side_page(r, priv, p);
 			if (!page)
 				continue;
-			CHECK(page_has(page, 0) ||
-				      (H.punch_failed_ever && page_has(page, H.tag[priv][w])),
+			/* deferred: a page live again before its punch keeps
+			 * what it held */
+			CHECK(page_has(page, 0) || ((H.punch_failed_ever || H.defer) &&
+						    page_has(page, H.tag[priv][w])),
 			      "R%d page %llu: newly live %s side holds stale data", i,
 			      (unsigned long long)p, priv ? "private" : "shared");
 			H.tag[priv][w] = new_tag(priv, w);
@@ -730,8 +734,26 @@ static void check_views(void)
 /* Punches and discards of this operation: stale pages only, whole huge pages
  * only on the hugetlb side; successful R2 huge punches release their huge
  * pages, runs that turned shared make theirs held again (in call order). */
+/* Whether region @ri has a backing on that side. */
+static bool side_present(int ri, bool private_side)
+{
+	const struct fz_region *r = &R[ri];
+
+	return private_side ? r->private_fd >= 0 : r->shared_fd >= 0 || r->by_hva;
+}
+
 static void check_events(void)
 {
+	/* CVMCONV_DEFER_PUNCH: what a page left stays allocated (4 KiB
+	 * sides), pending until a punch of this or a later operation */
+	if (H.defer)
+		for (int i = 0; i < NREG; i++)
+			for (uint64_t p = 0; R[i].present && p < R[i].npages; p++) {
+				uint64_t w = R[i].first + p;
+
+				if (H.pre[w] != H.priv[w] && side_present(i, H.pre[w]))
+					H.pend[H.pre[w]][w] = 1;
+			}
 	memcpy(H.replay, H.pre, win_pages);
 	for (unsigned e = 0; e < H.nev; e++) {
 		const struct event *ev = &H.ev[e];
@@ -861,7 +883,7 @@ static void check_accounting(void)
 	      (unsigned long long)held_private);
 	CHECK(st.double_alloc_peak_bytes >= st.double_alloc_bytes, "peak below current");
 	CHECK(st.punch_failures <= st.punches, "more punch failures than punches");
-	if (!H.punch_failed_ever)
+	if (!H.punch_failed_ever && !H.defer)
 		CHECK(st.punch_pending_bytes == 0, "pending bytes without a punch failure");
 }
 
@@ -1321,12 +1343,14 @@ static void setup_input(struct rd *in)
 	cfg.ops = &fz_ops;
 	cfg.granule = H.granule;
 	cfg.log = (c1 & 0x40) ? NULL : fz_log;
+	H.defer = c0 & 0x20;
+	cfg.flags = H.defer ? CVMCONV_DEFER_PUNCH : 0;
 	CHECK(cvmconv_create(&cfg, &H.c) == 0, "create");
 	trace("config: policy %d granule 0x%llx vm %s log %d listener-before %d hva %d "
-	      "R2-private %d R1/R2 policy %d/%d",
+	      "R2-private %d R1/R2 policy %d/%d defer %d",
 	      H.policy, (unsigned long long)H.granule, (c1 & 0x80) ? "default" : "sw-protected",
 	      !(c1 & 0x40), !!(c0 & 0x40), !!(c0 & 0x04), !!(c0 & 0x08), (int)(c1 & 3) - 1,
-	      (int)((c1 >> 2) & 3) - 1);
+	      (int)((c1 >> 2) & 3) - 1, H.defer);
 	if (!H.granule)
 		H.granule = HPG;
 	H.has_before = c0 & 0x40;

@@ -352,6 +352,126 @@ static void test_hugetlbfs_create(void **state)
 	}
 }
 
+/* ---- the page size of a host mapping with a long path ---- */
+
+static uint64_t hva_discards;
+
+static int count_discard(void *opaque, void *hva, uint64_t len)
+{
+	(void)opaque;
+	(void)hva;
+	(void)len;
+	hva_discards++;
+	return 0;
+}
+
+/* Where the path starts in the /proc/self/smaps header line of @addr. */
+static size_t smaps_path_column(const void *addr)
+{
+	char line[4096];
+	size_t col = 0;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && (uintptr_t)addr == lo) {
+			col = (size_t)(strchr(line, '/') - line);
+			break;
+		}
+	}
+	fclose(f);
+	assert_true(col > 0);
+	return col;
+}
+
+/* A hugetlbfs file mapped through a path longer than one 512-byte read of
+ * /proc/self/smaps, named so that the second piece of its header line reads
+ * "VmFlags: sh": the library must still find KernelPageSize 2048 kB, so a
+ * 4 KiB conversion inside the mapping discards nothing (a huge page is never
+ * partly freed). Read in pieces, the line ended the search before
+ * KernelPageSize with the 4 KiB default. */
+static void test_hva_long_smaps_line(void **state)
+{
+	struct conv_env *e = *state;
+	char root[] = "/tmp/cvmconv-smaps-XXXXXX", dir[PATH_MAX], file[PATH_MAX], name[256];
+	struct cvmconv_ops ops = { .discard_hva = count_discard };
+	struct cvmconv_config cfg;
+	struct cvmconv_region r;
+	void *map;
+	size_t col, at;
+	int fd;
+
+	if (geteuid() != 0)
+		FIXTURE_SKIP("mounting hugetlbfs needs root");
+	/* a private mount namespace: nothing leaks should the test fail */
+	if (unshare(CLONE_NEWNS) == 0)
+		(void)mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	assert_non_null(mkdtemp(root));
+	/* a mount point of about 420 characters */
+	snprintf(dir, sizeof(dir), "%s/%0200d", root, 0);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(dir + strlen(dir), sizeof(dir) - strlen(dir), "/%0200d", 1);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	if (mount("none", dir, "hugetlbfs", 0, "pagesize=2M") != 0) {
+		int err = errno;
+
+		rmdir(dir);
+		*strrchr(dir, '/') = '\0';
+		rmdir(dir);
+		rmdir(root);
+		FIXTURE_SKIP("mount -t hugetlbfs: %s", strerror(err));
+	}
+	snprintf(file, sizeof(file), "%s/f", dir);
+	fd = open(file, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)SZ_2M), 0);
+	map = mmap(NULL, SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	assert_true(map != MAP_FAILED);
+	/* rename so that byte 511 of the header line (where the second
+	 * 512-byte piece begins) starts "VmFlags: sh" */
+	col = smaps_path_column(map);
+	at = 511 - col - strlen(dir) - 1;
+	assert_true(col + strlen(dir) + 1 < 511 && at < 200);
+	memset(name, 'x', at);
+	snprintf(name + at, sizeof(name) - at, "VmFlags: sh");
+	{
+		char renamed[PATH_MAX];
+
+		snprintf(renamed, sizeof(renamed), "%s/%s", dir, name);
+		assert_int_equal(rename(file, renamed), 0);
+		snprintf(file, sizeof(file), "%s", renamed);
+	}
+	assert_int_equal(smaps_path_column(map), col);
+
+	env_ctx(e, CVMCONV_UNALIGNED_ALLOW);
+	cvmconv_destroy(e->c);
+	cfg = fake_kvm_config(&e->fake, CVMCONV_UNALIGNED_ALLOW);
+	ops.set_memory_attributes = fake_kvm_ops.set_memory_attributes;
+	cfg.ops = &ops;
+	assert_int_equal(cvmconv_create(&cfg, &e->c), 0);
+	r = region_desc(SZ_1G, SZ_2M, -1, -1, map);
+	hva_discards = 0;
+	assert_int_equal(cvmconv_add_region(e->c, &r), 0);
+	assert_int_equal(cvmconv_convert(e->c, SZ_1G + SZ_4K, SZ_4K, true), 0);
+	assert_int_equal(hva_discards, 0); /* huge: the page stays, counted */
+	assert_int_equal(stats_of(e->c).double_alloc_bytes, SZ_4K);
+	assert_int_equal(cvmconv_convert(e->c, SZ_1G, SZ_2M, true), 0);
+	assert_int_equal(hva_discards, 1); /* the whole huge page, once */
+
+	cvmconv_destroy(e->c);
+	e->c = NULL;
+	munmap(map, SZ_2M);
+	close(fd);
+	unlink(file);
+	assert_int_equal(umount(dir), 0);
+	rmdir(dir);
+	*strrchr(dir, '/') = '\0';
+	rmdir(dir);
+	rmdir(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +480,8 @@ int main(void)
 		cmocka_unit_test(test_memfd_1g),
 		cmocka_unit_test(test_memfd_bad_args),
 		cmocka_unit_test(test_fd_page_size),
+		cmocka_unit_test_setup_teardown(test_hva_long_smaps_line, conv_env_setup,
+						conv_env_teardown),
 		cmocka_unit_test(test_hugetlbfs_absent),
 		cmocka_unit_test(test_hugetlbfs_1g_absent),
 		cmocka_unit_test_setup_teardown(test_hugetlbfs_create, mnt_setup, mnt_teardown),
