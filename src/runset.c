@@ -74,7 +74,8 @@ int runset_add(struct runset *s, uint64_t from, uint64_t to)
 	}
 	if (s->n == s->cap)
 		return -ENOSPC;
-	memmove(&s->run[i + 1], &s->run[i], (s->n - i) * sizeof(s->run[0]));
+	if (i < s->n) /* runs mostly arrive in ascending order: appended */
+		memmove(&s->run[i + 1], &s->run[i], (s->n - i) * sizeof(s->run[0]));
 	s->run[i] = (struct page_run){ from, to };
 	s->n++;
 	s->pages += to - from;
