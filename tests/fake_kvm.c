@@ -296,6 +296,20 @@ int fake_kvm_add_region(struct fake_kvm *f, struct cvmconv *c, const struct cvmc
 	return ret;
 }
 
+int fake_kvm_set_attributes_ioctl(struct fake_kvm *f, uint64_t gpa, uint64_t size,
+				  uint64_t attributes, uint64_t flags)
+{
+	/* kvm_vm_ioctl_set_mem_attributes: flags are checked first */
+	if (flags) {
+		pthread_mutex_lock(&fake_lock);
+		f->rejected++;
+		log_call(f, gpa, size, attributes, -EINVAL);
+		pthread_mutex_unlock(&fake_lock);
+		return -EINVAL;
+	}
+	return fake_set_memory_attributes(f, gpa, size, attributes);
+}
+
 static int fake_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
 {
 	struct fake_kvm *f = opaque;

@@ -61,6 +61,10 @@ void fake_kvm_init(struct fake_kvm *f, enum fake_vm_type type);
 void fake_kvm_fini(struct fake_kvm *f);
 /* ops bound to a fake_kvm (pass the fake as ops_opaque) */
 extern const struct cvmconv_ops fake_kvm_ops;
+/* The whole KVM_SET_MEMORY_ATTRIBUTES ioctl, flags included (the library's
+ * op has none: it always sends 0). 0 or -errno, as the kernel answers. */
+int fake_kvm_set_attributes_ioctl(struct fake_kvm *f, uint64_t gpa, uint64_t size,
+				  uint64_t attributes, uint64_t flags);
 /* 1 private, 0 shared */
 int fake_kvm_is_private(const struct fake_kvm *f, uint64_t gpa);
 /* Inject: the n-th (1-based, counted from now) call of @kind fails with -err. */
