@@ -3,7 +3,8 @@
  * The library's double-allocation figure equals the kernel's.
  *
  * Shared side: an MFD_HUGETLB memfd of 16 real 2 MiB huge pages, all
- * touched; private side: a shmem memfd (4 KiB, punched at once, so it never
+ * touched; private side: guest_memfd where the host has one, else a shmem
+ * memfd (4 KiB either way, punched at once, so it never
  * holds stale memory). A seeded sequence of random guest conversions (single
  * pages, unaligned multi-page runs, 2 MiB aligned runs, both directions,
  * including no-ops) runs through the library; after each one:

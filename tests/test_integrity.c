@@ -10,7 +10,8 @@
  *       its first and last huge pages are only partly in the region
  *       (shmem instead, with a visible SKIP line, without huge pages),
  *   R2  shared side a shmem mapping given only as an address (madvise),
- * each with a shmem private stand-in. Every 4 KiB page holds, on its live
+ * each with a private side that is a real guest_memfd where the host offers
+ * one (else a shmem stand-in; the run says which). Every 4 KiB page holds, on its live
  * side, a pattern unique to (region, page, generation, word).
  *
  * Seeded random conversions — aligned, unaligned, single pages, spanning
@@ -555,7 +556,7 @@ static int setup(void **state)
 		}
 		assert_true(r->shared_fd >= 0);
 		r->shared_map = map_of(r->shared_fd, r->shared_file);
-		r->private_fd = memfd_of(r->size, false);
+		r->private_fd = private_backing_fd(r->size); /* guest_memfd where the host has it */
 		assert_true(r->private_fd >= 0);
 		r->private_map = map_of(r->private_fd, r->size);
 		if (r->huge) {

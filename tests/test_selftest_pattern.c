@@ -5,8 +5,10 @@
  * through the library over real backings:
  *   (a) a shmem memfd as the shared side (4 KiB punches at once),
  *   (b) an MFD_HUGETLB 2 MiB memfd as the shared side (whole huge pages only).
- * The private side is a shmem memfd standing in for guest_memfd. The only
- * fake is the attribute ioctl; punches reach the real kernel.
+ * The private side is a real guest_memfd from the host's /dev/kvm where it
+ * offers one (mmap-able, GUEST_MEMFD_FLAG_INIT_SHARED; accounted with
+ * mincore()), else a shmem memfd standing in for it; the run says which. The
+ * only fake is the attribute ioctl; punches reach the real kernel.
  *
  * Shape (as in the selftest): fill the data range, then for ranges of
  * 4 KiB, 2 MiB and 2 MiB + 4 KiB at offsets 0, 4 KiB and 2 MiB: write the
