@@ -220,6 +220,7 @@ int kvm_run_scenario(struct vmm *v, bool want_huge, char *why, size_t len)
 		fail(why, len, "KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)", r);
 		goto out;
 	}
+	v->unevictable_base = meminfo_unevictable();
 	r = xioctl(v->vm_fd, KVM_CREATE_GUEST_MEMFD, &gmem);
 	if (r < 0) {
 		fail(why, len, "KVM_CREATE_GUEST_MEMFD", r);

@@ -43,7 +43,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: mini-vmm [--real | --simulate | --native] [--shmem]\n"
+		"usage: mini-vmm [--real | --simulate | --native] [--shmem | --huge-1g]\n"
 		"       mini-vmm --simulate --guest-model [--rfc] [--platform snp|tdx|kvm] "
 		"[--ram-mib N] [--shmem]\n"
 		"       mini-vmm --dump-guest FILE\n"
@@ -57,6 +57,7 @@ static void usage(FILE *f)
 		"  --platform    guest model exit shape: snp (default), tdx or kvm\n"
 		"  --ram-mib N   guest model RAM in MiB (256..65536, default 1024)\n"
 		"  --shmem       shared backing on shmem even when huge pages can be had\n"
+		"  --huge-1g     shared backing on a 1 GiB huge page (reserved at boot)\n"
 		"  --dump-guest  write the guest machine code (as loaded at %#" PRIx64
 		") to FILE\n",
 		CODE_GPA);
@@ -93,6 +94,7 @@ int main(int argc, char **argv)
 		OPT_PLATFORM,
 		OPT_RAM,
 		OPT_SHMEM,
+		OPT_HUGE_1G,
 		OPT_DUMP,
 		OPT_HELP
 	};
@@ -105,12 +107,13 @@ int main(int argc, char **argv)
 		{ "platform", required_argument, NULL, OPT_PLATFORM },
 		{ "ram-mib", required_argument, NULL, OPT_RAM },
 		{ "shmem", no_argument, NULL, OPT_SHMEM },
+		{ "huge-1g", no_argument, NULL, OPT_HUGE_1G },
 		{ "dump-guest", required_argument, NULL, OPT_DUMP },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool real = false, simulate = false, native = false, model = false, rfc = false;
-	bool want_huge = true;
+	bool want_huge = true, huge_1g = false;
 	const char *dump = NULL;
 	int platform = 0, opt, ret;
 	uint64_t ram_mib = 1024;
@@ -155,6 +158,9 @@ int main(int argc, char **argv)
 		case OPT_SHMEM:
 			want_huge = false;
 			break;
+		case OPT_HUGE_1G:
+			huge_1g = true;
+			break;
 		case OPT_DUMP:
 			dump = optarg;
 			break;
@@ -168,7 +174,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || real + simulate + native > 1 || (model && (real || native)) ||
-	    ((rfc || platform) && !model)) {
+	    (huge_1g && (!want_huge || model || native)) || ((rfc || platform) && !model)) {
 		usage(stderr);
 		return 2;
 	}
@@ -191,6 +197,7 @@ int main(int argc, char **argv)
 		ret = kvm_probe(why, sizeof(why));
 		if (ret == 0) {
 			vmm_reset(&vmm, PATH_KVM);
+			vmm.huge_size = huge_1g ? 1ULL << 30 : 0;
 			ret = kvm_run_scenario(&vmm, want_huge, why, sizeof(why));
 		}
 		if (ret != 77)
@@ -202,5 +209,6 @@ int main(int argc, char **argv)
 		printf("mini-vmm: no real KVM path (%s): falling back to --simulate\n", why);
 	}
 	vmm_reset(&vmm, PATH_SIMULATE);
+	vmm.huge_size = huge_1g ? 1ULL << 30 : 0;
 	return sim_run_scenario(&vmm, want_huge);
 }

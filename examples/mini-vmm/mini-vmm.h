@@ -160,6 +160,9 @@ struct vmm {
 	uint8_t *private_map; /* RAM_SIZE, the stand-in's mapping (not for guest_memfd) */
 	uint8_t *noslot_map;  /* NOSLOT_SIZE, slot 1 */
 	bool shared_huge, private_is_gmem;
+	uint64_t huge_size;	   /* shared huge page size wanted: 2 MiB (0) or 1 GiB */
+	uint64_t unevictable_base; /* /proc/meminfo Unevictable when guest_memfd was made */
+	uint64_t shared_map_size;  /* RAM_SIZE, or a whole 1 GiB huge page */
 	/* attributes when there is no KVM: the strict recorder */
 	uint8_t rec_private[WINDOW_PAGES];
 	uint64_t rec_calls, rec_refused;
@@ -203,6 +206,12 @@ int vmm_report(struct vmm *v);
 void vmm_check(struct vmm *v, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const struct cvmconv_ops *vmm_recorder_ops(void);
 uint64_t fd_allocated(int fd);
+/* What the private side holds: st_blocks of a stand-in; for guest_memfd
+ * (which keeps no st_blocks) mincore() where it can be mapped, else the
+ * growth of /proc/meminfo Unevictable since it was created. @how names it. */
+uint64_t private_allocated(const struct vmm *v, const char **how);
+/* /proc/meminfo Unevictable in bytes, per-CPU counters folded first. */
+uint64_t meminfo_unevictable(void);
 
 /* ---- paths ---- */
 

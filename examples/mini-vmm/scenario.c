@@ -155,11 +155,13 @@ void model_convert(struct model *m, uint64_t gpa, uint64_t size, bool to_private
 	}
 	if (!to_private || per_huge == 1)
 		return;
-	/* huge shared pages: punched once every page in them is private */
+	/* huge shared pages: punched once every page in them is private, and
+	 * only when they lie wholly inside RAM (a 1 GiB page holding the
+	 * 16 MiB of RAM is never punched: the rest of it is not the region's) */
 	for (uint64_t h = first / per_huge * per_huge; h < first + n; h += per_huge) {
-		bool all = true;
+		bool all = h + per_huge <= RAM_PAGES;
 
-		for (uint64_t p = h; p < h + per_huge; p++)
+		for (uint64_t p = h; all && p < h + per_huge; p++)
 			all = all && m->private_[p];
 		if (all)
 			for (uint64_t p = h; p < h + per_huge; p++)

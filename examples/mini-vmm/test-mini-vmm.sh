@@ -2,7 +2,7 @@
 # ctest driver for mini-vmm: runs one path, checks the exit status and the
 # key lines of its log. Exit 77 (the path cannot run on this machine) is
 # passed through with the reason, and ctest reports a skip.
-#   test-mini-vmm.sh MINI_VMM simulate|simulate-shmem|native|disasm|real|guest-model
+#   test-mini-vmm.sh MINI_VMM simulate|simulate-shmem|native|disasm|real|real-shmem|real-1g|guest-model
 set -u
 vmm=$1
 mode=$2
@@ -81,14 +81,26 @@ disasm)
 	grep -q 'hlt' "$log.32" || fail "no hlt"
 	echo "guest code: $(wc -l <"$log.32") instructions, $maps vmcall, same decoding in both modes"
 	;;
-real)
-	run --real
+real | real-shmem | real-1g)
+	# real: the shared side must be on 2 MiB huge pages (the lab and a host
+	# with SW_PROTECTED VMs can always raise the pool as root)
+	case "$mode" in
+	real) run --real ;;
+	real-shmem) run --real --shmem ;;
+	real-1g) run --real --huge-1g ;;
+	esac
 	if [ "$rc" -eq 77 ]; then
 		echo "SKIP: $(grep 'not available' "$log")"
 		exit 77
 	fi
 	[ "$rc" -eq 0 ] || fail "exit status $rc"
 	need "mini-vmm: OK (kvm path"
+	need "private backing: guest_memfd"
+	case "$mode" in
+	real) need "shared backing : memfd with 2 MiB huge pages" ;;
+	real-shmem) need "shared backing : shmem memfd" ;;
+	real-1g) need "shared backing : memfd with 1 GiB huge pages" ;;
+	esac
 	scenario_lines
 	;;
 guest-model)
