@@ -1,0 +1,634 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A real guest drives random conversions through cvmconv on a real
+ * KVM_X86_SW_PROTECTED_VM (the KVM lab): thousands of seeded
+ * KVM_HC_MAP_GPA_RANGE hypercalls from guest code — single pages, unaligned
+ * runs, 2 MiB with the size hint, requests spanning the two regions, and
+ * hostile ones that must come back -KVM_EINVAL — with the guest writing a
+ * tag into every page it converts and reading back pages at random. Every
+ * read is checked against a model that follows cvmconv's punch rules, and
+ * after every step the library's double_alloc_bytes is compared with what
+ * the kernel holds twice: allocated(shared memfd) + allocated(guest_memfd)
+ * - guest memory (every live page is written, so allocated once).
+ *
+ *   lab-guest-random [--steps N] [--seed S] [--huge]
+ *
+ * --huge puts the shared side on 2 MiB huge pages (MFD_HUGETLB), else shmem.
+ * Exit 0 when every check passed, 1 otherwise, 77 without a SW_PROTECTED VM.
+ *
+ * The guest is a command loop, 31 bytes assembled here (Intel SDM vol. 2
+ * opcodes): `out 0x82, al` hands control to the host, which loads the next
+ * command into the registers with KVM_SET_REGS; EBP selects it:
+ *   1  vmcall: KVM_HC_MAP_GPA_RANGE(EBX gpa, ECX npages, EDX attrs); RAX = ret
+ *   2  rep stosd: EAX written ECX times from EDI (a tag over whole pages)
+ *   3  repe scasd: compare ECX dwords from EDI with EAX (ZF, ECX tell)
+ *   else hlt
+ * 32-bit protected mode, flat segments, paging off, CPL 0, as mini-vmm's
+ * guest (examples/mini-vmm/kvm_vm.c explains why).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <linux/memfd.h>
+
+#include "cvmconv.h"
+#include "kvm_compat.h"
+#include "lab_kvm.h"
+
+#define PAGE 4096ULL
+#define HPAGE (2ULL << 20)
+#define BASE (1ULL << 30)   /* guest physical start of region 0 */
+#define RSIZE (16ULL << 20) /* each of the two regions */
+#define NREG 2
+#define NPAGES (NREG * RSIZE / PAGE)
+#define CODE_GPA (BASE + PAGE)	  /* in the first 2 MiB, which is never converted */
+#define FIRST_PAGE (HPAGE / PAGE) /* pages below are the guest's own */
+#define PORT_NEXT 0x82
+#define CR0_PE 1ULL
+#define KVM_EINVAL_RET 0xffffffeaULL /* -KVM_EINVAL as the guest's EAX */
+
+enum { CMD_MAP = 1, CMD_WRITE = 2, CMD_VERIFY = 3, CMD_HALT = 4 };
+
+static const uint8_t guest_loop[] = {
+	0xE6, PORT_NEXT,       /* 0:  out 0x82, al */
+	0x83, 0xFD,	 0x01, /* 2:  cmp ebp, 1 */
+	0x75, 0x05,	       /* 5:  jne 12 */
+	0x0F, 0x01,	 0xC1, /* 7:  vmcall */
+	0xEB, 0xF4,	       /* 10: jmp 0 */
+	0x83, 0xFD,	 0x02, /* 12: cmp ebp, 2 */
+	0x75, 0x04,	       /* 15: jne 21 */
+	0xF3, 0xAB,	       /* 17: rep stosd */
+	0xEB, 0xEB,	       /* 19: jmp 0 */
+	0x83, 0xFD,	 0x03, /* 21: cmp ebp, 3 */
+	0x75, 0x04,	       /* 24: jne 30 */
+	0xF3, 0xAF,	       /* 26: repe scasd */
+	0xEB, 0xE2,	       /* 28: jmp 0 */
+	0xF4,		       /* 30: hlt */
+};
+
+struct world {
+	int kvm, vm, vcpu;
+	struct kvm_run *run;
+	size_t run_size;
+	int shared_fd[NREG], gmem[NREG];
+	uint8_t *shared[NREG];
+	bool huge;
+	struct cvmconv *c;
+	uint64_t unevictable0;
+	/* the model: attribute and the tag each side holds, per page */
+	bool priv[NPAGES];
+	uint32_t tag[2][NPAGES]; /* [0] shared side, [1] private side */
+	uint32_t next_tag;
+	uint64_t rng;
+	/* figures */
+	uint64_t hypercalls, refused, writes, verifies, pages_verified, checks, failures;
+};
+
+static struct world W;
+
+static uint64_t rnd(void)
+{
+	W.rng ^= W.rng << 13;
+	W.rng ^= W.rng >> 7;
+	W.rng ^= W.rng << 17;
+	return W.rng;
+}
+
+static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	W.checks++;
+	if (ok)
+		return;
+	W.failures++;
+	printf("CHECK FAILED: ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+}
+
+static int xioctl(int fd, unsigned long req, void *arg)
+{
+	int r;
+
+	do
+		r = ioctl(fd, req, arg);
+	while (r < 0 && (errno == EINTR || errno == EAGAIN));
+	return r < 0 ? -errno : r;
+}
+
+static void die(const char *what, int err)
+{
+	printf("lab-guest-random: %s: %s\n", what, strerror(err < 0 ? -err : err));
+	exit(1);
+}
+
+/* ---- kernel truth ---- */
+
+static uint64_t st_blocks_bytes(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+/* guest_memfd pages: the growth of Unevictable since creation, per-CPU LRU
+ * batches drained and vmstat folded first (see mini-vmm's vmm.c) */
+static uint64_t unevictable(void)
+{
+	static char page[4096] __attribute__((aligned(4096)));
+	cpu_set_t old, one;
+	unsigned long long kb = 0;
+	char line[128];
+	FILE *f;
+	int fd;
+
+	page[0] = 1;
+	if (sched_getaffinity(0, sizeof(old), &old) == 0) {
+		for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+			if (!CPU_ISSET(cpu, &old))
+				continue;
+			CPU_ZERO(&one);
+			CPU_SET(cpu, &one);
+			if (sched_setaffinity(0, sizeof(one), &one) == 0)
+				(void)madvise(page, sizeof(page), MADV_COLD);
+		}
+		(void)sched_setaffinity(0, sizeof(old), &old);
+	}
+	fd = open("/proc/sys/vm/stat_refresh", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "1", 1) < 0) {
+			/* not root: may lag */
+		}
+		close(fd);
+	}
+	f = fopen("/proc/meminfo", "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Unevictable: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
+/* ---- the model (docs/semantics.md punch rules) ---- */
+
+static void model_convert(uint64_t p0, uint64_t n, bool to_private)
+{
+	for (uint64_t p = p0; p < p0 + n; p++) {
+		if (W.priv[p] == to_private)
+			continue;
+		W.priv[p] = to_private;
+		if (!to_private)
+			W.tag[1][p] = 0; /* guest_memfd: the stale page is punched */
+		else if (!W.huge)
+			W.tag[0][p] = 0; /* shmem: the stale page is punched */
+	}
+	if (!W.huge || !to_private)
+		return;
+	/* a shared huge page goes once all its pages are private */
+	for (uint64_t h = p0 / 512 * 512; h < p0 + n; h += 512) {
+		bool all = true;
+
+		for (uint64_t p = h; p < h + 512; p++)
+			all = all && W.priv[p];
+		if (all)
+			for (uint64_t p = h; p < h + 512; p++)
+				W.tag[0][p] = 0;
+	}
+}
+
+/* ---- the vCPU ---- */
+
+static void set_cpu(void)
+{
+	struct kvm_segment cs = { .base = 0,
+				  .limit = 0xffffffff,
+				  .selector = 0x08,
+				  .type = 0xb,
+				  .present = 1,
+				  .dpl = 0,
+				  .db = 1,
+				  .s = 1,
+				  .l = 0,
+				  .g = 1 };
+	struct kvm_segment ds = cs;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = { 0 };
+	int r;
+
+	r = xioctl(W.vcpu, KVM_GET_SREGS, &sregs);
+	if (r < 0)
+		die("KVM_GET_SREGS", r);
+	ds.selector = 0x10;
+	ds.type = 0x3;
+	sregs.cs = cs;
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = ds;
+	sregs.cr0 = (sregs.cr0 & ~((1ULL << 31) | (1ULL << 30) | (1ULL << 29))) | CR0_PE;
+	sregs.efer = 0;
+	r = xioctl(W.vcpu, KVM_SET_SREGS, &sregs);
+	if (r < 0)
+		die("KVM_SET_SREGS", r);
+	regs.rip = CODE_GPA;
+	regs.rflags = 0x2;
+	r = xioctl(W.vcpu, KVM_SET_REGS, &regs);
+	if (r < 0)
+		die("KVM_SET_REGS", r);
+}
+
+/* Run until the guest asks for its next command; conversion exits go to
+ * cvmconv_handle_exit(). Returns the registers then. */
+static struct kvm_regs run_to_next(void)
+{
+	struct kvm_regs regs;
+
+	for (int guard = 0; guard < 64; guard++) {
+		int r = ioctl(W.vcpu, KVM_RUN, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && !(errno == EFAULT && W.run->exit_reason == KVM_EXIT_MEMORY_FAULT))
+			die("KVM_RUN", errno);
+		if (W.run->exit_reason == KVM_EXIT_IO && W.run->io.port == PORT_NEXT) {
+			r = xioctl(W.vcpu, KVM_GET_REGS, &regs);
+			if (r < 0)
+				die("KVM_GET_REGS", r);
+			return regs;
+		}
+		r = cvmconv_handle_exit(W.c, W.run);
+		if (r == 1)
+			continue;
+		xioctl(W.vcpu, KVM_GET_REGS, &regs);
+		printf("lab-guest-random: exit reason %u, cvmconv_handle_exit %d (rip 0x%llx rbp "
+		       "0x%llx rax 0x%llx rcx 0x%llx rdi 0x%llx)\n",
+		       W.run->exit_reason, r, (unsigned long long)regs.rip,
+		       (unsigned long long)regs.rbp, (unsigned long long)regs.rax,
+		       (unsigned long long)regs.rcx, (unsigned long long)regs.rdi);
+		exit(1);
+	}
+	printf("lab-guest-random: the guest did not come back\n");
+	exit(1);
+}
+
+static void load_command(uint64_t ebp, uint64_t eax, uint64_t ebx, uint64_t ecx, uint64_t edx,
+			 uint64_t edi);
+
+static struct kvm_regs command(uint64_t ebp, uint64_t eax, uint64_t ebx, uint64_t ecx, uint64_t edx,
+			       uint64_t edi)
+{
+	load_command(ebp, eax, ebx, ecx, edx, edi);
+	return run_to_next();
+}
+
+/* The end: the guest halts. */
+static void guest_halt(void)
+{
+	int r;
+
+	load_command(CMD_HALT, 0, 0, 0, 0, 0);
+	do
+		r = ioctl(W.vcpu, KVM_RUN, 0);
+	while (r < 0 && errno == EINTR);
+	check(r == 0 && W.run->exit_reason == KVM_EXIT_HLT, "the guest did not halt at the end");
+}
+
+/* Load the next command into the registers (the guest waits in `out`). */
+static void load_command(uint64_t ebp, uint64_t eax, uint64_t ebx, uint64_t ecx, uint64_t edx,
+			 uint64_t edi)
+{
+	struct kvm_regs regs;
+	int r;
+
+	/* complete the guest's pending `out` first (api.rst, immediate_exit:
+	 * KVM_RUN then finishes the I/O and returns EINTR), so that the new
+	 * registers are not those of a half-done instruction */
+	W.run->immediate_exit = 1;
+	r = ioctl(W.vcpu, KVM_RUN, 0);
+	W.run->immediate_exit = 0;
+	if (r == 0 || errno != EINTR)
+		die("KVM_RUN(immediate_exit)", r == 0 ? EPROTO : errno);
+	r = xioctl(W.vcpu, KVM_GET_REGS, &regs);
+	if (r < 0)
+		die("KVM_GET_REGS", r);
+	regs.rbp = ebp;
+	regs.rax = eax;
+	regs.rbx = ebx;
+	regs.rcx = ecx;
+	regs.rdx = edx;
+	regs.rdi = edi;
+	r = xioctl(W.vcpu, KVM_SET_REGS, &regs);
+	if (r < 0)
+		die("KVM_SET_REGS", r);
+}
+
+/* ---- steps ---- */
+
+static uint64_t gpa_of(uint64_t p)
+{
+	return BASE + p * PAGE;
+}
+
+/* The guest writes a new tag over pages [p0, p0 + n), on their live sides. */
+static void guest_write(uint64_t p0, uint64_t n)
+{
+	uint32_t tag = (++W.next_tag << 8) | 0x80000001u;
+
+	command(CMD_WRITE, tag, 0, n * PAGE / 4, 0, gpa_of(p0));
+	for (uint64_t p = p0; p < p0 + n; p++)
+		W.tag[W.priv[p]][p] = tag;
+	W.writes++;
+}
+
+/* The guest reads pages [p0, p0 + n) (all with the same expected tag). */
+static void guest_verify(uint64_t p0, uint64_t n)
+{
+	uint32_t want = W.tag[W.priv[p0]][p0];
+	struct kvm_regs r = command(CMD_VERIFY, want, 0, n * PAGE / 4, 0, gpa_of(p0));
+	bool ok = (r.rflags & (1 << 6)) && (uint32_t)r.rcx == 0;
+
+	check(ok,
+	      "guest read of pages %" PRIu64 "+%" PRIu64
+	      " (%s): want 0x%08x, mismatch at gpa 0x%" PRIx64,
+	      p0, n, W.priv[p0] ? "private" : "shared", want, (uint64_t)(uint32_t)r.rdi - 4);
+	W.verifies++;
+	W.pages_verified += n;
+}
+
+static void guest_map(uint64_t gpa, uint64_t npages, uint64_t attrs, bool valid)
+{
+	struct kvm_regs r = command(CMD_MAP, KVM_HC_MAP_GPA_RANGE, gpa, npages, attrs, 0);
+	uint64_t ret = (uint32_t)r.rax;
+
+	W.hypercalls++;
+	if (!valid) {
+		check(ret == KVM_EINVAL_RET,
+		      "hostile map gpa 0x%" PRIx64 " npages %" PRIu64 " attrs 0x%" PRIx64
+		      ": ret 0x%" PRIx64 ", want -KVM_EINVAL",
+		      gpa, npages, attrs, ret);
+		W.refused++;
+		return;
+	}
+	check(ret == 0,
+	      "map gpa 0x%" PRIx64 " npages %" PRIu64 " attrs 0x%" PRIx64 ": ret 0x%" PRIx64, gpa,
+	      npages, attrs, ret);
+	if (ret)
+		return;
+	bool to_private = attrs & KVM_MAP_GPA_RANGE_ENCRYPTED;
+	uint64_t p0 = (gpa - BASE) / PAGE;
+
+	/* which pages change: those written next */
+	uint64_t first_changed = UINT64_MAX, last_changed = 0;
+
+	for (uint64_t p = p0; p < p0 + npages; p++)
+		if (W.priv[p] != to_private) {
+			if (first_changed == UINT64_MAX)
+				first_changed = p;
+			last_changed = p;
+		}
+	model_convert(p0, npages, to_private);
+	/* the guest writes a tag into every page it converted */
+	if (first_changed != UINT64_MAX)
+		guest_write(first_changed, last_changed - first_changed + 1);
+}
+
+static void random_map(void)
+{
+	uint64_t kind = rnd() % 12, p0, n, attrs = rnd() & 1 ? KVM_MAP_GPA_RANGE_ENCRYPTED : 0;
+	const uint64_t usable = NPAGES - FIRST_PAGE;
+
+	switch (kind) {
+	case 0:
+	case 1:
+	case 2: /* one page */
+		p0 = FIRST_PAGE + rnd() % usable;
+		n = 1;
+		break;
+	case 3:
+	case 4: /* unaligned run */
+		p0 = FIRST_PAGE + rnd() % usable;
+		n = 1 + rnd() % 700;
+		break;
+	case 5:
+	case 6: /* 2 MiB aligned with the hint */
+		p0 = FIRST_PAGE + (rnd() % (usable / 512)) * 512;
+		n = 512 * (1 + rnd() % 2);
+		attrs |= KVM_MAP_GPA_RANGE_PAGE_SZ_2M;
+		break;
+	case 7: /* across the boundary of the two regions */
+		p0 = RSIZE / PAGE - 1 - rnd() % 600;
+		n = 2 + rnd() % 1200;
+		break;
+	default: { /* hostile: each must come back -KVM_EINVAL, nothing changing */
+		uint64_t h = rnd() % 6;
+
+		p0 = FIRST_PAGE + rnd() % usable;
+		if (h == 0)
+			guest_map(gpa_of(p0), 1, attrs | 1ULL << (5 + rnd() % 20), false);
+		else if (h == 1)
+			guest_map(gpa_of(p0), 1, attrs | 3, false); /* page size hint 3 */
+		else if (h == 2)
+			guest_map(gpa_of(p0 | 1), 512, attrs | KVM_MAP_GPA_RANGE_PAGE_SZ_2M, false);
+		else if (h == 3)
+			guest_map(gpa_of(NPAGES - 2), 8, attrs, false); /* past guest memory */
+		else if (h == 4)
+			guest_map(gpa_of(p0) + 0x800, 1, attrs, false); /* KVM refuses it itself */
+		else
+			guest_map(gpa_of(p0), 0, attrs, false); /* zero pages */
+		return;
+	}
+	}
+	if (p0 + n > NPAGES)
+		n = NPAGES - p0;
+	if (n == 0)
+		return;
+	guest_map(gpa_of(p0), n, attrs, true);
+}
+
+static void random_verify(void)
+{
+	uint64_t p0 = FIRST_PAGE + rnd() % (NPAGES - FIRST_PAGE), n = 1;
+	uint32_t want = W.tag[W.priv[p0]][p0];
+
+	/* extend over pages that should read the same */
+	while (n < 64 && p0 + n < NPAGES && W.tag[W.priv[p0 + n]][p0 + n] == want)
+		n++;
+	guest_verify(p0, n);
+}
+
+/* The kernel's double allocation against the library's: every page is live
+ * on exactly one side and was written there, so whatever more the two
+ * backings hold is held twice. */
+static void check_accounting(uint64_t step)
+{
+	struct cvmconv_stats st = { .sz = sizeof(st) };
+	uint64_t shared = 0, priv, now = unevictable();
+
+	for (int i = 0; i < NREG; i++)
+		shared += st_blocks_bytes(W.shared_fd[i]);
+	priv = now > W.unevictable0 ? now - W.unevictable0 : 0;
+	if (cvmconv_get_stats(W.c, &st)) {
+		check(false, "cvmconv_get_stats");
+		return;
+	}
+	check(shared + priv >= NPAGES * PAGE &&
+		      shared + priv - NPAGES * PAGE == st.double_alloc_bytes,
+	      "step %" PRIu64 ": the kernel holds %" PRIu64 " KiB shared + %" PRIu64
+	      " KiB private for %" PRIu64 " KiB of guest memory (%" PRId64
+	      " KiB twice); cvmconv counts %" PRIu64 " KiB",
+	      step, shared >> 10, priv >> 10, (uint64_t)((NPAGES * PAGE) >> 10),
+	      (int64_t)(shared + priv - NPAGES * PAGE) / 1024, st.double_alloc_bytes >> 10);
+	check(!st.broken && st.punch_pending_bytes == 0,
+	      "step %" PRIu64 ": broken %" PRIu64 " pending %" PRIu64, step, st.broken,
+	      st.punch_pending_bytes);
+}
+
+/* ---- set-up ---- */
+
+static void setup(void)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL,
+				      .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
+	struct cvmconv_config cfg = { .sz = sizeof(cfg), .unaligned = CVMCONV_UNALIGNED_ALLOW };
+	int r;
+
+	W.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	r = W.kvm < 0 ? 0 : xioctl(W.kvm, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_VM_TYPES);
+	if (r <= 0 || !(r & (1 << KVM_X86_SW_PROTECTED_VM))) {
+		printf("lab-guest-random: SKIP: no KVM_X86_SW_PROTECTED_VM here\n");
+		exit(LAB_SKIP);
+	}
+	W.vm = xioctl(W.kvm, KVM_CREATE_VM, (void *)(uintptr_t)KVM_X86_SW_PROTECTED_VM);
+	if (W.vm < 0)
+		die("KVM_CREATE_VM", W.vm);
+	r = xioctl(W.vm, KVM_ENABLE_CAP, &cap);
+	if (r < 0)
+		die("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)", r);
+	if (W.huge) {
+		/* 2 MiB pages for both shared sides, and the pool back at exit
+		 * does not matter: the lab ends with the program */
+		FILE *f = fopen("/proc/sys/vm/nr_hugepages", "we");
+
+		if (!f || fprintf(f, "%llu\n", NREG * RSIZE / HPAGE + 4) < 0)
+			die("raising /proc/sys/vm/nr_hugepages", errno);
+		fclose(f);
+	}
+	W.unevictable0 = unevictable();
+	for (int i = 0; i < NREG; i++) {
+		struct kvm_create_guest_memfd gm = { .size = RSIZE };
+		struct kvm_userspace_memory_region2 slot = { 0 };
+
+		W.gmem[i] = xioctl(W.vm, KVM_CREATE_GUEST_MEMFD, &gm);
+		if (W.gmem[i] < 0)
+			die("KVM_CREATE_GUEST_MEMFD", W.gmem[i]);
+		W.shared_fd[i] = cvmconv_memfd_create("lab-shared", RSIZE, W.huge ? HPAGE : PAGE);
+		if (W.shared_fd[i] < 0)
+			die("cvmconv_memfd_create", W.shared_fd[i]);
+		W.shared[i] =
+			mmap(NULL, RSIZE, PROT_READ | PROT_WRITE, MAP_SHARED, W.shared_fd[i], 0);
+		if (W.shared[i] == MAP_FAILED)
+			die("mmap of the shared side", errno);
+		slot.slot = (uint32_t)i;
+		slot.flags = KVM_MEM_GUEST_MEMFD;
+		slot.guest_phys_addr = BASE + i * RSIZE;
+		slot.memory_size = RSIZE;
+		slot.userspace_addr = (uint64_t)(uintptr_t)W.shared[i];
+		slot.guest_memfd = (uint32_t)W.gmem[i];
+		r = xioctl(W.vm, KVM_SET_USER_MEMORY_REGION2, &slot);
+		if (r < 0)
+			die("KVM_SET_USER_MEMORY_REGION2", r);
+	}
+	/* the guest's own first 2 MiB: written (allocated), the code in page 1 */
+	memset(W.shared[0], 0x5a, HPAGE);
+	memcpy(W.shared[0] + (CODE_GPA - BASE), guest_loop, sizeof(guest_loop));
+	cfg.vm_fd = W.vm;
+	r = cvmconv_create(&cfg, &W.c);
+	if (r)
+		die("cvmconv_create", r);
+	for (int i = 0; i < NREG; i++) {
+		struct cvmconv_region reg = { .sz = sizeof(reg),
+					      .gpa = BASE + i * RSIZE,
+					      .size = RSIZE,
+					      .private_fd = W.gmem[i],
+					      .shared_fd = W.shared_fd[i],
+					      .unaligned = -1 };
+
+		r = cvmconv_add_region(W.c, &reg);
+		if (r)
+			die("cvmconv_add_region", r);
+	}
+	W.vcpu = xioctl(W.vm, KVM_CREATE_VCPU, (void *)0);
+	if (W.vcpu < 0)
+		die("KVM_CREATE_VCPU", W.vcpu);
+	W.run_size = (size_t)xioctl(W.kvm, KVM_GET_VCPU_MMAP_SIZE, NULL);
+	W.run = mmap(NULL, W.run_size, PROT_READ | PROT_WRITE, MAP_SHARED, W.vcpu, 0);
+	if (W.run == MAP_FAILED)
+		die("mmap of kvm_run", errno);
+	set_cpu();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = { { "steps", required_argument, NULL, 's' },
+					      { "seed", required_argument, NULL, 'r' },
+					      { "huge", no_argument, NULL, 'H' },
+					      { NULL, 0, NULL, 0 } };
+	uint64_t steps = 3000;
+	int opt;
+
+	W.rng = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == 's')
+			steps = strtoull(optarg, NULL, 0);
+		else if (opt == 'r')
+			W.rng = strtoull(optarg, NULL, 0) * 0x9E3779B97F4A7C15ULL | 1;
+		else if (opt == 'H')
+			W.huge = true;
+		else
+			return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	setup();
+	run_to_next(); /* the guest's first "next?" */
+	/* the guest writes all of its memory once: every page is live and
+	 * allocated on its side from now on */
+	guest_write(FIRST_PAGE, NPAGES - FIRST_PAGE);
+	check_accounting(0);
+	for (uint64_t s = 1; s <= steps && W.failures < 20; s++) {
+		if (rnd() % 3)
+			random_map();
+		else
+			random_verify();
+		check_accounting(s);
+	}
+	guest_halt();
+	struct cvmconv_stats st = { .sz = sizeof(st) };
+
+	if (cvmconv_get_stats(W.c, &st) == 0)
+		printf("lab-guest-random: cvmconv: %" PRIu64 " attribute updates, %" PRIu64
+		       " punches, double allocation peak %" PRIu64 " KiB (equal to the kernel's "
+		       "at every step)\n",
+		       st.attr_updates, st.punches, st.double_alloc_peak_bytes >> 10);
+	printf("lab-guest-random: %s shared side, %" PRIu64 " steps: %" PRIu64
+	       " hypercalls from the guest (%" PRIu64 " hostile, refused), %" PRIu64
+	       " guest writes, %" PRIu64 " guest reads of %" PRIu64 " pages, %" PRIu64
+	       " checks, %" PRIu64 " failed\n",
+	       W.huge ? "2 MiB hugetlb" : "shmem", steps, W.hypercalls, W.refused, W.writes,
+	       W.verifies, W.pages_verified, W.checks, W.failures);
+	return W.failures ? 1 : 0;
+}
