@@ -53,41 +53,66 @@ static void always_fail_punches(struct fake_kvm *f)
 	f->fail_every[FAKE_CALL_PUNCH] = true;
 }
 
-static void failing_punches(bool defer)
-{
-	const uint64_t size = 2 * FAIL_EXITS * SZ_4K;
+/* A context over the fake KVM with @cfg's flags and log, one region of
+ * @size at BASE on two shmem memfds, and punches that always fail. */
+struct failing {
 	struct fake_kvm f;
-	struct cvmconv_config cfg;
 	struct cvmconv *c;
 	int fds[2];
-	uint64_t max_punches = 0, max_steps = 0, last_punches = 0, hc;
+};
 
-	fake_kvm_init(&f, FAKE_VM_SW_PROTECTED);
-	cfg = fake_kvm_config(&f, CVMCONV_UNALIGNED_ALLOW);
-	cfg.flags = defer ? CVMCONV_DEFER_PUNCH : 0;
-	assert_int_equal(cvmconv_create(&cfg, &c), 0);
-	fds[0] = cvmconv_memfd_create("bounds-shared", size, SZ_4K);
-	fds[1] = cvmconv_memfd_create("bounds-private", size, SZ_4K);
-	assert_true(fds[0] >= 0 && fds[1] >= 0);
+static void failing_open(struct failing *w, uint64_t size, uint32_t flags,
+			 void (*log)(void *, int, const char *))
+{
+	struct cvmconv_config cfg;
+
+	fake_kvm_init(&w->f, FAKE_VM_SW_PROTECTED);
+	cfg = fake_kvm_config(&w->f, CVMCONV_UNALIGNED_ALLOW);
+	cfg.flags = flags;
+	cfg.log = log;
+	assert_int_equal(cvmconv_create(&cfg, &w->c), 0);
+	w->fds[0] = cvmconv_memfd_create("bounds-shared", size, SZ_4K);
+	w->fds[1] = cvmconv_memfd_create("bounds-private", size, SZ_4K);
+	assert_true(w->fds[0] >= 0 && w->fds[1] >= 0);
 	struct cvmconv_region r = { .sz = sizeof(r),
 				    .gpa = BASE,
 				    .size = size,
-				    .private_fd = fds[1],
-				    .shared_fd = fds[0],
+				    .private_fd = w->fds[1],
+				    .shared_fd = w->fds[0],
 				    .unaligned = -1 };
 
-	assert_int_equal(fake_kvm_add_region(&f, c, &r), 0);
-	always_fail_punches(&f);
+	assert_int_equal(fake_kvm_add_region(&w->f, w->c, &r), 0);
+	always_fail_punches(&w->f);
+}
+
+static void failing_close(struct failing *w)
+{
+	cvmconv_destroy(w->c);
+	close(w->fds[0]);
+	close(w->fds[1]);
+	fake_kvm_fini(&w->f);
+}
+
+static void failing_punches(bool defer)
+{
+	const uint64_t size = 2 * FAIL_EXITS * SZ_4K;
+	struct failing w;
+	uint64_t max_punches = 0, max_steps = 0, last_punches = 0, hc;
+
+	failing_open(&w, size, defer ? CVMCONV_DEFER_PUNCH : 0, NULL);
+	struct cvmconv *c = w.c;
+	struct fake_kvm *f = &w.f;
+
 	for (uint64_t k = 0; k < FAIL_EXITS; k++) {
 		struct cvmconv_stats before = stats(c), after;
-		uint64_t punches = f.calls[FAKE_CALL_PUNCH];
+		uint64_t punches = f->calls[FAKE_CALL_PUNCH];
 
 		assert_int_equal(cvmconv_map_gpa_range(c, BASE + 2 * k * SZ_4K, 1,
 						       CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc),
 				 0);
 		assert_int_equal(hc, 0);
 		after = stats(c);
-		punches = f.calls[FAKE_CALL_PUNCH] - punches;
+		punches = f->calls[FAKE_CALL_PUNCH] - punches;
 		if (punches > max_punches)
 			max_punches = punches;
 		if (after.bookkeeping_steps - before.bookkeeping_steps - punches > max_steps)
@@ -110,16 +135,13 @@ static void failing_punches(bool defer)
 	assert_int_equal(st.punch_pending_bytes, FAIL_EXITS * SZ_4K);
 	assert_int_equal(st.double_alloc_bytes, FAIL_EXITS * SZ_4K);
 	/* the flush retries them all (the VMM's call, off the vCPU threads) */
-	fake_kvm_fail_clear(&f);
+	fake_kvm_fail_clear(f);
 	assert_int_equal(cvmconv_flush(c), 0);
 	st = stats(c);
 	assert_int_equal(st.punch_pending_bytes, 0);
 	assert_int_equal(st.double_alloc_bytes, 0);
-	assert_int_equal(fake_kvm_mismatches(&f, c, BASE, size), 0);
-	cvmconv_destroy(c);
-	close(fds[0]);
-	close(fds[1]);
-	fake_kvm_fini(&f);
+	assert_int_equal(fake_kvm_mismatches(f, c, BASE, size), 0);
+	failing_close(&w);
 }
 
 static void test_work_failing_punches_deferred(void **state)
@@ -151,30 +173,15 @@ static void count_untracked(void *opaque, int level, const char *msg)
 static void test_work_failed_runs_full(void **state)
 {
 	const uint64_t n = 65536 + 1, size = 2 * n * SZ_4K;
-	struct fake_kvm f;
-	struct cvmconv_config cfg;
-	struct cvmconv *c;
+	struct failing w;
 	struct cvmconv_stats st;
-	int fds[2];
 	uint64_t hc, max_steps = 0;
 
 	(void)state;
-	fake_kvm_init(&f, FAKE_VM_SW_PROTECTED);
-	cfg = fake_kvm_config(&f, CVMCONV_UNALIGNED_ALLOW);
-	cfg.log = count_untracked;
-	assert_int_equal(cvmconv_create(&cfg, &c), 0);
-	fds[0] = cvmconv_memfd_create("bounds-shared", size, SZ_4K);
-	fds[1] = cvmconv_memfd_create("bounds-private", size, SZ_4K);
-	assert_true(fds[0] >= 0 && fds[1] >= 0);
-	struct cvmconv_region r = { .sz = sizeof(r),
-				    .gpa = BASE,
-				    .size = size,
-				    .private_fd = fds[1],
-				    .shared_fd = fds[0],
-				    .unaligned = -1 };
+	failing_open(&w, size, 0, count_untracked);
+	struct cvmconv *c = w.c;
+	struct fake_kvm *f = &w.f;
 
-	assert_int_equal(fake_kvm_add_region(&f, c, &r), 0);
-	always_fail_punches(&f);
 	untracked_lines = 0;
 	for (uint64_t k = 0; k < n; k++) {
 		uint64_t s0 = stats(c).bookkeeping_steps, s1;
@@ -197,7 +204,7 @@ static void test_work_failed_runs_full(void **state)
 	assert_int_equal(st.double_alloc_bytes, (n - 1) * SZ_4K);
 	assert_true(max_steps <= STEPS_PER_EXIT);
 	/* converting the untracked page back and forth frees it again */
-	fake_kvm_fail_clear(&f);
+	fake_kvm_fail_clear(f);
 	assert_int_equal(cvmconv_flush(c), 0);
 	assert_int_equal(stats(c).punch_pending_bytes, 0);
 	assert_int_equal(cvmconv_map_gpa_range(c, BASE + 2 * (n - 1) * SZ_4K, 1, 0, &hc), 0);
@@ -206,11 +213,8 @@ static void test_work_failed_runs_full(void **state)
 			 0);
 	st = stats(c);
 	assert_int_equal(st.double_alloc_bytes, 0);
-	assert_int_equal(fake_kvm_mismatches(&f, c, BASE, size), 0);
-	cvmconv_destroy(c);
-	close(fds[0]);
-	close(fds[1]);
-	fake_kvm_fini(&f);
+	assert_int_equal(fake_kvm_mismatches(f, c, BASE, size), 0);
+	failing_close(&w);
 }
 
 /* ---- a 4 TiB region with held edge huge pages ---- */

@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kernel_accounting.h"
 #include "mini-vmm.h"
 
 /* CR0 bits (Intel SDM vol. 3, 2.5) */
@@ -220,7 +221,7 @@ int kvm_run_scenario(struct vmm *v, bool want_huge, char *why, size_t len)
 		fail(why, len, "KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)", r);
 		goto out;
 	}
-	v->unevictable_base = meminfo_unevictable();
+	v->unevictable_base = meminfo_unevictable_bytes();
 	r = xioctl(v->vm_fd, KVM_CREATE_GUEST_MEMFD, &gmem);
 	if (r < 0) {
 		fail(why, len, "KVM_CREATE_GUEST_MEMFD", r);

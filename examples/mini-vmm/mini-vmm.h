@@ -210,8 +210,6 @@ uint64_t fd_allocated(int fd);
  * (which keeps no st_blocks) mincore() where it can be mapped, else the
  * growth of /proc/meminfo Unevictable since it was created. @how names it. */
 uint64_t private_allocated(const struct vmm *v, const char **how);
-/* /proc/meminfo Unevictable in bytes, per-CPU counters folded first. */
-uint64_t meminfo_unevictable(void);
 
 /* ---- paths ---- */
 

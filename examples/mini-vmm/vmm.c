@@ -6,9 +6,7 @@
  * against the model, the library's view, the kernel's view).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +17,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "kernel_accounting.h"
 #include "mini-vmm.h"
 
 uint64_t fd_allocated(int fd)
@@ -26,58 +25,6 @@ uint64_t fd_allocated(int fd)
 	struct stat st;
 
 	return fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
-}
-
-/* New page cache folios reach the LRU lists (and the LRU counters) through
- * per-CPU batches (mm/swap.c, folio_batch_add_and_move): a few guest_memfd
- * pages can sit there unseen. madvise(MADV_COLD) drains the batch of the CPU
- * it runs on (mm/madvise.c madvise_cold: lru_add_drain), so run it once on
- * every CPU this process may use. */
-static void drain_lru_batches(void)
-{
-	static char page[4096] __attribute__((aligned(4096)));
-	cpu_set_t old, one;
-
-	page[0] = 1; /* an anonymous page of ours to advise */
-	if (sched_getaffinity(0, sizeof(old), &old) < 0)
-		return;
-	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-		if (!CPU_ISSET(cpu, &old))
-			continue;
-		CPU_ZERO(&one);
-		CPU_SET(cpu, &one);
-		if (sched_setaffinity(0, sizeof(one), &one) == 0)
-			(void)madvise(page, sizeof(page), MADV_COLD);
-	}
-	(void)sched_setaffinity(0, sizeof(old), &old);
-}
-
-uint64_t meminfo_unevictable(void)
-{
-	char line[128];
-	unsigned long long kb = 0;
-	FILE *f;
-	int fd;
-
-	drain_lru_batches();
-	fd = open("/proc/sys/vm/stat_refresh", O_WRONLY | O_CLOEXEC);
-
-	/* fold the per-CPU vmstat deltas (mm/vmstat.c, vmstat_refresh; root)
-	 * so that a few pages show at once */
-	if (fd >= 0) {
-		if (write(fd, "1", 1) < 0) {
-			/* not root: the figure may lag by the per-CPU batches */
-		}
-		close(fd);
-	}
-	f = fopen("/proc/meminfo", "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Unevictable: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb * KiB;
 }
 
 uint64_t private_allocated(const struct vmm *v, const char **how)
@@ -93,7 +40,7 @@ uint64_t private_allocated(const struct vmm *v, const char **how)
 	 * Unevictable, never in st_blocks (measured in the lab: fallocate of
 	 * 32 MiB +32 MiB, a punch of 16 MiB -16 MiB) */
 	*how = "Unevictable";
-	now = meminfo_unevictable();
+	now = meminfo_unevictable_bytes();
 	return now > v->unevictable_base ? now - v->unevictable_base : 0;
 }
 

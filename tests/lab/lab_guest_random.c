@@ -30,7 +30,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,6 +43,7 @@
 #include <linux/memfd.h>
 
 #include "cvmconv.h"
+#include "kernel_accounting.h"
 #include "kvm_compat.h"
 #include "lab_kvm.h"
 
@@ -145,46 +145,6 @@ static uint64_t st_blocks_bytes(int fd)
 	struct stat st;
 
 	return fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
-}
-
-/* guest_memfd pages: the growth of Unevictable since creation, per-CPU LRU
- * batches drained and vmstat folded first (see mini-vmm's vmm.c) */
-static uint64_t unevictable(void)
-{
-	static char page[4096] __attribute__((aligned(4096)));
-	cpu_set_t old, one;
-	unsigned long long kb = 0;
-	char line[128];
-	FILE *f;
-	int fd;
-
-	page[0] = 1;
-	if (sched_getaffinity(0, sizeof(old), &old) == 0) {
-		for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-			if (!CPU_ISSET(cpu, &old))
-				continue;
-			CPU_ZERO(&one);
-			CPU_SET(cpu, &one);
-			if (sched_setaffinity(0, sizeof(one), &one) == 0)
-				(void)madvise(page, sizeof(page), MADV_COLD);
-		}
-		(void)sched_setaffinity(0, sizeof(old), &old);
-	}
-	fd = open("/proc/sys/vm/stat_refresh", O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (write(fd, "1", 1) < 0) {
-			/* not root: may lag */
-		}
-		close(fd);
-	}
-	f = fopen("/proc/meminfo", "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Unevictable: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb * 1024;
 }
 
 /* ---- the model (docs/semantics.md punch rules) ---- */
@@ -477,7 +437,7 @@ static void random_verify(void)
 static void check_accounting(uint64_t step)
 {
 	struct cvmconv_stats st = { .sz = sizeof(st) };
-	uint64_t shared = 0, priv, now = unevictable();
+	uint64_t shared = 0, priv, now = meminfo_unevictable_bytes();
 
 	for (int i = 0; i < NREG; i++)
 		shared += st_blocks_bytes(W.shared_fd[i]);
@@ -528,7 +488,7 @@ static void setup(void)
 			die("raising /proc/sys/vm/nr_hugepages", errno);
 		fclose(f);
 	}
-	W.unevictable0 = unevictable();
+	W.unevictable0 = meminfo_unevictable_bytes();
 	for (int i = 0; i < NREG; i++) {
 		struct kvm_create_guest_memfd gm = { .size = RSIZE };
 		struct kvm_userspace_memory_region2 slot = { 0 };

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/* Reading what the kernel holds (see kernel_accounting.h). */
+#include "kernel_accounting.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* New page cache folios reach the LRU lists (and their counters) through
+ * per-CPU batches (mm/swap.c): a few guest_memfd pages can sit there unseen.
+ * madvise(MADV_COLD) drains the batch of the CPU it runs on (mm/madvise.c,
+ * madvise_cold calls lru_add_drain), so it runs once on every CPU. */
+static void drain_lru_batches(void)
+{
+	static char page[4096] __attribute__((aligned(4096)));
+	cpu_set_t old, one;
+
+	page[0] = 1; /* an anonymous page of ours to advise */
+	if (sched_getaffinity(0, sizeof(old), &old) < 0)
+		return;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &old))
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (sched_setaffinity(0, sizeof(one), &one) == 0)
+			(void)madvise(page, sizeof(page), MADV_COLD);
+	}
+	(void)sched_setaffinity(0, sizeof(old), &old);
+}
+
+uint64_t meminfo_unevictable_bytes(void)
+{
+	char line[128];
+	unsigned long long kb = 0;
+	FILE *f;
+	int fd;
+
+	drain_lru_batches();
+	/* fold the per-CPU vmstat deltas (mm/vmstat.c, vmstat_refresh) */
+	fd = open("/proc/sys/vm/stat_refresh", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "1", 1) < 0) {
+			/* not root: the figure may lag by the per-CPU batches */
+		}
+		close(fd);
+	}
+	f = fopen("/proc/meminfo", "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Unevictable: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kb * 1024;
+}
