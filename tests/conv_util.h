@@ -147,7 +147,7 @@ static inline int memfd_huge2m(uint64_t size)
 static inline void env_private(struct conv_env *e, uint64_t size)
 {
 	e->private_size = size;
-	e->private_fd = private_backing_fd(size); /* guest_memfd where the host has it */
+	e->private_fd = test_private_fd(size); /* guest_memfd where the host has it */
 	assert_true(e->private_fd >= 0);
 	e->private_map = map_fd(e->private_fd, size);
 	assert_non_null(e->private_map);

@@ -2,6 +2,7 @@
 /* Real-kernel fixtures: huge page reservation, kernel accounting and the
  * page patterns tests use to prove that live data survived a conversion. */
 #include "fixture.h"
+#include "private_backing.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -207,144 +208,15 @@ void hugepages_release(void)
 	unlock_pool();
 }
 
-bool fd_is_guest_memfd(int fd)
+int test_private_fd(uint64_t size)
 {
-	char path[64], link[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n <= 0)
-		return false;
-	link[n] = '\0';
-	return !strcmp(link, "anon_inode:[kvm-gmem]");
-}
-
-/* guest_memfd pages never show in st_blocks (virt/kvm/guest_memfd.c keeps no
- * block count); mincore() on a mapping counts them exactly (measured on the
- * host's 6.18 and noted in shared/docs/KVM-FACTS.md). */
-static uint64_t gmem_resident_bytes(int fd, uint64_t size)
-{
-	uint64_t pages = (size + 4095) / 4096, resident = 0;
-	unsigned char *vec = malloc(pages ? pages : 1);
-	void *map;
-
-	if (!vec)
-		return UINT64_MAX;
-	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED || mincore(map, size, vec) < 0) {
-		if (map != MAP_FAILED)
-			munmap(map, size);
-		free(vec);
-		return UINT64_MAX;
-	}
-	for (uint64_t i = 0; i < pages; i++)
-		resident += vec[i] & 1;
-	munmap(map, size);
-	free(vec);
-	return resident * 4096;
-}
-
-uint64_t fd_allocated_bytes(int fd)
-{
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
-		return UINT64_MAX;
-	if (fd_is_guest_memfd(fd))
-		return st.st_size ? gmem_resident_bytes(fd, (uint64_t)st.st_size) : 0;
-	return (uint64_t)st.st_blocks * 512;
-}
-
-#define GMEM_FLAG_MMAP (1ULL << 0)	  /* GUEST_MEMFD_FLAG_MMAP */
-#define GMEM_FLAG_INIT_SHARED (1ULL << 1) /* GUEST_MEMFD_FLAG_INIT_SHARED */
-#define CAP_GUEST_MEMFD_FLAGS 244	  /* KVM_CAP_GUEST_MEMFD_FLAGS */
-
-static struct {
-	bool probed;
-	int vm; /* a default VM, kept for the process: guest_memfds hold it anyway */
-	char name[160];
-} gmem;
-
-struct fixture_create_guest_memfd {
-	uint64_t size, flags, reserved[6];
-};
-
-static void gmem_probe(void)
-{
-	const char *force = getenv("CVMCONV_TEST_PRIVATE");
-	int kvm, flags;
-
-	gmem.probed = true;
-	gmem.vm = -1;
-	if (force && !strcmp(force, "shmem")) {
-		snprintf(gmem.name, sizeof(gmem.name),
-			 "shmem stand-in (CVMCONV_TEST_PRIVATE=shmem)");
-		return;
-	}
-	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm < 0) {
-		snprintf(gmem.name, sizeof(gmem.name), "shmem stand-in (/dev/kvm: %s)",
-			 strerror(errno));
-		return;
-	}
-	gmem.vm = ioctl(kvm, _IO(0xAE, 0x01) /* KVM_CREATE_VM */, 0);
-	close(kvm);
-	flags = gmem.vm < 0 ? -1
-			    : ioctl(gmem.vm, _IO(0xAE, 0x03) /* KVM_CHECK_EXTENSION */,
-				    CAP_GUEST_MEMFD_FLAGS);
-	if (flags < 0 || ((uint64_t)flags & (GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED)) !=
-				 (GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED)) {
-		snprintf(gmem.name, sizeof(gmem.name),
-			 "shmem stand-in (no guest_memfd with GUEST_MEMFD_FLAG_MMAP | "
-			 "INIT_SHARED: KVM_CAP_GUEST_MEMFD_FLAGS = %d)",
-			 flags);
-		if (gmem.vm >= 0)
-			close(gmem.vm);
-		gmem.vm = -1;
-		return;
-	}
-	snprintf(gmem.name, sizeof(gmem.name),
-		 "guest_memfd (host /dev/kvm, GUEST_MEMFD_FLAG_MMAP | INIT_SHARED)");
-}
-
-const char *private_backing_name(void)
-{
-	if (!gmem.probed)
-		gmem_probe();
-	return gmem.name;
-}
-
-int private_backing_fd(uint64_t size)
-{
-	struct fixture_create_guest_memfd g = { .size = size,
-						.flags = GMEM_FLAG_MMAP | GMEM_FLAG_INIT_SHARED };
 	static bool told;
-	int fd;
 
-	if (!gmem.probed)
-		gmem_probe();
 	if (!told) {
-		fprintf(stderr, "private side: %s\n", gmem.name);
+		fprintf(stderr, "private side: %s\n", private_backing_name());
 		told = true;
 	}
-	if (gmem.vm >= 0) {
-		/* KVM_CREATE_GUEST_MEMFD = _IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd) */
-		fd = ioctl(gmem.vm, _IOWR(0xAE, 0xd4, struct fixture_create_guest_memfd), &g);
-		if (fd >= 0)
-			return fd;
-		return -errno;
-	}
-	fd = memfd_create("cvmconv-test-private", MFD_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		int err = errno;
-
-		close(fd);
-		return -err;
-	}
-	return fd;
+	return private_backing_fd(size);
 }
 
 static inline uint64_t pattern_tag(uint64_t page, uint32_t seed)

@@ -32,18 +32,11 @@ void hugepages_release(void);
 /* HugePages_Free from /proc/meminfo for the default (2 MiB) size; -1 on error */
 long hugepages_free(void);
 
-/* Bytes the kernel has allocated to the file: st_blocks * 512, or for a
- * guest_memfd (which keeps no block count) its pages resident by mincore() */
-uint64_t fd_allocated_bytes(int fd);
-/* The private side tests use: a real guest_memfd (KVM_CREATE_GUEST_MEMFD with
- * GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED, on a default VM of the
- * host's /dev/kvm) where the kernel offers one, else a shmem memfd standing
- * in for it; the first call prints which (CVMCONV_TEST_PRIVATE=shmem forces
- * the stand-in). -errno on failure. */
-int private_backing_fd(uint64_t size);
-/* "guest_memfd" or "shmem stand-in (why)": what private_backing_fd() gives. */
-const char *private_backing_name(void);
-bool fd_is_guest_memfd(int fd);
+/* fd_allocated_bytes(), fd_is_guest_memfd() (tools/kernel_accounting.h) */
+#include "kernel_accounting.h"
+/* The private side tests use (tools/private_backing.h); the first call
+ * prints which one this machine gives. */
+int test_private_fd(uint64_t size);
 
 /* Fill / check a per-page pattern in a mapping: page i of the mapping holds
  * the 64-bit tag (seed << 32 | i) in every 8-byte word. */

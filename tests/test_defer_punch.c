@@ -422,7 +422,7 @@ static void test_defer_random(void **state)
 	t->smap[0] = e->shared_map;
 	t->pmap[0] = e->private_map;
 	t->sfd[1] = memfd_shmem(NS * SZ_4K);
-	t->pfd[1] = private_backing_fd(NS * SZ_4K); /* guest_memfd where the host has it */
+	t->pfd[1] = test_private_fd(NS * SZ_4K); /* guest_memfd where the host has it */
 	assert_true(t->sfd[1] >= 0 && t->pfd[1] >= 0);
 	t->smap[1] = map_fd(t->sfd[1], NS * SZ_4K);
 	t->pmap[1] = map_fd(t->pfd[1], NS * SZ_4K);

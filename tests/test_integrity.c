@@ -556,7 +556,7 @@ static int setup(void **state)
 		}
 		assert_true(r->shared_fd >= 0);
 		r->shared_map = map_of(r->shared_fd, r->shared_file);
-		r->private_fd = private_backing_fd(r->size); /* guest_memfd where the host has it */
+		r->private_fd = test_private_fd(r->size); /* guest_memfd where the host has it */
 		assert_true(r->private_fd >= 0);
 		r->private_map = map_of(r->private_fd, r->size);
 		if (r->huge) {

@@ -3,6 +3,7 @@
 #ifndef CVMCONV_KERNEL_ACCOUNTING_H
 #define CVMCONV_KERNEL_ACCOUNTING_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* /proc/meminfo Unevictable in bytes, read after the per-CPU LRU batches of
@@ -13,5 +14,14 @@
  * Thread safety: not thread-safe (changes this thread's CPU affinity and
  * restores it). */
 uint64_t meminfo_unevictable_bytes(void);
+
+/* Bytes the kernel has allocated to the file: st_blocks * 512, or for a
+ * guest_memfd (which keeps no block count) its pages resident by mincore()
+ * on a mapping of it; UINT64_MAX when neither can be had (a guest_memfd
+ * that cannot be mapped: use meminfo_unevictable_bytes()).
+ * Thread safety: thread-safe. */
+uint64_t fd_allocated_bytes(int fd);
+/* Whether @fd is a guest_memfd (anon_inode:[kvm-gmem]). Thread-safe. */
+bool fd_is_guest_memfd(int fd);
 
 #endif

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "private_backing.h"
 #include "attr_recorder.h"
 #include "perf.h"
 #include "qemu_like.h"
@@ -144,6 +145,7 @@ void perf_print_machine(FILE *f)
 		fclose(c);
 	}
 	fprintf(f, "library: cvmconv %s, %s\n", cvmconv_version(), perf_library_path());
+	fprintf(f, "private side: %s\n", private_backing_name());
 }
 
 /* ---- the attributes, for both hosts ---- */
@@ -506,11 +508,14 @@ static int backings(struct run *r)
 	if (r->opt->huge_shared)
 		flags |= MFD_HUGETLB | (21u << MFD_HUGE_SHIFT); /* MFD_HUGE_2MB */
 	r->shared_fd = memfd_create("perf-shared", flags);
-	r->private_fd = memfd_create("perf-private", MFD_CLOEXEC);
-	if (r->shared_fd < 0 || r->private_fd < 0)
+	if (r->shared_fd < 0)
 		return fail(r, -errno, "memfd_create: %s", strerror(errno));
-	if (ftruncate(r->shared_fd, (off_t)r->s->span) ||
-	    ftruncate(r->private_fd, (off_t)r->s->span))
+	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
+	r->private_fd = private_backing_fd(r->s->span);
+	if (r->private_fd < 0)
+		return fail(r, r->private_fd, "private side (%s): %s", private_backing_name(),
+			    strerror(-r->private_fd));
+	if (ftruncate(r->shared_fd, (off_t)r->s->span))
 		return fail(r, -errno, "ftruncate: %s", strerror(errno));
 	if (r->opt->touch) {
 		/* MAP_NORESERVE: no reservation of the whole RAM's huge pages */

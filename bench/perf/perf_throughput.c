@@ -5,7 +5,8 @@
  *
  * Guest memory: one 1 GiB region at gpa 0 that starts shared; shared side a
  * 2 MiB MFD_HUGETLB memfd (512 huge pages reserved, tools/hugepool.h, and
- * restored), private side a shmem memfd standing in for guest_memfd. There
+ * restored), private side a real guest_memfd where the host's KVM makes one
+ * (tools/private_backing.c), else a shmem memfd standing in for it. There
  * is no KVM: the attribute update is a no-op for both hosts, so the figures
  * are each host's own work plus its real fallocate() calls.
  *
@@ -39,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "private_backing.h"
 #include "hugepool.h"
 #include "perf.h"
 #include "qemu_like.h"
@@ -195,10 +197,13 @@ int main(int argc, char **argv)
 	}
 	shared_fd =
 		memfd_create("perf-shared", MFD_CLOEXEC | MFD_HUGETLB | (21u << MFD_HUGE_SHIFT));
-	private_fd = memfd_create("perf-private", MFD_CLOEXEC);
-	if (shared_fd < 0 || private_fd < 0)
+	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
+	private_fd = private_backing_fd(GUEST);
+	if (shared_fd < 0)
 		die("memfd_create", errno);
-	if (ftruncate(shared_fd, (off_t)GUEST) || ftruncate(private_fd, (off_t)GUEST))
+	if (private_fd < 0)
+		die("private side", -private_fd);
+	if (ftruncate(shared_fd, (off_t)GUEST))
 		die("ftruncate", errno);
 	map = mmap(NULL, GUEST, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, shared_fd, 0);
 	if (map == MAP_FAILED)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kernel_accounting.h"
+#include "private_backing.h"
 #include "mini-vmm.h"
 
 uint64_t fd_allocated(int fd)
@@ -34,6 +35,12 @@ uint64_t private_allocated(const struct vmm *v, const char **how)
 	if (!v->private_is_gmem) {
 		*how = "st_blocks";
 		return fd_allocated(v->private_fd);
+	}
+	/* a guest_memfd the host can map (GUEST_MEMFD_FLAG_MMAP): mincore */
+	now = fd_allocated_bytes(v->private_fd);
+	if (now != UINT64_MAX) {
+		*how = "mincore";
+		return now;
 	}
 	/* guest_memfd marks its mapping unevictable (virt/kvm/guest_memfd.c,
 	 * kvm_gmem_create: mapping_set_unevictable): its pages are counted in
@@ -215,12 +222,23 @@ int vmm_setup_backings(struct vmm *v, bool want_huge)
 		return -1;
 	}
 	if (v->path != PATH_KVM) {
-		v->private_fd = cvmconv_memfd_create("mini-vmm-private", RAM_SIZE, PAGE_SIZE_4K);
+		/* a real guest_memfd where this host's KVM makes one the host can
+		 * map (tools/private_backing.c), else a shmem stand-in; see below
+		 * for the native path */
+		v->private_fd =
+			v->path == PATH_NATIVE
+				? cvmconv_memfd_create("mini-vmm-private", RAM_SIZE, PAGE_SIZE_4K)
+				: private_backing_fd(RAM_SIZE);
 		if (v->private_fd < 0 || !(v->private_map = map_fd(v->private_fd, RAM_SIZE))) {
-			fprintf(stderr, "private stand-in memfd: failed\n");
+			fprintf(stderr, "private side (%s): failed\n", private_backing_name());
 			return -1;
 		}
-		printf("private backing: shmem memfd standing in for guest_memfd\n");
+		v->private_is_gmem = fd_is_guest_memfd(v->private_fd);
+		/* the native path maps the window with PROT_EXEC, which
+		 * guest_memfd's mmap refuses: it keeps the stand-in */
+		printf("private backing: %s\n",
+		       v->private_is_gmem ? private_backing_name()
+					  : "shmem memfd standing in for guest_memfd");
 	}
 	/* The VMM's markers: what the host put there, so that "punched" (zeros)
 	 * and "never touched" can be told apart. */
@@ -401,7 +419,7 @@ static void host_checks(struct vmm *v)
 	bad = compare_fd(v->noslot_fd, 0, NOSLOT_GPA, NOSLOT_SIZE, m->shared_seed, &first);
 	vmm_check(v, !bad, "slot 1: %" PRIu64 " dword(s) differ, first at gpa %#" PRIx64, bad,
 		  first);
-	if (!v->private_is_gmem) { /* guest_memfd cannot be read by the host */
+	if (!v->private_is_gmem) { /* guest_memfd has no read() */
 		bad = compare_fd(v->private_fd, 0, GUEST_BASE, RAM_SIZE, m->private_seed, &first);
 		vmm_check(v, !bad,
 			  "private stand-in: %" PRIu64 " dword(s) differ, first at gpa %#" PRIx64,

@@ -11,8 +11,9 @@
  * Backings: the shared side is an MFD_HUGETLB memfd with 2 MiB pages (the
  * huge pages a run needs are counted by a dry run and reserved by raising
  * nr_hugepages, restored at exit); if that is impossible the shared side
- * falls back to shmem, loudly. The private side is a shmem memfd standing in
- * for guest_memfd. Attributes go to a strict recorder (no /dev/kvm needed).
+ * falls back to shmem, loudly. The private side is a real guest_memfd
+ * where the host's /dev/kvm makes one (tools/private_backing.c), else a
+ * shmem memfd standing in for it; the header says which. Attributes go to a strict recorder (no /dev/kvm needed).
  * See sim.h for what is touched and why, and docs/rfc-reproduction.md for
  * what the numbers say.
  *
@@ -34,6 +35,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "private_backing.h"
 #include "cvmconv.h"
 #include <cvmconv/guest.h>
 
@@ -727,8 +729,7 @@ static void print_header(FILE *f)
 		b->populate_all ? "all" : "converted",
 		b->swiotlb_dynamic ? ", legacy with CONFIG_SWIOTLB_DYNAMIC" : "",
 		b->enforce_checker ? ", RFC checker enforcing" : "");
-	fprintf(f, "shared side: %s; private side: shmem memfd (guest_memfd stand-in)\n",
-		backing_note);
+	fprintf(f, "shared side: %s; private side: %s\n", backing_note, private_backing_name());
 	fprintf(f, "DA = double allocation (lib = cvmconv's figure, kern = st_blocks of the "
 		   "shared memfd minus live shared pages, hpf = from HugePages_Free);\n"
 		   "mixed = 2 MiB extents with private and shared pages; 2M-map = guest memory "

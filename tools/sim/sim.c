@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel_accounting.h"
+#include "private_backing.h"
 #include "attr_recorder.h"
 #include "qemu_like.h"
 #include "sim.h"
@@ -305,11 +307,12 @@ static void touch_gpa_range(struct sim *s, uint64_t gpa, uint64_t len)
 
 /* ---- measuring ---- */
 
+/* st_blocks, or a guest_memfd's resident pages (kernel_accounting.h) */
 static uint64_t fd_alloc_bytes(int fd)
 {
-	struct stat st;
+	uint64_t bytes = fd_allocated_bytes(fd);
 
-	return fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+	return bytes == UINT64_MAX ? 0 : bytes;
 }
 
 static uint64_t kernel_da(const struct sim *s)
@@ -427,10 +430,12 @@ static int backings(struct sim *s)
 	if (s->shared_fd < 0)
 		return fail(s, -errno, "memfd_create(shared%s): %s",
 			    s->sc->shared_huge ? ", MFD_HUGETLB" : "", strerror(errno));
-	s->private_fd = memfd_create("cvmconv-sim-private", MFD_CLOEXEC);
+	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
+	s->private_fd = private_backing_fd(s->span);
 	if (s->private_fd < 0)
-		return fail(s, -errno, "memfd_create(private): %s", strerror(errno));
-	if (ftruncate(s->shared_fd, (off_t)s->span) || ftruncate(s->private_fd, (off_t)s->span))
+		return fail(s, s->private_fd, "private side (%s): %s", private_backing_name(),
+			    strerror(-s->private_fd));
+	if (ftruncate(s->shared_fd, (off_t)s->span))
 		return fail(s, -errno, "ftruncate(%" PRIu64 "): %s", s->span, strerror(errno));
 	/* MAP_NORESERVE: hugetlbfs would otherwise reserve the whole RAM's
 	 * worth of huge pages at mmap (hugetlb_reserve_pages) */
