@@ -30,6 +30,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -78,10 +80,23 @@ static const uint8_t guest_loop[] = {
 	0xF4,		       /* 30: hlt */
 };
 
-struct world {
-	int kvm, vm, vcpu;
+#define MAX_VCPUS 8
+
+/* One vCPU running the command loop; its thread is the only one to touch it. */
+struct vcpu {
+	int fd;
 	struct kvm_run *run;
+	unsigned id;
+};
+
+struct world {
+	int kvm, vm;
+	struct vcpu vcpus[MAX_VCPUS];
+	unsigned nvcpus;
 	size_t run_size;
+	pthread_mutex_t lock; /* the figures and the log; the model is split by owner */
+	bool fail_punches;    /* the punch op fails every third call */
+	uint64_t punch_calls, punch_failed;
 	int shared_fd[NREG], gmem[NREG];
 	uint8_t *shared[NREG];
 	bool huge;
@@ -90,7 +105,7 @@ struct world {
 	/* the model: attribute and the tag each side holds, per page */
 	bool priv[NPAGES];
 	uint32_t tag[2][NPAGES]; /* [0] shared side, [1] private side */
-	uint32_t next_tag;
+	_Atomic uint32_t next_tag;
 	uint64_t rng;
 	/* figures */
 	uint64_t hypercalls, refused, writes, verifies, pages_verified, checks, failures;
@@ -111,15 +126,17 @@ static void check(bool ok, const char *fmt, ...)
 {
 	va_list ap;
 
+	pthread_mutex_lock(&W.lock);
 	W.checks++;
-	if (ok)
-		return;
-	W.failures++;
-	printf("CHECK FAILED: ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
+	if (!ok) {
+		W.failures++;
+		printf("CHECK FAILED: ");
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		printf("\n");
+	}
+	pthread_mutex_unlock(&W.lock);
 }
 
 static int xioctl(int fd, unsigned long req, void *arg)
@@ -176,7 +193,7 @@ static void model_convert(uint64_t p0, uint64_t n, bool to_private)
 
 /* ---- the vCPU ---- */
 
-static void set_cpu(void)
+static void set_cpu(struct vcpu *vc)
 {
 	struct kvm_segment cs = { .base = 0,
 				  .limit = 0xffffffff,
@@ -193,7 +210,7 @@ static void set_cpu(void)
 	struct kvm_regs regs = { 0 };
 	int r;
 
-	r = xioctl(W.vcpu, KVM_GET_SREGS, &sregs);
+	r = xioctl(vc->fd, KVM_GET_SREGS, &sregs);
 	if (r < 0)
 		die("KVM_GET_SREGS", r);
 	ds.selector = 0x10;
@@ -202,75 +219,53 @@ static void set_cpu(void)
 	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = ds;
 	sregs.cr0 = (sregs.cr0 & ~((1ULL << 31) | (1ULL << 30) | (1ULL << 29))) | CR0_PE;
 	sregs.efer = 0;
-	r = xioctl(W.vcpu, KVM_SET_SREGS, &sregs);
+	r = xioctl(vc->fd, KVM_SET_SREGS, &sregs);
 	if (r < 0)
 		die("KVM_SET_SREGS", r);
 	regs.rip = CODE_GPA;
 	regs.rflags = 0x2;
-	r = xioctl(W.vcpu, KVM_SET_REGS, &regs);
+	r = xioctl(vc->fd, KVM_SET_REGS, &regs);
 	if (r < 0)
 		die("KVM_SET_REGS", r);
 }
 
 /* Run until the guest asks for its next command; conversion exits go to
  * cvmconv_handle_exit(). Returns the registers then. */
-static struct kvm_regs run_to_next(void)
+static struct kvm_regs run_to_next(struct vcpu *vc)
 {
 	struct kvm_regs regs;
 
 	for (int guard = 0; guard < 64; guard++) {
-		int r = ioctl(W.vcpu, KVM_RUN, 0);
+		int r = ioctl(vc->fd, KVM_RUN, 0);
 
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r < 0 && !(errno == EFAULT && W.run->exit_reason == KVM_EXIT_MEMORY_FAULT))
+		if (r < 0 && !(errno == EFAULT && vc->run->exit_reason == KVM_EXIT_MEMORY_FAULT))
 			die("KVM_RUN", errno);
-		if (W.run->exit_reason == KVM_EXIT_IO && W.run->io.port == PORT_NEXT) {
-			r = xioctl(W.vcpu, KVM_GET_REGS, &regs);
+		if (vc->run->exit_reason == KVM_EXIT_IO && vc->run->io.port == PORT_NEXT) {
+			r = xioctl(vc->fd, KVM_GET_REGS, &regs);
 			if (r < 0)
 				die("KVM_GET_REGS", r);
 			return regs;
 		}
-		r = cvmconv_handle_exit(W.c, W.run);
+		r = cvmconv_handle_exit(W.c, vc->run);
 		if (r == 1)
 			continue;
-		xioctl(W.vcpu, KVM_GET_REGS, &regs);
-		printf("lab-guest-random: exit reason %u, cvmconv_handle_exit %d (rip 0x%llx rbp "
-		       "0x%llx rax 0x%llx rcx 0x%llx rdi 0x%llx)\n",
-		       W.run->exit_reason, r, (unsigned long long)regs.rip,
-		       (unsigned long long)regs.rbp, (unsigned long long)regs.rax,
-		       (unsigned long long)regs.rcx, (unsigned long long)regs.rdi);
+		xioctl(vc->fd, KVM_GET_REGS, &regs);
+		printf("lab-guest-random: vCPU %u: exit reason %u, cvmconv_handle_exit %d (rip "
+		       "0x%llx "
+		       "rbp 0x%llx)\n",
+		       vc->id, vc->run->exit_reason, r, (unsigned long long)regs.rip,
+		       (unsigned long long)regs.rbp);
 		exit(1);
 	}
-	printf("lab-guest-random: the guest did not come back\n");
+	printf("lab-guest-random: vCPU %u: the guest did not come back\n", vc->id);
 	exit(1);
 }
 
-static void load_command(uint64_t ebp, uint64_t eax, uint64_t ebx, uint64_t ecx, uint64_t edx,
-			 uint64_t edi);
-
-static struct kvm_regs command(uint64_t ebp, uint64_t eax, uint64_t ebx, uint64_t ecx, uint64_t edx,
-			       uint64_t edi)
-{
-	load_command(ebp, eax, ebx, ecx, edx, edi);
-	return run_to_next();
-}
-
-/* The end: the guest halts. */
-static void guest_halt(void)
-{
-	int r;
-
-	load_command(CMD_HALT, 0, 0, 0, 0, 0);
-	do
-		r = ioctl(W.vcpu, KVM_RUN, 0);
-	while (r < 0 && errno == EINTR);
-	check(r == 0 && W.run->exit_reason == KVM_EXIT_HLT, "the guest did not halt at the end");
-}
-
 /* Load the next command into the registers (the guest waits in `out`). */
-static void load_command(uint64_t ebp, uint64_t eax, uint64_t ebx, uint64_t ecx, uint64_t edx,
-			 uint64_t edi)
+static void load_command(struct vcpu *vc, uint64_t ebp, uint64_t eax, uint64_t ebx, uint64_t ecx,
+			 uint64_t edx, uint64_t edi)
 {
 	struct kvm_regs regs;
 	int r;
@@ -278,12 +273,12 @@ static void load_command(uint64_t ebp, uint64_t eax, uint64_t ebx, uint64_t ecx,
 	/* complete the guest's pending `out` first (api.rst, immediate_exit:
 	 * KVM_RUN then finishes the I/O and returns EINTR), so that the new
 	 * registers are not those of a half-done instruction */
-	W.run->immediate_exit = 1;
-	r = ioctl(W.vcpu, KVM_RUN, 0);
-	W.run->immediate_exit = 0;
+	vc->run->immediate_exit = 1;
+	r = ioctl(vc->fd, KVM_RUN, 0);
+	vc->run->immediate_exit = 0;
 	if (r == 0 || errno != EINTR)
 		die("KVM_RUN(immediate_exit)", r == 0 ? EPROTO : errno);
-	r = xioctl(W.vcpu, KVM_GET_REGS, &regs);
+	r = xioctl(vc->fd, KVM_GET_REGS, &regs);
 	if (r < 0)
 		die("KVM_GET_REGS", r);
 	regs.rbp = ebp;
@@ -292,9 +287,29 @@ static void load_command(uint64_t ebp, uint64_t eax, uint64_t ebx, uint64_t ecx,
 	regs.rcx = ecx;
 	regs.rdx = edx;
 	regs.rdi = edi;
-	r = xioctl(W.vcpu, KVM_SET_REGS, &regs);
+	r = xioctl(vc->fd, KVM_SET_REGS, &regs);
 	if (r < 0)
 		die("KVM_SET_REGS", r);
+}
+
+static struct kvm_regs command(struct vcpu *vc, uint64_t ebp, uint64_t eax, uint64_t ebx,
+			       uint64_t ecx, uint64_t edx, uint64_t edi)
+{
+	load_command(vc, ebp, eax, ebx, ecx, edx, edi);
+	return run_to_next(vc);
+}
+
+/* The end: the guest halts. */
+static void guest_halt(struct vcpu *vc)
+{
+	int r;
+
+	load_command(vc, CMD_HALT, 0, 0, 0, 0, 0);
+	do
+		r = ioctl(vc->fd, KVM_RUN, 0);
+	while (r < 0 && errno == EINTR);
+	check(r == 0 && vc->run->exit_reason == KVM_EXIT_HLT, "vCPU %u did not halt at the end",
+	      vc->id);
 }
 
 /* ---- steps ---- */
@@ -304,44 +319,54 @@ static uint64_t gpa_of(uint64_t p)
 	return BASE + p * PAGE;
 }
 
-/* The guest writes a new tag over pages [p0, p0 + n), on their live sides. */
-static void guest_write(uint64_t p0, uint64_t n)
+static void count(uint64_t *field, uint64_t n)
 {
-	uint32_t tag = (++W.next_tag << 8) | 0x80000001u;
+	pthread_mutex_lock(&W.lock);
+	*field += n;
+	pthread_mutex_unlock(&W.lock);
+}
 
-	command(CMD_WRITE, tag, 0, n * PAGE / 4, 0, gpa_of(p0));
+/* The guest writes a new tag over pages [p0, p0 + n), on their live sides. */
+static void guest_write(struct vcpu *vc, uint64_t p0, uint64_t n)
+{
+	uint32_t tag = (atomic_fetch_add(&W.next_tag, 1) << 8) | 0x80000001u;
+
+	command(vc, CMD_WRITE, tag, 0, n * PAGE / 4, 0, gpa_of(p0));
 	for (uint64_t p = p0; p < p0 + n; p++)
 		W.tag[W.priv[p]][p] = tag;
-	W.writes++;
+	count(&W.writes, 1);
 }
 
 /* The guest reads pages [p0, p0 + n) (all with the same expected tag). */
-static void guest_verify(uint64_t p0, uint64_t n)
+static void guest_verify(struct vcpu *vc, uint64_t p0, uint64_t n)
 {
 	uint32_t want = W.tag[W.priv[p0]][p0];
-	struct kvm_regs r = command(CMD_VERIFY, want, 0, n * PAGE / 4, 0, gpa_of(p0));
+	struct kvm_regs r = command(vc, CMD_VERIFY, want, 0, n * PAGE / 4, 0, gpa_of(p0));
 	bool ok = (r.rflags & (1 << 6)) && (uint32_t)r.rcx == 0;
 
 	check(ok,
-	      "guest read of pages %" PRIu64 "+%" PRIu64
+	      "vCPU %u: guest read of pages %" PRIu64 "+%" PRIu64
 	      " (%s): want 0x%08x, mismatch at gpa 0x%" PRIx64,
-	      p0, n, W.priv[p0] ? "private" : "shared", want, (uint64_t)(uint32_t)r.rdi - 4);
-	W.verifies++;
-	W.pages_verified += n;
+	      vc->id, p0, n, W.priv[p0] ? "private" : "shared", want,
+	      (uint64_t)(uint32_t)r.rdi - 4);
+	count(&W.verifies, 1);
+	count(&W.pages_verified, n);
 }
 
-static void guest_map(uint64_t gpa, uint64_t npages, uint64_t attrs, bool valid)
+/* One KVM_HC_MAP_GPA_RANGE from the guest; a valid one is followed by the
+ * guest writing every page it converted. */
+static void guest_map(struct vcpu *vc, uint64_t gpa, uint64_t npages, uint64_t attrs, bool valid)
 {
-	struct kvm_regs r = command(CMD_MAP, KVM_HC_MAP_GPA_RANGE, gpa, npages, attrs, 0);
+	struct kvm_regs r = command(vc, CMD_MAP, KVM_HC_MAP_GPA_RANGE, gpa, npages, attrs, 0);
 	uint64_t ret = (uint32_t)r.rax;
 
-	W.hypercalls++;
+	count(&W.hypercalls, 1);
 	if (!valid) {
 		check(ret == KVM_EINVAL_RET,
 		      "hostile map gpa 0x%" PRIx64 " npages %" PRIu64 " attrs 0x%" PRIx64
 		      ": ret 0x%" PRIx64 ", want -KVM_EINVAL",
 		      gpa, npages, attrs, ret);
-		W.refused++;
+		count(&W.refused, 1);
 		return;
 	}
 	check(ret == 0,
@@ -350,10 +375,7 @@ static void guest_map(uint64_t gpa, uint64_t npages, uint64_t attrs, bool valid)
 	if (ret)
 		return;
 	bool to_private = attrs & KVM_MAP_GPA_RANGE_ENCRYPTED;
-	uint64_t p0 = (gpa - BASE) / PAGE;
-
-	/* which pages change: those written next */
-	uint64_t first_changed = UINT64_MAX, last_changed = 0;
+	uint64_t p0 = (gpa - BASE) / PAGE, first_changed = UINT64_MAX, last_changed = 0;
 
 	for (uint64_t p = p0; p < p0 + npages; p++)
 		if (W.priv[p] != to_private) {
@@ -362,14 +384,18 @@ static void guest_map(uint64_t gpa, uint64_t npages, uint64_t attrs, bool valid)
 			last_changed = p;
 		}
 	model_convert(p0, npages, to_private);
-	/* the guest writes a tag into every page it converted */
 	if (first_changed != UINT64_MAX)
-		guest_write(first_changed, last_changed - first_changed + 1);
+		guest_write(vc, first_changed, last_changed - first_changed + 1);
 }
 
-static void random_map(void)
+static uint64_t random_attrs(void)
 {
-	uint64_t kind = rnd() % 12, p0, n, attrs = rnd() & 1 ? KVM_MAP_GPA_RANGE_ENCRYPTED : 0;
+	return rnd() & 1 ? KVM_MAP_GPA_RANGE_ENCRYPTED : 0;
+}
+
+static void random_map(struct vcpu *vc)
+{
+	uint64_t kind = rnd() % 12, p0, n, attrs = random_attrs();
 	const uint64_t usable = NPAGES - FIRST_PAGE;
 
 	switch (kind) {
@@ -399,41 +425,61 @@ static void random_map(void)
 
 		p0 = FIRST_PAGE + rnd() % usable;
 		if (h == 0)
-			guest_map(gpa_of(p0), 1, attrs | 1ULL << (5 + rnd() % 20), false);
+			guest_map(vc, gpa_of(p0), 1, attrs | 1ULL << (5 + rnd() % 20), false);
 		else if (h == 1)
-			guest_map(gpa_of(p0), 1, attrs | 3, false); /* page size hint 3 */
+			guest_map(vc, gpa_of(p0), 1, attrs | 3, false); /* page size hint 3 */
 		else if (h == 2)
-			guest_map(gpa_of(p0 | 1), 512, attrs | KVM_MAP_GPA_RANGE_PAGE_SZ_2M, false);
+			guest_map(vc, gpa_of(p0 | 1), 512, attrs | KVM_MAP_GPA_RANGE_PAGE_SZ_2M,
+				  false);
 		else if (h == 3)
-			guest_map(gpa_of(NPAGES - 2), 8, attrs, false); /* past guest memory */
+			guest_map(vc, gpa_of(NPAGES - 2), 8, attrs, false); /* past guest memory */
 		else if (h == 4)
-			guest_map(gpa_of(p0) + 0x800, 1, attrs, false); /* KVM refuses it itself */
+			guest_map(vc, gpa_of(p0) + 0x800, 1, attrs,
+				  false); /* KVM refuses it itself */
 		else
-			guest_map(gpa_of(p0), 0, attrs, false); /* zero pages */
+			guest_map(vc, gpa_of(p0), 0, attrs, false); /* zero pages */
 		return;
 	}
 	}
 	if (p0 + n > NPAGES)
 		n = NPAGES - p0;
-	if (n == 0)
-		return;
-	guest_map(gpa_of(p0), n, attrs, true);
+	if (n)
+		guest_map(vc, gpa_of(p0), n, attrs, true);
 }
 
-static void random_verify(void)
+/* Read back a run of pages that should hold the same tag, from @p0. */
+static void verify_from(struct vcpu *vc, uint64_t p0, uint64_t limit)
 {
-	uint64_t p0 = FIRST_PAGE + rnd() % (NPAGES - FIRST_PAGE), n = 1;
 	uint32_t want = W.tag[W.priv[p0]][p0];
+	uint64_t n = 1;
 
-	/* extend over pages that should read the same */
-	while (n < 64 && p0 + n < NPAGES && W.tag[W.priv[p0 + n]][p0 + n] == want)
+	while (n < 64 && p0 + n < limit && W.tag[W.priv[p0 + n]][p0 + n] == want)
 		n++;
-	guest_verify(p0, n);
+	guest_verify(vc, p0, n);
+}
+
+static void random_verify(struct vcpu *vc)
+{
+	verify_from(vc, FIRST_PAGE + rnd() % (NPAGES - FIRST_PAGE), NPAGES);
+}
+
+/* Every page of [p0, p0 + n) read back. */
+static void verify_all(struct vcpu *vc, uint64_t p0, uint64_t n)
+{
+	for (uint64_t p = p0; p < p0 + n;) {
+		uint32_t want = W.tag[W.priv[p]][p];
+		uint64_t k = 1;
+
+		while (k < 512 && p + k < p0 + n && W.tag[W.priv[p + k]][p + k] == want)
+			k++;
+		guest_verify(vc, p, k);
+		p += k;
+	}
 }
 
 /* The kernel's double allocation against the library's: every page is live
  * on exactly one side and was written there, so whatever more the two
- * backings hold is held twice. */
+ * backings hold is held twice (stale memory whose punch failed included). */
 static void check_accounting(uint64_t step)
 {
 	struct cvmconv_stats st = { .sz = sizeof(st) };
@@ -453,20 +499,237 @@ static void check_accounting(uint64_t step)
 	      " KiB twice); cvmconv counts %" PRIu64 " KiB",
 	      step, shared >> 10, priv >> 10, (uint64_t)((NPAGES * PAGE) >> 10),
 	      (int64_t)(shared + priv - NPAGES * PAGE) / 1024, st.double_alloc_bytes >> 10);
-	check(!st.broken && st.punch_pending_bytes == 0,
+	check(!st.broken && (W.fail_punches || st.punch_pending_bytes == 0),
 	      "step %" PRIu64 ": broken %" PRIu64 " pending %" PRIu64, step, st.broken,
 	      st.punch_pending_bytes);
 }
 
+/* ---- scenarios ---- */
+
+static void scenario_random(uint64_t steps)
+{
+	struct vcpu *vc = &W.vcpus[0];
+
+	for (uint64_t s = 1; s <= steps && W.failures < 20; s++) {
+		if (rnd() % 3)
+			random_map(vc);
+		else
+			random_verify(vc);
+		check_accounting(s);
+	}
+}
+
+/* The KVM selftest's pattern (private_mem_conversions_test.c), through the
+ * guest: for ranges of 4 KiB, 2 MiB and 2 MiB + 4 KiB at offsets 0, 4 KiB
+ * and 2 MiB of a 2 MiB aligned test area, convert to private, write, read,
+ * convert back, read; then convert the whole area private and its odd pages
+ * back one by one (holes), reading everything after each step. */
+static void scenario_selftest(void)
+{
+	static const uint64_t sizes[] = { PAGE, HPAGE, HPAGE + PAGE };
+	static const uint64_t offsets[] = { 0, PAGE, HPAGE };
+	struct vcpu *vc = &W.vcpus[0];
+	const uint64_t area = 4 * 512; /* 8 MiB from page FIRST_PAGE */
+	uint64_t step = 0;
+
+	for (size_t i = 0; i < 3; i++)
+		for (size_t j = 0; j < 3; j++) {
+			uint64_t p0 = FIRST_PAGE + offsets[j] / PAGE, n = sizes[i] / PAGE;
+			uint64_t hint = !(offsets[j] % HPAGE) && !(sizes[i] % HPAGE)
+						? KVM_MAP_GPA_RANGE_PAGE_SZ_2M
+						: 0;
+
+			guest_map(vc, gpa_of(p0), n, KVM_MAP_GPA_RANGE_ENCRYPTED | hint, true);
+			verify_all(vc, FIRST_PAGE, area);
+			check_accounting(++step);
+			guest_map(vc, gpa_of(p0), n, hint, true);
+			verify_all(vc, FIRST_PAGE, area);
+			check_accounting(++step);
+		}
+	guest_map(vc, gpa_of(FIRST_PAGE), area, KVM_MAP_GPA_RANGE_ENCRYPTED, true);
+	check_accounting(++step);
+	for (uint64_t p = FIRST_PAGE + 1; p < FIRST_PAGE + area; p += 2) {
+		guest_map(vc, gpa_of(p), 1, 0, true);
+		if (p % 64 == 1) {
+			verify_all(vc, FIRST_PAGE, area);
+			check_accounting(++step);
+		}
+	}
+	verify_all(vc, FIRST_PAGE, area);
+	check_accounting(++step);
+}
+
+/* TDX's MapGPA as KVM delivers it: one guest request split into exits of at
+ * most 2 MiB (arch/x86/kvm/vmx/tdx.c), here from an unaligned start, so
+ * every extent stays half-converted until the next exit completes it: the
+ * huge shared pages must be punched the moment their last page converts. */
+static void scenario_tdx_split(uint64_t rounds)
+{
+	struct vcpu *vc = &W.vcpus[0];
+	uint64_t step = 0;
+
+	for (uint64_t r = 0; r < rounds && W.failures < 20; r++) {
+		uint64_t start = FIRST_PAGE + (rnd() % 8) * 512 + 1 + rnd() % 511;
+		uint64_t end = start + 512 * (2 + rnd() % 8) + rnd() % 512;
+		uint64_t attrs = random_attrs();
+
+		if (end > NPAGES)
+			end = NPAGES;
+		for (uint64_t p = start; p < end;) {
+			/* the next 2 MiB boundary, as KVM cuts it */
+			uint64_t stop = (p / 512 + 1) * 512 < end ? (p / 512 + 1) * 512 : end;
+
+			guest_map(vc, gpa_of(p), stop - p, attrs, true);
+			check_accounting(++step);
+			p = stop;
+		}
+		/* the converted stretch and the huge page before it */
+		uint64_t from = start - 512 > FIRST_PAGE ? start - 512 : FIRST_PAGE;
+
+		verify_all(vc, from, end - from);
+	}
+}
+
+/* Random conversions with every third punch failing: the stale memory stays
+ * allocated and counted (equal to the kernel's, pending), no live page is
+ * lost, and cvmconv_flush() frees it once the punches work again. */
+static void scenario_punch_failure(uint64_t steps)
+{
+	struct cvmconv_stats st = { .sz = sizeof(st) };
+
+	W.fail_punches = true;
+	scenario_random(steps);
+	cvmconv_get_stats(W.c, &st);
+	check(st.punch_failures > 0 && st.punch_pending_bytes > 0,
+	      "punch failures %" PRIu64 ", pending %" PRIu64 ": nothing was injected",
+	      st.punch_failures, st.punch_pending_bytes);
+	printf("lab-guest-random: %" PRIu64 " punch failures injected, %" PRIu64
+	       " KiB pending before the flush\n",
+	       st.punch_failures, st.punch_pending_bytes >> 10);
+	W.fail_punches = false;
+	check(cvmconv_flush(W.c) == 0, "cvmconv_flush after the failures");
+	cvmconv_get_stats(W.c, &st);
+	check(st.punch_pending_bytes == 0, "%" PRIu64 " bytes still pending after the flush",
+	      st.punch_pending_bytes);
+	check_accounting(steps + 1);
+	verify_all(&W.vcpus[0], FIRST_PAGE, NPAGES - FIRST_PAGE);
+}
+
+/* Several vCPU threads at once, each converting, writing and reading the
+ * huge pages it owns (huge page h belongs to vCPU h % N), the requests of
+ * all of them racing through the library into the real kernel. */
+struct stress_arg {
+	struct vcpu *vc;
+	uint64_t steps, seed;
+};
+
+static uint64_t thread_rnd(uint64_t *seed)
+{
+	*seed ^= *seed << 13;
+	*seed ^= *seed >> 7;
+	*seed ^= *seed << 17;
+	return *seed;
+}
+
+static void *stress_thread(void *p)
+{
+	struct stress_arg *a = p;
+	const uint64_t nh = NPAGES / 512, n = W.nvcpus;
+
+	run_to_next(a->vc);
+	for (uint64_t s = 0; s < a->steps && W.failures < 20; s++) {
+		/* one of its own huge pages, a piece of it or all */
+		uint64_t h = 1 + thread_rnd(&a->seed) % (nh - 1);
+
+		h -= h % n;
+		h += a->vc->id;
+		if (h >= nh)
+			h -= n;
+		if (h < 1)
+			continue;
+		uint64_t off = thread_rnd(&a->seed) % 512, len = 1 + thread_rnd(&a->seed) % 512;
+		uint64_t attrs = thread_rnd(&a->seed) & 1 ? KVM_MAP_GPA_RANGE_ENCRYPTED : 0;
+
+		if (thread_rnd(&a->seed) % 4 == 0) {
+			off = 0;
+			len = 512;
+		}
+		if (off + len > 512)
+			len = 512 - off;
+		if (thread_rnd(&a->seed) % 3)
+			guest_map(a->vc, gpa_of(h * 512 + off), len, attrs, true);
+		else
+			verify_from(a->vc, h * 512 + off, (h + 1) * 512);
+	}
+	guest_halt(a->vc);
+	return NULL;
+}
+
+static void scenario_stress(uint64_t steps)
+{
+	pthread_t t[MAX_VCPUS];
+	struct stress_arg a[MAX_VCPUS];
+
+	/* the start: vCPU 0 writes everything (already done by main) */
+	for (unsigned i = 1; i < W.nvcpus; i++) {
+		a[i] = (struct stress_arg){ &W.vcpus[i], steps,
+					    W.rng ^ (i * 0x9E3779B97F4A7C15ULL) };
+		if (pthread_create(&t[i], NULL, stress_thread, &a[i]))
+			die("pthread_create", errno);
+	}
+	a[0] = (struct stress_arg){ &W.vcpus[0], steps, W.rng };
+	/* vCPU 0 is waiting in `out` already: its thread starts past that */
+	for (uint64_t s = 0; s < steps && W.failures < 20; s++) {
+		uint64_t h = W.nvcpus * (1 + rnd() % (NPAGES / 512 / W.nvcpus - 1));
+		uint64_t off = rnd() % 512, len = 1 + rnd() % 512;
+
+		if (off + len > 512)
+			len = 512 - off;
+		if (rnd() % 3)
+			guest_map(&W.vcpus[0], gpa_of(h * 512 + off), len, random_attrs(), true);
+		else
+			verify_from(&W.vcpus[0], h * 512 + off, (h + 1) * 512);
+	}
+	for (unsigned i = 1; i < W.nvcpus; i++)
+		pthread_join(t[i], NULL);
+	/* everything settled: the kernel, the library and every page agree */
+	check_accounting(steps);
+	verify_all(&W.vcpus[0], FIRST_PAGE, NPAGES - FIRST_PAGE);
+}
+
 /* ---- set-up ---- */
+
+/* Real fallocate, failing every third call while asked to (the scenario
+ * punch-failure); counted. */
+static int failing_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
+{
+	bool fail;
+
+	(void)opaque;
+	pthread_mutex_lock(&W.lock);
+	fail = W.fail_punches && ++W.punch_calls % 3 == 0;
+	W.punch_failed += fail;
+	pthread_mutex_unlock(&W.lock);
+	if (fail)
+		return -EIO;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len))
+		return -errno;
+	return 0;
+}
+
+static const struct cvmconv_ops punch_ops = { .punch = failing_punch };
 
 static void setup(void)
 {
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL,
 				      .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
-	struct cvmconv_config cfg = { .sz = sizeof(cfg), .unaligned = CVMCONV_UNALIGNED_ALLOW };
+	/* attribute updates: the real kernel (no set_memory_attributes op) */
+	struct cvmconv_config cfg = { .sz = sizeof(cfg),
+				      .unaligned = CVMCONV_UNALIGNED_ALLOW,
+				      .ops = &punch_ops };
 	int r;
 
+	pthread_mutex_init(&W.lock, NULL);
 	W.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	r = W.kvm < 0 ? 0 : xioctl(W.kvm, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_VM_TYPES);
 	if (r <= 0 || !(r & (1 << KVM_X86_SW_PROTECTED_VM))) {
@@ -480,8 +743,7 @@ static void setup(void)
 	if (r < 0)
 		die("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)", r);
 	if (W.huge) {
-		/* 2 MiB pages for both shared sides, and the pool back at exit
-		 * does not matter: the lab ends with the program */
+		/* 2 MiB pages for both shared sides; the lab ends with the program */
 		FILE *f = fopen("/proc/sys/vm/nr_hugepages", "we");
 
 		if (!f || fprintf(f, "%llu\n", NREG * RSIZE / HPAGE + 4) < 0)
@@ -532,14 +794,19 @@ static void setup(void)
 		if (r)
 			die("cvmconv_add_region", r);
 	}
-	W.vcpu = xioctl(W.vm, KVM_CREATE_VCPU, (void *)0);
-	if (W.vcpu < 0)
-		die("KVM_CREATE_VCPU", W.vcpu);
 	W.run_size = (size_t)xioctl(W.kvm, KVM_GET_VCPU_MMAP_SIZE, NULL);
-	W.run = mmap(NULL, W.run_size, PROT_READ | PROT_WRITE, MAP_SHARED, W.vcpu, 0);
-	if (W.run == MAP_FAILED)
-		die("mmap of kvm_run", errno);
-	set_cpu();
+	for (unsigned i = 0; i < W.nvcpus; i++) {
+		struct vcpu *vc = &W.vcpus[i];
+
+		vc->id = i;
+		vc->fd = xioctl(W.vm, KVM_CREATE_VCPU, (void *)(uintptr_t)i);
+		if (vc->fd < 0)
+			die("KVM_CREATE_VCPU", vc->fd);
+		vc->run = mmap(NULL, W.run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vc->fd, 0);
+		if (vc->run == MAP_FAILED)
+			die("mmap of kvm_run", errno);
+		set_cpu(vc);
+	}
 }
 
 int main(int argc, char **argv)
@@ -547,11 +814,15 @@ int main(int argc, char **argv)
 	static const struct option opts[] = { { "steps", required_argument, NULL, 's' },
 					      { "seed", required_argument, NULL, 'r' },
 					      { "huge", no_argument, NULL, 'H' },
+					      { "scenario", required_argument, NULL, 'S' },
+					      { "vcpus", required_argument, NULL, 'v' },
 					      { NULL, 0, NULL, 0 } };
+	const char *scenario = "random";
 	uint64_t steps = 3000;
 	int opt;
 
 	W.rng = 1;
+	W.nvcpus = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == 's')
 			steps = strtoull(optarg, NULL, 0);
@@ -559,36 +830,55 @@ int main(int argc, char **argv)
 			W.rng = strtoull(optarg, NULL, 0) * 0x9E3779B97F4A7C15ULL | 1;
 		else if (opt == 'H')
 			W.huge = true;
+		else if (opt == 'S')
+			scenario = optarg;
+		else if (opt == 'v')
+			W.nvcpus = (unsigned)strtoul(optarg, NULL, 0);
 		else
 			return 2;
 	}
+	if (W.nvcpus < 1 || W.nvcpus > MAX_VCPUS || (W.nvcpus > 1 && strcmp(scenario, "stress"))) {
+		fprintf(stderr,
+			"lab-guest-random: --vcpus 1..%d, more than 1 only with "
+			"--scenario stress\n",
+			MAX_VCPUS);
+		return 2;
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	setup();
-	run_to_next(); /* the guest's first "next?" */
+	run_to_next(&W.vcpus[0]); /* the guest's first "next?" */
 	/* the guest writes all of its memory once: every page is live and
 	 * allocated on its side from now on */
-	guest_write(FIRST_PAGE, NPAGES - FIRST_PAGE);
+	guest_write(&W.vcpus[0], FIRST_PAGE, NPAGES - FIRST_PAGE);
 	check_accounting(0);
-	for (uint64_t s = 1; s <= steps && W.failures < 20; s++) {
-		if (rnd() % 3)
-			random_map();
-		else
-			random_verify();
-		check_accounting(s);
+	if (!strcmp(scenario, "random"))
+		scenario_random(steps);
+	else if (!strcmp(scenario, "selftest"))
+		scenario_selftest();
+	else if (!strcmp(scenario, "tdx-split"))
+		scenario_tdx_split(steps);
+	else if (!strcmp(scenario, "punch-failure"))
+		scenario_punch_failure(steps);
+	else if (!strcmp(scenario, "stress"))
+		scenario_stress(steps);
+	else {
+		fprintf(stderr, "lab-guest-random: unknown scenario %s\n", scenario);
+		return 2;
 	}
-	guest_halt();
+	guest_halt(&W.vcpus[0]);
 	struct cvmconv_stats st = { .sz = sizeof(st) };
 
 	if (cvmconv_get_stats(W.c, &st) == 0)
 		printf("lab-guest-random: cvmconv: %" PRIu64 " attribute updates, %" PRIu64
-		       " punches, double allocation peak %" PRIu64 " KiB (equal to the kernel's "
-		       "at every step)\n",
-		       st.attr_updates, st.punches, st.double_alloc_peak_bytes >> 10);
-	printf("lab-guest-random: %s shared side, %" PRIu64 " steps: %" PRIu64
+		       " punches (%" PRIu64 " failed), double allocation peak %" PRIu64
+		       " KiB (checked against the kernel's)\n",
+		       st.attr_updates, st.punches, st.punch_failures,
+		       st.double_alloc_peak_bytes >> 10);
+	printf("lab-guest-random: %s, %s shared side, %u vCPU(s): %" PRIu64
 	       " hypercalls from the guest (%" PRIu64 " hostile, refused), %" PRIu64
 	       " guest writes, %" PRIu64 " guest reads of %" PRIu64 " pages, %" PRIu64
 	       " checks, %" PRIu64 " failed\n",
-	       W.huge ? "2 MiB hugetlb" : "shmem", steps, W.hypercalls, W.refused, W.writes,
-	       W.verifies, W.pages_verified, W.checks, W.failures);
+	       scenario, W.huge ? "2 MiB hugetlb" : "shmem", W.nvcpus, W.hypercalls, W.refused,
+	       W.writes, W.verifies, W.pages_verified, W.checks, W.failures);
 	return W.failures ? 1 : 0;
 }

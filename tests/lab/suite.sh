@@ -39,13 +39,23 @@ step "mini-vmm --real --huge-1g, 1 GiB hugetlb shared side" \
 	sh ./test-mini-vmm.sh ./mini-vmm real-1g
 # the fake KVM against the kernel: 10,000 seeded calls
 step "fake KVM vs kernel: KVM_SET_MEMORY_ATTRIBUTES" ./lab-attr-diff 10000 1
-# a real guest converting thousands of times, shmem and 2 MiB hugetlb shared sides
-for prog in lab-guest-random; do
-	[ -x "./$prog" ] || continue
-	step "real guest, random conversions, shmem shared side" "./$prog" --steps 3000 --seed 1
-	step "real guest, random conversions, 2 MiB hugetlb shared side" \
-		"./$prog" --steps 3000 --seed 2 --huge
-done
+# A real guest (tests/lab/lab_guest_random.c) converting through the
+# library, reading its pages back, the double allocation compared with the
+# kernel's after every step; shmem and 2 MiB hugetlb shared sides. The
+# scenarios are the host suites' (test_integrity's random conversions,
+# test_selftest_pattern, test_hugepage_tdx, test_punch_failure, test_stress)
+# on a real SW_PROTECTED VM with a real guest_memfd.
+g=./lab-guest-random
+step "real guest: random conversions, shmem" $g --scenario random --steps 3000 --seed 1
+step "real guest: random conversions, 2 MiB hugetlb" $g --scenario random --steps 3000 --seed 2 --huge
+step "real guest: KVM selftest pattern, shmem" $g --scenario selftest
+step "real guest: KVM selftest pattern, 2 MiB hugetlb" $g --scenario selftest --huge
+step "real guest: TDX-split MapGPA, 2 MiB hugetlb" $g --scenario tdx-split --steps 40 --seed 3 --huge
+step "real guest: punch failures and flush, shmem" $g --scenario punch-failure --steps 800 --seed 4
+step "real guest: punch failures and flush, 2 MiB hugetlb" \
+	$g --scenario punch-failure --steps 800 --seed 5 --huge
+step "real guest: 4 vCPU threads, 2 MiB hugetlb" $g --scenario stress --vcpus 4 --steps 800 --seed 6 --huge
+step "real guest: 3 vCPU threads, shmem" $g --scenario stress --vcpus 3 --steps 800 --seed 7
 
 echo
 echo "=== lab suite: $pass passed, $failed failed$summary"
