@@ -164,6 +164,24 @@ static uint64_t st_blocks_bytes(int fd)
 	return fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
 }
 
+/* A /proc/meminfo field without a unit (HugePages_*), or -1. */
+static long meminfo_field(const char *name)
+{
+	char line[128];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, name, strlen(name))) {
+			v = strtol(line + strlen(name), NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
 /* ---- the model (docs/semantics.md punch rules) ---- */
 
 static void model_convert(uint64_t p0, uint64_t n, bool to_private)
@@ -499,6 +517,26 @@ static void check_accounting(uint64_t step)
 	      " KiB twice); cvmconv counts %" PRIu64 " KiB",
 	      step, shared >> 10, priv >> 10, (uint64_t)((NPAGES * PAGE) >> 10),
 	      (int64_t)(shared + priv - NPAGES * PAGE) / 1024, st.double_alloc_bytes >> 10);
+	/* the library's punch count: the fallocate calls that really reached
+	 * the kernel (our punch op sees each one) */
+	pthread_mutex_lock(&W.lock);
+	uint64_t calls = W.punch_calls, failed = W.punch_failed;
+	pthread_mutex_unlock(&W.lock);
+	check(st.punches == calls && st.punch_failures == failed,
+	      "step %" PRIu64 ": cvmconv counts %" PRIu64 " punches (%" PRIu64
+	      " failed), the kernel got %" PRIu64 " (%" PRIu64 " failed)",
+	      step, st.punches, st.punch_failures, calls, failed);
+	/* hugetlb: the huge pages in use are exactly the shared sides' */
+	if (W.huge) {
+		long total = meminfo_field("HugePages_Total:"),
+		     free_pages = meminfo_field("HugePages_Free:");
+
+		check(total >= 0 && free_pages >= 0 &&
+			      (uint64_t)(total - free_pages) * HPAGE == shared,
+		      "step %" PRIu64 ": %ld huge pages in use (HugePages_Total - HugePages_Free), "
+		      "the shared memfds hold %" PRIu64,
+		      step, total - free_pages, (uint64_t)(shared / HPAGE));
+	}
 	check(!st.broken && (W.fail_punches || st.punch_pending_bytes == 0),
 	      "step %" PRIu64 ": broken %" PRIu64 " pending %" PRIu64, step, st.broken,
 	      st.punch_pending_bytes);
@@ -707,7 +745,8 @@ static int failing_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
 
 	(void)opaque;
 	pthread_mutex_lock(&W.lock);
-	fail = W.fail_punches && ++W.punch_calls % 3 == 0;
+	W.punch_calls++;
+	fail = W.fail_punches && W.punch_calls % 3 == 0;
 	W.punch_failed += fail;
 	pthread_mutex_unlock(&W.lock);
 	if (fail)
