@@ -475,7 +475,7 @@ static void world_region(struct world *w, enum backing kind)
 		assert_true(r->shared_fd >= 0);
 		r->shared_map = map_whole(r->shared_fd, RSIZE);
 	}
-	r->private_fd = memfd_of(RSIZE, false);
+	r->private_fd = test_private_fd(RSIZE); /* guest_memfd where the host has it */
 	assert_true(r->private_fd >= 0);
 	r->private_map = map_whole(r->private_fd, RSIZE);
 	reg.gpa = r->gpa;

@@ -104,7 +104,7 @@ static void env_init(struct env *e)
 	cfg.log = count_log;
 	assert_int_equal(cvmconv_create(&cfg, &e->c), 0);
 	e->fds[0] = cvmconv_memfd_create("bounds-shared", RSIZE, SZ_4K);
-	e->fds[1] = cvmconv_memfd_create("bounds-private", RSIZE, SZ_4K);
+	e->fds[1] = test_private_fd(RSIZE);
 	assert_true(e->fds[0] >= 0 && e->fds[1] >= 0);
 	struct cvmconv_region r0 = { .sz = sizeof(r0),
 				     .gpa = BASE,

@@ -43,7 +43,7 @@ static int setup(void **state)
 		return -1;
 	for (int i = 0; i < 2; i++) {
 		e->shared_fd[i] = cvmconv_memfd_create("lb-shared", RSIZE, SZ_4K);
-		e->private_fd[i] = cvmconv_memfd_create("lb-private", RSIZE, SZ_4K);
+		e->private_fd[i] = test_private_fd(RSIZE);
 		struct cvmconv_region r = {
 			.sz = sizeof(r),
 			.gpa = BASE + i * RSIZE,

@@ -293,7 +293,7 @@ static void run(enum shared_kind kind, bool defer, bool unaligned, bool fail, bo
 				      .shared_offset = off,
 				      .unaligned = -1 };
 	X->fds[0] = shared_fd_of(kind, off + size0);
-	X->fds[1] = cvmconv_memfd_create("oracle-private", size0, SZ_4K);
+	X->fds[1] = test_private_fd(size0);
 	assert_true(X->fds[1] >= 0);
 	r0.private_fd = X->fds[1];
 	if (kind == S_HVA_SHMEM || kind == S_HVA_HUGE_2M) {
@@ -311,7 +311,7 @@ static void run(enum shared_kind kind, bool defer, bool unaligned, bool fail, bo
 	}
 	assert_int_equal(fake_kvm_add_region(&X->fake, X->c, &r0), 0);
 	X->fds[2] = cvmconv_memfd_create("oracle-shared1", size1, SZ_4K);
-	X->fds[3] = cvmconv_memfd_create("oracle-private1", size1, SZ_4K);
+	X->fds[3] = test_private_fd(size1);
 	assert_true(X->fds[2] >= 0 && X->fds[3] >= 0);
 	r1 = (struct cvmconv_region){ .sz = sizeof(r1),
 				      .gpa = X->base + size0,

@@ -253,7 +253,7 @@ static void run_model(uint64_t seed, unsigned steps)
 		if (mr->shared_fd < 0)
 			FIXTURE_SKIP("no MFD_HUGETLB memfd with 2 MiB pages: %s",
 				     strerror(-mr->shared_fd));
-		mr->private_fd = cvmconv_memfd_create("model-private", sizes[r], SZ_4K);
+		mr->private_fd = test_private_fd(sizes[r]);
 		assert_true(mr->private_fd >= 0);
 		struct cvmconv_region reg = {
 			.sz = sizeof(reg),

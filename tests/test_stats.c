@@ -200,7 +200,7 @@ static void test_stats_snapshot_consistent(void **state)
 	cfg.flags = CVMCONV_DEFER_PUNCH;
 	assert_int_equal(cvmconv_create(&cfg, &r.c), 0);
 	fds[0] = cvmconv_memfd_create("stats-shared", 2 * RACE_PAGES * SZ_4K, SZ_4K);
-	fds[1] = cvmconv_memfd_create("stats-private", 2 * RACE_PAGES * SZ_4K, SZ_4K);
+	fds[1] = test_private_fd(2 * RACE_PAGES * SZ_4K);
 	assert_true(fds[0] >= 0 && fds[1] >= 0);
 	struct cvmconv_region reg = { .sz = sizeof(reg),
 				      .gpa = SZ_1G,

@@ -158,7 +158,7 @@ static void ctx_init(struct ctx *x)
 			x->shared_fd[i] = cvmconv_memfd_create("stress-shared", sizes[i], SZ_4K);
 		}
 		assert_true(x->shared_fd[i] >= 0);
-		x->private_fd[i] = cvmconv_memfd_create("stress-private", sizes[i], SZ_4K);
+		x->private_fd[i] = test_private_fd(sizes[i]);
 		assert_true(x->private_fd[i] >= 0);
 		reg.private_fd = x->private_fd[i];
 		reg.shared_fd = x->shared_fd[i];

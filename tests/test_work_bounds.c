@@ -72,7 +72,7 @@ static void failing_open(struct failing *w, uint64_t size, uint32_t flags,
 	cfg.log = log;
 	assert_int_equal(cvmconv_create(&cfg, &w->c), 0);
 	w->fds[0] = cvmconv_memfd_create("bounds-shared", size, SZ_4K);
-	w->fds[1] = cvmconv_memfd_create("bounds-private", size, SZ_4K);
+	w->fds[1] = test_private_fd(size);
 	assert_true(w->fds[0] >= 0 && w->fds[1] >= 0);
 	struct cvmconv_region r = { .sz = sizeof(r),
 				    .gpa = BASE,

@@ -79,23 +79,24 @@ bool fd_is_guest_memfd(int fd)
  * (Linux 6.12: no GUEST_MEMFD_FLAG_MMAP). */
 static uint64_t gmem_resident_bytes(int fd, uint64_t size)
 {
-	uint64_t pages = (size + 4095) / 4096, resident = 0;
-	unsigned char *vec = malloc(pages ? pages : 1);
-	void *map;
+	/* no heap: callers count allocations (tests/fault_injection.c) */
+	unsigned char vec[4096];
+	uint64_t resident = 0;
+	uint8_t *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 
-	if (!vec)
+	if (map == MAP_FAILED)
 		return UINT64_MAX;
-	map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED || mincore(map, size, vec) < 0) {
-		if (map != MAP_FAILED)
+	for (uint64_t off = 0; off < size; off += sizeof(vec) * 4096) {
+		uint64_t len = size - off < sizeof(vec) * 4096 ? size - off : sizeof(vec) * 4096;
+
+		if (mincore(map + off, len, vec) < 0) {
 			munmap(map, size);
-		free(vec);
-		return UINT64_MAX;
+			return UINT64_MAX;
+		}
+		for (uint64_t i = 0; i < (len + 4095) / 4096; i++)
+			resident += vec[i] & 1;
 	}
-	for (uint64_t i = 0; i < pages; i++)
-		resident += vec[i] & 1;
 	munmap(map, size);
-	free(vec);
 	return resident * 4096;
 }
 
