@@ -290,9 +290,10 @@ CVMCONV_API int cvmconv_remove_listener(struct cvmconv *c, int id);
 /* ---- batch conversion ---- */
 
 struct cvmconv_range {
-	uint64_t gpa, size; /* bytes, 4 KiB aligned */
-	uint32_t to_private;
-	uint32_t reserved; /* must be 0 */
+	uint64_t gpa, size;  /* bytes, 4 KiB aligned */
+	uint32_t to_private; /* 1: to private, 0: to shared; any other value
+			      * refuses the whole list */
+	uint32_t reserved;   /* must be 0 */
 };
 
 #define CVMCONV_BATCH_GUEST (1u << 0) /* a guest's list: counted as one request, policy applies */

@@ -581,8 +581,10 @@ int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges,
 					     NULL,
 					     { ranges[i].gpa, ranges[i].size, i },
 					     NULL };
-		if (ranges[i].reserved || ranges[i].to_private > 1)
-			invalid = "reserved fields set in a batch entry";
+		if (ranges[i].reserved)
+			invalid = "reserved field set in a batch entry";
+		if (ranges[i].to_private > 1)
+			invalid = "batch entry with to_private other than 0 or 1";
 		/* each entry on its own, before merging can hide a bad one */
 		if (!ranges[i].size || ((ranges[i].gpa | ranges[i].size) & (PAGE_4K - 1)))
 			invalid = "empty or misaligned batch entry";

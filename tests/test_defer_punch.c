@@ -332,6 +332,42 @@ static void test_defer_mixed_batch_huge(void **state)
 	assert_int_equal(stats_of(e->c).punch_pending_bytes, 0);
 }
 
+/* All CVMCONV_DEFER_RANGES waiting ranges in use on a huge-page side, one
+ * of them three huge pages long; a page strictly inside its middle huge page
+ * goes live: the range splits around that huge page. What is left on both
+ * sides of it must still be punched (by the end of that request, as more
+ * than CVMCONV_DEFER_RANGES ranges then wait, or by the flush), and the
+ * kernel must hold exactly the live huge page. */
+static void test_defer_huge_split_full(void **state)
+{
+	struct conv_env *e = *state;
+	const uint64_t nhp = 2 * CVMCONV_DEFER_RANGES + 4;
+	struct tagging t = { .tag_page = PAGES_PER_2M + 7 }; /* in huge page 1 */
+	struct cvmconv_stats st;
+
+	tag_setup(e, &t, nhp * SZ_2M, true);
+	guest_map(e->c, GPA_BASE, 3 * SZ_2M, true, 0); /* huge pages 0-2: one range */
+	for (uint64_t k = 0; k < CVMCONV_DEFER_RANGES - 1; k++)
+		guest_map(e->c, GPA_BASE + (4 + 2 * k) * SZ_2M, SZ_2M, true, 0);
+	st = stats_of(e->c);
+	assert_int_equal(st.punches, 0);
+	assert_int_equal(st.punch_pending_bytes, (3 + CVMCONV_DEFER_RANGES - 1) * SZ_2M);
+	/* the split */
+	guest_map(e->c, GPA_BASE + t.tag_page * SZ_4K, SZ_4K, false, 0);
+	check_tag(e, &t);
+	assert_int_equal(cvmconv_flush(e->c), 0);
+	st = stats_of(e->c);
+	assert_int_equal(st.punch_pending_bytes, 0);
+	/* huge page 1 is held for its live page; its 511 private pages twice */
+	assert_int_equal(st.double_alloc_bytes, (PAGES_PER_2M - 1) * SZ_4K);
+	assert_false(hpage_allocated(e->shared_fd, 0, SZ_2M));
+	assert_true(hpage_allocated(e->shared_fd, SZ_2M, SZ_2M));
+	assert_false(hpage_allocated(e->shared_fd, 2 * SZ_2M, SZ_2M));
+	for (uint64_t k = 0; k < CVMCONV_DEFER_RANGES - 1; k++)
+		assert_false(hpage_allocated(e->shared_fd, (4 + 2 * k) * SZ_2M, SZ_2M));
+	check_tag(e, &t);
+}
+
 /* ---- random conversions over two regions, data and accounting checked ---- */
 
 #define NH (8 * PAGES_PER_2M) /* R0: 16 MiB, shared side 2 MiB hugetlb */
@@ -502,6 +538,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_defer_mixed_batch_4k, conv_env_setup,
 						conv_env_teardown),
 		cmocka_unit_test_setup_teardown(test_defer_mixed_batch_huge, conv_env_setup,
+						conv_env_teardown),
+		cmocka_unit_test_setup_teardown(test_defer_huge_split_full, conv_env_setup,
 						conv_env_teardown),
 		cmocka_unit_test_setup_teardown(test_defer_random, conv_env_setup,
 						conv_env_teardown),

@@ -299,6 +299,31 @@ static void test_listener_sz(void **state)
 
 /* ---- batch ---- */
 
+/* to_private is 0 or 1 (cvmconv.h): any other value refuses the whole list,
+ * before any kernel call, for a guest list (-KVM_EINVAL) and a host list
+ * (-EINVAL); the valid entry beside it does not convert either. */
+static void test_batch_to_private_values(void **state)
+{
+	struct env *e = *state;
+	static const uint32_t bad[] = { 2, 3, 0x80000000u, UINT32_MAX };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct cvmconv_range list[] = {
+			{ BASE + SZ_2M, SZ_4K, 1, 0 },
+			{ BASE, SZ_4K, bad[i], 0 },
+		};
+		uint64_t calls0 = e->fake.calls[FAKE_CALL_ATTR], ret = 0;
+
+		assert_int_equal(cvmconv_convert_batch(e->c, list, 2, CVMCONV_BATCH_GUEST, &ret),
+				 0);
+		assert_int_equal(ret, (uint64_t) - (int64_t)CVMCONV_KVM_EINVAL);
+		assert_int_equal(cvmconv_convert_batch(e->c, list, 2, 0, NULL), -EINVAL);
+		assert_int_equal(e->fake.calls[FAKE_CALL_ATTR], calls0);
+		assert_int_equal(cvmconv_is_private(e->c, BASE), 0);
+		assert_int_equal(cvmconv_is_private(e->c, BASE + SZ_2M), 0);
+	}
+}
+
 /* Adjacent same-direction entries, given out of order and across the two
  * regions, become one attribute update; atomic on failure. */
 static void test_batch_merges_runs(void **state)
@@ -427,6 +452,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listener_cancel_on_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listener_registry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listener_sz, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_to_private_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_merges_runs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_refusals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_many_runs_and_bad_entries, setup,
