@@ -81,6 +81,7 @@ int main(int argc, char **argv)
 				    .size = REGION,
 				    .private_fd = -1,
 				    .shared_fd = -1,
+				    .flags = CVMCONV_REGION_ATTRS_ONLY, /* attributes only */
 				    .unaligned = -1 };
 	struct cvmconv *c;
 

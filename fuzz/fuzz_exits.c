@@ -1291,7 +1291,7 @@ static void op_add_region(uint64_t gpa, uint64_t size, uint32_t flags)
 	int ret;
 
 	bad = !size || ((gpa | size) & (PG - 1)) || size > GPA_LIMIT || gpa > GPA_LIMIT - size ||
-	      (flags & ~CVMCONV_REGION_PRIVATE);
+	      (flags & ~(CVMCONV_REGION_PRIVATE | CVMCONV_REGION_ATTRS_ONLY));
 	for (int i = 0; i < NREG && !bad; i++)
 		overlaps |= R[i].present && gpa < R[i].gpa + R[i].size && gpa + size > R[i].gpa;
 	ret = fake_kvm_add_region(&H.fake, H.c, &reg);
@@ -1355,11 +1355,11 @@ static void setup_input(struct rd *in)
 		H.granule = HPG;
 	H.has_before = c0 & 0x40;
 	if (H.has_before) {
-		struct cvmconv_listener l = { sizeof(l), fz_before, fz_after, NULL };
+		struct cvmconv_listener l = { sizeof(l), fz_before, fz_after, NULL, 0 };
 
 		CHECK(cvmconv_add_listener(H.c, &l) >= 0, "add_listener");
 	} else {
-		struct cvmconv_listener l = { sizeof(l), NULL, fz_after, NULL };
+		struct cvmconv_listener l = { sizeof(l), NULL, fz_after, NULL, 0 };
 
 		CHECK(cvmconv_add_listener(H.c, &l) >= 0, "add_listener");
 	}

@@ -118,6 +118,12 @@ struct cvmconv_config {
 
 /* cvmconv_region.flags */
 #define CVMCONV_REGION_PRIVATE (1u << 0) /* starts private: attributes set at add */
+/* Attribute tracking without a private backing (private_fd must be -1): the
+ * VMM keeps private memory itself, or has none to free. Without this flag a
+ * guest request to make private any page of a region that has no private
+ * backing is refused (-KVM_EINVAL, nothing changes): the guest would fault
+ * on it forever (a private fault on a memslot without guest_memfd). */
+#define CVMCONV_REGION_ATTRS_ONLY (1u << 1)
 
 struct cvmconv_region {
 	size_t sz;	    /* sizeof(struct cvmconv_region) */
@@ -244,6 +250,29 @@ CVMCONV_API int cvmconv_flush(struct cvmconv *c);
  */
 CVMCONV_API int cvmconv_is_private(struct cvmconv *c, uint64_t gpa);
 
+/**
+ * cvmconv_for_each_range() - the library's view of [gpa, gpa + size), as
+ * maximal runs of one state in ascending order: what a device attached after
+ * boot must map, what a snapshot or a migration saves.
+ * @gpa, @size: 4 KiB aligned, size > 0, no wrap. Parts outside every
+ *     region are skipped; a run continues across adjacent regions.
+ * @cb: called once per run with its gpa, size and state; a non-zero return
+ *     stops the walk and is returned. It runs with the library's locks held
+ *     (conversions wait) and must not call back into the library.
+ * Time is proportional to the runs, not the pages. Restoring a saved state:
+ * one cvmconv_convert_batch() (host) with the private runs, on a context
+ * whose regions start shared.
+ *
+ * Return: 0, @cb's non-zero value, or -EINVAL (NULL, misaligned, empty or
+ * wrapping range).
+ * Thread safety: thread-safe; the runs are one consistent snapshot of each
+ * region (a conversion on another region may land between two regions).
+ */
+CVMCONV_API int cvmconv_for_each_range(struct cvmconv *c, uint64_t gpa, uint64_t size,
+				       int (*cb)(void *opaque, uint64_t gpa, uint64_t size,
+						 bool is_private),
+				       void *opaque);
+
 /* ---- listeners (VFIO-style notification around conversions) ---- */
 
 /*
@@ -267,15 +296,25 @@ struct cvmconv_listener {
 	int (*before)(void *opaque, uint64_t gpa, uint64_t size, bool to_private);
 	void (*after)(void *opaque, uint64_t gpa, uint64_t size, bool to_private, int result);
 	void *opaque;
+	uint32_t flags; /* CVMCONV_LISTENER_*; appended (sz tells old callers apart) */
 };
+
+/* cvmconv_listener.flags: on registration, after() hears every current run
+ * of guest memory once (to_private = its state, result 0), in ascending
+ * order and merged across adjacent regions, before any later conversion
+ * reaches the listener: no conversion is lost or heard twice, whatever the
+ * vCPU threads do meanwhile (registration waits for the requests in flight
+ * and holds new ones back until the replay is done). The VFIO case: a
+ * device attached after boot maps what is shared now. Needs after(). */
+#define CVMCONV_LISTENER_REPLAY (1u << 0)
 
 #define CVMCONV_MAX_LISTENERS 8
 
 /**
  * cvmconv_add_listener() - register a listener (copied).
- * Return: a listener id >= 0, or -EINVAL (bad sz, no callback), -E2BIG (sz
- * larger than known with a non-zero tail), -ENOSPC
- * (CVMCONV_MAX_LISTENERS reached).
+ * Return: a listener id >= 0, or -EINVAL (bad sz, no callback, unknown
+ * flags, CVMCONV_LISTENER_REPLAY without after()), -E2BIG (sz larger than
+ * known with a non-zero tail), -ENOSPC (CVMCONV_MAX_LISTENERS reached).
  * Thread safety: thread-safe; takes effect from the next request.
  */
 CVMCONV_API int cvmconv_add_listener(struct cvmconv *c, const struct cvmconv_listener *l);

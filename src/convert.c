@@ -381,6 +381,19 @@ NOINLINE static int refuse(struct cvmconv *c, const struct conversion *cv, const
 	return 0;
 }
 
+/* Whether every region of [first, last] can hold private pages: it has a
+ * private backing, or the VMM said it tracks attributes only. */
+static bool private_backed(struct cvmconv *c, uint32_t first, uint32_t last)
+{
+	for (uint32_t i = first; i <= last; i++) {
+		const struct region *r = c->regions[i];
+
+		if (!r->attrs_only && r->private_.fd < 0)
+			return false;
+	}
+	return true;
+}
+
 /* Validate one request; on refusal fills *guest_err and returns false. */
 static bool validate(struct cvmconv *c, const struct conversion *cv, struct planned *p, int *err,
 		     int *guest_err)
@@ -393,6 +406,8 @@ static bool validate(struct cvmconv *c, const struct conversion *cv, struct plan
 		why = "range misaligned, empty or beyond the physical address space";
 	if (!why && !covering_regions(c, cv->gpa, cv->size, &p->first, &p->last))
 		why = "range not wholly inside registered guest memory";
+	if (!why && cv->guest && cv->to_private && !private_backed(c, p->first, p->last))
+		why = "no private backing for part of the range (region without guest_memfd)";
 	if (!why && cv->guest &&
 	    !policy_allows(c, cv->gpa, cv->size, cv->to_private,
 			   policy_strictest(c, p->first, p->last))) {

@@ -168,8 +168,9 @@ struct side {
 struct region {
 	pthread_mutex_t lock; /* tracker, backings; taken in ascending gpa order */
 	uint64_t gpa, size, npages;
-	int unaligned;	/* enum cvmconv_unaligned */
-	uint64_t steps; /* tracker walks and updates of requests, under @lock */
+	int unaligned;	 /* enum cvmconv_unaligned */
+	bool attrs_only; /* CVMCONV_REGION_ATTRS_ONLY */
+	uint64_t steps;	 /* tracker walks and updates of requests, under @lock */
 	struct tracker tr;
 	struct side shared, private_;
 };
@@ -349,6 +350,11 @@ HIDDEN void stats_update_peak(struct cvmconv *c);
  * bytes -EINVAL. */
 HIDDEN int copy_sized(void *dst, size_t ours, const void *src, size_t theirs, size_t minimum);
 HIDDEN struct region *context_find_region(struct cvmconv *c, uint64_t gpa, uint32_t *idx);
+
+/* query.c: the maximal runs of one state in [gpa, end), ascending, merged
+ * across adjacent regions; the caller holds the region list (either way). */
+typedef int (*query_cb)(void *opaque, uint64_t gpa, uint64_t size, bool is_private);
+HIDDEN int query_runs(struct cvmconv *c, uint64_t gpa, uint64_t end, query_cb cb, void *opaque);
 
 /* convert.c: the whole transaction (validate, policy, plan, apply, punch).
  * A request as decoded from an exit (exit.c) or made by the host. */

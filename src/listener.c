@@ -8,6 +8,14 @@
 
 #define offsetofend(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
 
+static int replay_one(void *opaque, uint64_t gpa, uint64_t size, bool is_private)
+{
+	const struct cvmconv_listener *l = opaque;
+
+	l->after(l->opaque, gpa, size, is_private, 0);
+	return 0;
+}
+
 int cvmconv_add_listener(struct cvmconv *c, const struct cvmconv_listener *l)
 {
 	struct cvmconv_listener copy;
@@ -23,11 +31,18 @@ int cvmconv_add_listener(struct cvmconv *c, const struct cvmconv_listener *l)
 	copy.sz = sizeof(copy);
 	if (!copy.before && !copy.after)
 		return -EINVAL;
+	if ((copy.flags & ~CVMCONV_LISTENER_REPLAY) ||
+	    ((copy.flags & CVMCONV_LISTENER_REPLAY) && !copy.after))
+		return -EINVAL;
 	regions_write_lock(&c->regions_lock);
 	if (c->nlisteners == CVMCONV_MAX_LISTENERS) {
 		regions_write_unlock(&c->regions_lock);
 		return -ENOSPC;
 	}
+	/* Under the write side no request is in flight and none starts: the
+	 * replay is the state every later conversion starts from. */
+	if (copy.flags & CVMCONV_LISTENER_REPLAY)
+		query_runs(c, 0, UINT64_MAX & ~(PAGE_4K - 1), replay_one, &copy);
 	id = c->next_listener_id++;
 	c->listeners[c->nlisteners] = copy;
 	c->listener_ids[c->nlisteners++] = id;

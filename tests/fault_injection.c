@@ -435,7 +435,7 @@ static void *map_whole(int fd, uint64_t size)
 static void world_ctx(struct world *w, bool default_ops)
 {
 	struct cvmconv_config cfg;
-	struct cvmconv_listener l = { sizeof(l), l_before, l_after, NULL };
+	struct cvmconv_listener l = { sizeof(l), l_before, l_after, NULL, 0 };
 
 	fake_kvm_init(&w->fake, FAKE_VM_SW_PROTECTED);
 	cfg = fake_kvm_config(&w->fake, CVMCONV_UNALIGNED_ALLOW);

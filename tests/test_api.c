@@ -154,7 +154,9 @@ static int env_add_region(struct env *e, uint64_t gpa, uint64_t size, uint32_t f
 {
 	int fdp = with_fds ? shmem_fd(size) : -1;
 	int fds = with_fds ? shmem_fd(size) : -1;
-	struct cvmconv_region r = region_desc(gpa, size, fdp, fds, flags, unaligned);
+	/* without backings: attribute tracking only */
+	struct cvmconv_region r = region_desc(
+		gpa, size, fdp, fds, flags | (with_fds ? 0 : CVMCONV_REGION_ATTRS_ONLY), unaligned);
 	int ret = cvmconv_add_region(e->c, &r);
 
 	if (ret == 0) {
@@ -507,6 +509,66 @@ static void test_add_region_invalid(void **state)
 	assert_int_equal(attr_calls(&e), 0);
 	cvmconv_destroy(e.c);
 	close(fd);
+	fake_kvm_fini(&e.f);
+}
+
+static void set_memory_fault(struct kvm_run *run, uint64_t flags, uint64_t gpa, uint64_t size);
+
+/* A guest cannot make private a page that has nowhere to live: a region
+ * without a private backing refuses such requests (-KVM_EINVAL, nothing
+ * changes, counted), unless it was registered CVMCONV_REGION_ATTRS_ONLY;
+ * to shared, and the host's own conversions, still work. */
+static void test_private_needs_backing(void **state)
+{
+	struct env e;
+	struct cvmconv_region r;
+	struct kvm_run run;
+	uint64_t hc = 0, calls;
+	(void)state;
+
+	env_init(&e, CVMCONV_UNALIGNED_ALLOW);
+	/* no backing at all, and no ATTRS_ONLY */
+	r = region_desc(0, 4 * SZ_2M, -1, -1, 0, -1);
+	assert_int_equal(cvmconv_add_region(e.c, &r), 0);
+	calls = attr_calls(&e);
+	assert_int_equal(cvmconv_map_gpa_range(e.c, 0, 1, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc), 0);
+	assert_int_equal(hc, (uint64_t) - (int64_t)CVMCONV_KVM_EINVAL);
+	assert_int_equal(attr_calls(&e), calls);
+	assert_int_equal(cvmconv_is_private(e.c, 0), 0);
+	assert_int_equal(stats(&e).rejected, 1);
+	/* nor by a memory fault: refused, fatal for that vCPU (not an endless fault) */
+	set_memory_fault(&run, MEMORY_EXIT_FLAG_PRIVATE, SZ_4K, SZ_4K);
+	assert_int_equal(cvmconv_handle_exit(e.c, &run), -EFAULT);
+	assert_int_equal(cvmconv_is_private(e.c, SZ_4K), 0);
+	/* the host may (it knows where it keeps private memory) */
+	assert_int_equal(cvmconv_convert(e.c, 2 * SZ_4K, SZ_4K, true), 0);
+	assert_int_equal(cvmconv_is_private(e.c, 2 * SZ_4K), 1);
+	/* back to shared is always possible */
+	assert_int_equal(cvmconv_map_gpa_range(e.c, 2 * SZ_4K, 1, 0, &hc), 0);
+	assert_int_equal(hc, 0);
+	assert_int_equal(cvmconv_is_private(e.c, 2 * SZ_4K), 0);
+	/* a request spanning it and an attributes-only region is refused whole */
+	r = region_desc(4 * SZ_2M, 4 * SZ_2M, -1, -1, CVMCONV_REGION_ATTRS_ONLY, -1);
+	assert_int_equal(cvmconv_add_region(e.c, &r), 0);
+	assert_int_equal(cvmconv_map_gpa_range(e.c, 4 * SZ_2M - SZ_4K, 2,
+					       CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc),
+			 0);
+	assert_int_equal(hc, (uint64_t) - (int64_t)CVMCONV_KVM_EINVAL);
+	assert_int_equal(cvmconv_is_private(e.c, 4 * SZ_2M), 0);
+	/* the attributes-only region alone converts */
+	assert_int_equal(
+		cvmconv_map_gpa_range(e.c, 4 * SZ_2M, 1, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc), 0);
+	assert_int_equal(hc, 0);
+	assert_int_equal(cvmconv_is_private(e.c, 4 * SZ_2M), 1);
+	/* ATTRS_ONLY with a private backing makes no sense */
+	{
+		int fd = shmem_fd(SZ_2M);
+
+		r = region_desc(16 * SZ_2M, SZ_2M, fd, -1, CVMCONV_REGION_ATTRS_ONLY, -1);
+		assert_int_equal(cvmconv_add_region(e.c, &r), -EINVAL);
+		close(fd);
+	}
+	cvmconv_destroy(e.c);
 	fake_kvm_fini(&e.f);
 }
 
@@ -1668,6 +1730,7 @@ int main(void)
 		cmocka_unit_test(test_create_sz_compat),
 		cmocka_unit_test(test_add_region_invalid),
 		cmocka_unit_test(test_add_region_overlap),
+		cmocka_unit_test(test_private_needs_backing),
 		cmocka_unit_test(test_add_region_private_flag),
 		cmocka_unit_test(test_remove_region),
 		cmocka_unit_test(test_is_private_outside),

@@ -511,7 +511,7 @@ static int setup(void **state)
 	/* R0 6 MiB + 40 KiB from 8 KiB below a 2 MiB boundary; R1 8 MiB of a
 	 * 10 MiB hugetlb file from 1 MiB in; R2 2 MiB + 12 KiB by address */
 	const uint64_t sizes[NREG] = { 3 * SZ_2M + 10 * SZ_4K, 4 * SZ_2M, SZ_2M + 3 * SZ_4K };
-	struct cvmconv_listener l = { sizeof(l), NULL, on_after, NULL };
+	struct cvmconv_listener l = { sizeof(l), NULL, on_after, NULL, 0 };
 	struct cvmconv_config cfg;
 	const char *why = NULL;
 	uint64_t gpa;

@@ -113,7 +113,7 @@ static void rec_after(void *opaque, uint64_t gpa, uint64_t size, bool to_private
 
 static int add_recorder(struct env *e, struct recorder *r, int veto_at)
 {
-	struct cvmconv_listener l = { sizeof(l), rec_before, rec_after, r };
+	struct cvmconv_listener l = { sizeof(l), rec_before, rec_after, r, 0 };
 
 	memset(r, 0, sizeof(*r));
 	r->fake = &e->fake;
@@ -250,7 +250,7 @@ static void test_listener_registry(void **state)
 	struct env *e = *state;
 	struct recorder r[CVMCONV_MAX_LISTENERS + 1];
 	int ids[CVMCONV_MAX_LISTENERS];
-	struct cvmconv_listener empty = { sizeof(empty), NULL, NULL, NULL };
+	struct cvmconv_listener empty = { sizeof(empty), NULL, NULL, NULL, 0 };
 
 	assert_int_equal(cvmconv_add_listener(e->c, &empty), -EINVAL);
 	for (int i = 0; i < CVMCONV_MAX_LISTENERS; i++)

@@ -134,7 +134,7 @@ static void rec_after(void *opaque, uint64_t gpa, uint64_t size, bool to_private
 static void ctx_init(struct ctx *x)
 {
 	struct cvmconv_config cfg;
-	struct cvmconv_listener l = { sizeof(l), rec_before, rec_after, x };
+	struct cvmconv_listener l = { sizeof(l), rec_before, rec_after, x, 0 };
 	uint64_t gpa = BASE;
 
 	fake_kvm_init(&x->fake, FAKE_VM_SW_PROTECTED);
@@ -308,7 +308,7 @@ static void *churn_main(void *arg)
 	(void)arg;
 	while (!__atomic_load_n(&stop_churn, __ATOMIC_ACQUIRE)) {
 		struct cvmconv_stats st = { .sz = sizeof(st) };
-		struct cvmconv_listener l = { sizeof(l), quiet_before, NULL, NULL };
+		struct cvmconv_listener l = { sizeof(l), quiet_before, NULL, NULL, 0 };
 		struct cvmconv_region reg = { .sz = sizeof(reg),
 					      .gpa = SIDE_GPA,
 					      .size = SZ_2M,

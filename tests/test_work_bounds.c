@@ -268,6 +268,7 @@ static void whole_region_steps(bool fail_first)
 				    .private_fd = -1,
 				    .shared_fd = fd,
 				    .shared_offset = 0x1000,
+				    .flags = CVMCONV_REGION_ATTRS_ONLY, /* the shared side is measured */
 				    .unaligned = -1 };
 
 	assert_int_equal(fake_kvm_add_region(&k.f, c, &r), 0);

@@ -190,7 +190,8 @@ int main(int argc, char **argv)
 					    .size = SZ_1G,
 					    .private_fd = -1,
 					    .shared_fd = -1,
-					    .flags = CVMCONV_REGION_PRIVATE,
+					    .flags = CVMCONV_REGION_PRIVATE |
+						     CVMCONV_REGION_ATTRS_ONLY,
 					    .unaligned = -1 };
 
 		ret = cvmconv_add_region(c, &r);

@@ -148,7 +148,7 @@ static int setup(struct bench *b, const struct config *cfg)
 				    .size = cfg->guest,
 				    .private_fd = -1,
 				    .shared_fd = -1,
-				    .flags = CVMCONV_REGION_PRIVATE,
+				    .flags = CVMCONV_REGION_PRIVATE | CVMCONV_REGION_ATTRS_ONLY,
 				    .unaligned = -1 };
 	int ret;
 
@@ -167,6 +167,7 @@ static int setup(struct bench *b, const struct config *cfg)
 			return -errno;
 		r.shared_fd = b->fds[0];
 		r.private_fd = b->fds[1];
+		r.flags &= ~CVMCONV_REGION_ATTRS_ONLY; /* it has a private backing now */
 	}
 	ret = cvmconv_create(&cc, &b->c);
 	if (!ret)

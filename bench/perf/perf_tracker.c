@@ -50,7 +50,7 @@ static int measure(uint64_t guest, uint64_t k, bool huge, struct cvmconv_stats *
 				    .size = guest,
 				    .private_fd = -1,
 				    .shared_fd = -1,
-				    .flags = CVMCONV_REGION_PRIVATE,
+				    .flags = CVMCONV_REGION_PRIVATE | CVMCONV_REGION_ATTRS_ONLY,
 				    .unaligned = -1 };
 	uint64_t seed = 7, unit = huge ? SZ_2M : SZ_4K, max = huge ? 4 : 64;
 	struct cvmconv *c;
