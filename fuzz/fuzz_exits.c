@@ -138,6 +138,13 @@ static struct harness {
 	bool broken;
 	bool punch_failed_ever; /* a punch failure was injected this input */
 	bool defer;		/* CVMCONV_DEFER_PUNCH: stale pages wait for a punch */
+	/* the last memory fault cvmconv recorded for our kvm_run, and whether a
+	 * conversion was committed since (an identical no-op fault is -ELOOP) */
+	struct {
+		bool valid;
+		uint64_t gpa, size, flags;
+	} last_fault;
+	bool changed_since_fault;
 	/* injection schedules: bit i = the i-th next call fails */
 	uint32_t attr_fail_mask, punch_fail_mask;
 	int attr_errno, punch_errno;
@@ -381,6 +388,8 @@ static void model_apply(uint8_t *m, uint64_t gpa, uint64_t size, bool to_private
 	for (uint64_t a = gpa; a < gpa + size; a += PG) {
 		CHECK(a >= win_lo && (a - win_lo) / PG < win_pages, "page 0x%llx outside window",
 		      (unsigned long long)a);
+		if (m == H.priv && m[(a - win_lo) / PG] != to_private)
+			H.changed_since_fault = true; /* cvmconv committed a conversion */
 		m[(a - win_lo) / PG] = to_private;
 	}
 }
@@ -1104,9 +1113,27 @@ static void op_memory_fault(uint64_t gpa, uint64_t size, uint64_t flags)
 	mf->gpa = gpa;
 	mf->size = size;
 	memcpy(&before, &run, sizeof(run));
+	/* an identical fault with nothing to convert and no conversion since
+	 * the last one of this kvm_run: converting cannot resolve it */
+	bool nothing_to_do = !malformed && !by_policy && !H.broken;
+
+	for (uint64_t a = gpa; nothing_to_do && a < gpa + size; a += PG)
+		nothing_to_do = a >= win_lo && (a - win_lo) / PG < win_pages &&
+				H.priv[(a - win_lo) / PG] == to_private;
+	bool loop = nothing_to_do && H.last_fault.valid && !H.changed_since_fault &&
+		    H.last_fault.gpa == gpa && H.last_fault.size == size &&
+		    H.last_fault.flags == flags;
+
 	ret = cvmconv_handle_exit(H.c, &run);
 	CHECK(!memcmp(&before, &run, sizeof(run)), "memory fault exit modified kvm_run");
-	if (ret == 1) {
+	if (ret == 1 || ret == -ELOOP) {
+		/* recorded by cvmconv's fault guard either way */
+		CHECK((ret == -ELOOP) == loop, "memory fault: %d, the model expects %s", ret,
+		      loop ? "-ELOOP" : "1");
+	}
+	if (ret == -ELOOP) {
+		got = OK; /* nothing changed, nothing to change */
+	} else if (ret == 1) {
 		got = OK;
 	} else if (H.broken || H.attr_failures_this_op) {
 		got = FAILED;
@@ -1123,6 +1150,15 @@ static void op_memory_fault(uint64_t gpa, uint64_t size, uint64_t flags)
 	settle(got, !malformed && !by_policy, ret);
 	if (got == OK && !H.broken)
 		model_apply(H.priv, gpa, size, to_private);
+	if (ret == 1 || ret == -ELOOP) {
+		/* recorded with the generation after its own conversion: the same
+		 * fault again, with nothing converted since, is a loop */
+		H.last_fault.valid = true;
+		H.last_fault.gpa = gpa;
+		H.last_fault.size = size;
+		H.last_fault.flags = flags;
+		H.changed_since_fault = false;
+	}
 }
 
 static void op_other_exit(uint32_t reason, uint64_t nr, struct rd *r)
@@ -1329,6 +1365,8 @@ static void setup_input(struct rd *in)
 	struct cvmconv_config cfg;
 
 	memset(H.held, 0, sizeof(H.held));
+	H.last_fault.valid = false;
+	H.changed_since_fault = false;
 	H.broken = false;
 	H.punch_failed_ever = false;
 	H.attr_fail_mask = H.punch_fail_mask = 0;

@@ -218,8 +218,13 @@ CVMCONV_API int cvmconv_map_gpa_range(struct cvmconv *c, uint64_t gpa, uint64_t 
  * Return: 1 handled (re-enter KVM_RUN); 0 not a conversion exit (left
  * untouched); negative errno fatal: as cvmconv_map_gpa_range() for
  * hypercalls; for a memory fault also -EFAULT (invalid range or unknown
- * flags) and -EPERM (refused by REJECT policy or vetoed by a listener)
- * since the guest cannot be answered. -EINVAL when @run is NULL.
+ * flags), -EPERM (refused by REJECT policy or vetoed by a listener) since
+ * the guest cannot be answered, and -ELOOP: the same vCPU (the same @run)
+ * reported this very fault last time, the range is already in the state it
+ * asks for and no conversion happened since, so re-entering would fault
+ * again forever (a private access to a memslot without guest_memfd, a
+ * backing that cannot supply the page). A vCPU whose fault another vCPU's
+ * conversion already resolved still gets 1. -EINVAL when @run is NULL.
  * Thread safety: thread-safe.
  */
 CVMCONV_API int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run);

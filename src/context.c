@@ -65,6 +65,12 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 		free(c);
 		return -ENOMEM;
 	}
+	if (pthread_mutex_init(&c->fault_lock, NULL)) {
+		pthread_mutex_destroy(&c->log_lock);
+		pthread_mutex_destroy(&c->regions_lock.writer);
+		free(c);
+		return -ENOMEM;
+	}
 	c->vm_fd = cfg.vm_fd;
 	c->granule = cfg.granule;
 	c->unaligned = cfg.unaligned;
@@ -96,6 +102,7 @@ void cvmconv_destroy(struct cvmconv *c)
 	free(c->regions);
 	pthread_mutex_destroy(&c->regions_lock.writer);
 	pthread_mutex_destroy(&c->log_lock);
+	pthread_mutex_destroy(&c->fault_lock);
 	free(c);
 }
 

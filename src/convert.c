@@ -322,6 +322,8 @@ static bool notify_before(struct cvmconv *c, const struct planned *p, size_t n)
  * change how later runs are found: the walk resumes after it. */
 static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 {
+	bool any = false;
+
 	for (size_t k = 0; k < n; k++) {
 		const struct conversion *cv = p[k].cv;
 		struct run_iter it;
@@ -352,7 +354,12 @@ static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 			COUNT(c, to_private_bytes, changed);
 		else
 			COUNT(c, to_shared_bytes, changed);
+		any |= changed != 0;
 	}
+	/* a conversion was committed (a request already in its state is none:
+	 * the memory fault guard relies on that) */
+	if (any)
+		atomic_fetch_add_explicit(&c->generation, 1, memory_order_relaxed);
 	/* what the transaction made freeable, merged across its runs */
 	for (size_t k = 0, done = 0; k < n; k++)
 		for (uint32_t i = p[k].first; i <= p[k].last; i++)
@@ -513,6 +520,7 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 			return true;
 		}
 		tracker_set(&r->tr, a, b, cv->to_private);
+		atomic_fetch_add_explicit(&c->generation, 1, memory_order_relaxed);
 		backing_release_stale(c, r, a, b, cv->to_private);
 		if (r->shared.waiting.n || r->private_.waiting.n)
 			backing_commit(c, r);

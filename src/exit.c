@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "internal.h"
 #include "kvm_compat.h"
@@ -96,6 +97,7 @@ int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run)
 			.raw = { mf->gpa, mf->size, mf->flags },
 			.by_policy = &by_policy,
 		};
+		uint64_t gen = atomic_load_explicit(&c->generation, memory_order_relaxed);
 		int guest_err, ret;
 
 		if (mf->flags & ~(uint64_t)KVM_MEMORY_EXIT_FLAG_PRIVATE)
@@ -109,6 +111,18 @@ int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run)
 		 * -EFAULT is kept for a malformed fault. */
 		if (guest_err)
 			return by_policy || guest_err == CVMCONV_KVM_EPERM ? -EPERM : -EFAULT;
+		/* already in the wanted state, and this vCPU saw this very fault
+		 * last time with no conversion since: re-entering would fault
+		 * again forever */
+		if (fault_guard_repeats(c, run, mf->gpa, mf->size, mf->flags, gen)) {
+			log_guest(c, LOG_ERR,
+				  "memory_fault gpa 0x%llx size 0x%llx flags 0x%llx again, with no "
+				  "conversion since: converting cannot resolve it (no guest_memfd "
+				  "behind it, or its backing cannot supply the page)",
+				  (unsigned long long)mf->gpa, (unsigned long long)mf->size,
+				  (unsigned long long)mf->flags);
+			return -ELOOP;
+		}
 		return 1;
 	}
 	return 0;

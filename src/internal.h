@@ -230,6 +230,14 @@ static inline void regions_read_unlock(struct regions_lock *l)
 HIDDEN void regions_write_lock(struct regions_lock *l);
 HIDDEN void regions_write_unlock(struct regions_lock *l);
 
+/* fault_guard.c: the last memory fault of each vCPU (by its kvm_run) */
+#define FAULT_MEMOS 256u
+struct fault_memo {
+	const void *run;
+	uint64_t gpa, size, flags;
+	uint64_t gen; /* conversions committed when it was seen */
+};
+
 /* ---- context ---- */
 
 struct ratelimit {
@@ -272,6 +280,11 @@ struct cvmconv {
 	int listener_ids[CVMCONV_MAX_LISTENERS];
 	unsigned nlisteners;
 	int next_listener_id;
+	/* conversions committed (any thread): a memory fault that comes back
+	 * with none in between cannot be resolved by converting */
+	_Atomic uint64_t generation;
+	pthread_mutex_t fault_lock;
+	struct fault_memo fault_memo[FAULT_MEMOS];
 	struct region **regions; /* sorted by gpa, non-overlapping */
 	uint32_t nregions, regions_cap;
 	struct counters n;
@@ -355,6 +368,12 @@ HIDDEN struct region *context_find_region(struct cvmconv *c, uint64_t gpa, uint3
  * across adjacent regions; the caller holds the region list (either way). */
 typedef int (*query_cb)(void *opaque, uint64_t gpa, uint64_t size, bool is_private);
 HIDDEN int query_runs(struct cvmconv *c, uint64_t gpa, uint64_t end, query_cb cb, void *opaque);
+
+/* fault_guard.c: true when @run reported this very fault last time and no
+ * conversion was committed since (@gen_before: the generation read before
+ * the request was handled); records it either way. */
+HIDDEN bool fault_guard_repeats(struct cvmconv *c, const void *run, uint64_t gpa, uint64_t size,
+				uint64_t flags, uint64_t gen_before);
 
 /* convert.c: the whole transaction (validate, policy, plan, apply, punch).
  * A request as decoded from an exit (exit.c) or made by the host. */

@@ -1460,6 +1460,45 @@ static void test_handle_exit_memory_fault(void **state)
 	env_fini(&e);
 }
 
+/* A memory fault converting cannot resolve: the same vCPU (kvm_run) with
+ * the same fault, the range already in that state, no conversion since:
+ * -ELOOP, logged; another vCPU whose fault was just resolved re-enters (1);
+ * after any conversion the first vCPU gets one more chance. */
+static void test_handle_exit_fault_loop(void **state)
+{
+	struct env e;
+	struct kvm_run a, b;
+	(void)state;
+
+	env_init(&e, CVMCONV_UNALIGNED_ALLOW);
+	env_add(&e, 0, 8 * SZ_1M);
+	/* vCPU a converts: re-enter */
+	set_memory_fault(&a, MEMORY_EXIT_FLAG_PRIVATE, 4 * SZ_1M, SZ_4K);
+	assert_int_equal(cvmconv_handle_exit(e.c, &a), 1);
+	/* vCPU b faulted on the same page at the same time: resolved, re-enter */
+	set_memory_fault(&b, MEMORY_EXIT_FLAG_PRIVATE, 4 * SZ_1M, SZ_4K);
+	assert_int_equal(cvmconv_handle_exit(e.c, &b), 1);
+	/* a faults again, nothing to convert, nothing converted since: a loop */
+	set_memory_fault(&a, MEMORY_EXIT_FLAG_PRIVATE, 4 * SZ_1M, SZ_4K);
+	assert_int_equal(cvmconv_handle_exit(e.c, &a), -ELOOP);
+	set_memory_fault(&b, MEMORY_EXIT_FLAG_PRIVATE, 4 * SZ_1M, SZ_4K);
+	assert_int_equal(cvmconv_handle_exit(e.c, &b), -ELOOP);
+	assert_true(log_count_matching(&e.log, "converting cannot resolve it", LOG_ERR) >= 1);
+	/* another fault of a is not a repeat */
+	set_memory_fault(&a, MEMORY_EXIT_FLAG_PRIVATE, 4 * SZ_1M, 2 * SZ_4K);
+	assert_int_equal(cvmconv_handle_exit(e.c, &a), 1);
+	/* any conversion in between: one more chance */
+	set_memory_fault(&b, MEMORY_EXIT_FLAG_PRIVATE, 4 * SZ_1M, SZ_4K);
+	assert_int_equal(cvmconv_convert(e.c, 6 * SZ_1M, SZ_4K, true), 0);
+	assert_int_equal(cvmconv_handle_exit(e.c, &b), 1);
+	assert_int_equal(cvmconv_handle_exit(e.c, &b), -ELOOP);
+	/* nothing changed by the refusals */
+	assert_int_equal(cvmconv_is_private(e.c, 4 * SZ_1M), 1);
+	assert_int_equal(cvmconv_is_private(e.c, 4 * SZ_1M + 2 * SZ_4K), 0);
+	env_check(&e);
+	env_fini(&e);
+}
+
 /* ================= stats ================= */
 
 static void test_stats_sz(void **state)
@@ -1753,6 +1792,7 @@ int main(void)
 		cmocka_unit_test(test_convert_host),
 		cmocka_unit_test(test_handle_exit_hypercall),
 		cmocka_unit_test(test_handle_exit_memory_fault),
+		cmocka_unit_test(test_handle_exit_fault_loop),
 		cmocka_unit_test(test_stats_sz),
 		cmocka_unit_test(test_stats_extents),
 		cmocka_unit_test(test_tracker_4t),

@@ -709,32 +709,38 @@ static void replay_map(struct replay_counts *n, uint64_t gpa, uint64_t npages, u
 		n->host_failures++;
 }
 
-static void replay_fault(struct replay_counts *n, uint64_t gpa, uint64_t size, bool to_private)
+static void replay_fault(struct replay_counts *n, uint64_t gpa, uint64_t size, bool to_private,
+			 unsigned vcpu)
 {
-	struct kvm_run run;
+	/* one kvm_run per vCPU of the trace, as a VMM has: cvmconv tells the
+	 * vCPUs' faults apart by it */
+	static struct kvm_run runs[64];
+	struct kvm_run *rp = &runs[vcpu % 64];
 	uint64_t flags = to_private ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
 	int ret;
 
 	n->faults++;
-	memset(&run, 0, sizeof(run));
-	run.exit_reason = KVM_EXIT_MEMORY_FAULT;
-	memcpy((unsigned char *)&run + RUN_MEMORY_FAULT_FLAGS, &flags, sizeof(flags));
-	memcpy((unsigned char *)&run + RUN_MEMORY_FAULT_GPA, &gpa, sizeof(gpa));
-	memcpy((unsigned char *)&run + RUN_MEMORY_FAULT_SIZE, &size, sizeof(size));
-	ret = cvmconv_handle_exit(ctx, &run);
+	memset(rp, 0, sizeof(*rp));
+	rp->exit_reason = KVM_EXIT_MEMORY_FAULT;
+	memcpy((unsigned char *)rp + RUN_MEMORY_FAULT_FLAGS, &flags, sizeof(flags));
+	memcpy((unsigned char *)rp + RUN_MEMORY_FAULT_GPA, &gpa, sizeof(gpa));
+	memcpy((unsigned char *)rp + RUN_MEMORY_FAULT_SIZE, &size, sizeof(size));
+	ret = cvmconv_handle_exit(ctx, rp);
 	if (ret == 1) {
 		if (opt.touch && touch_range(gpa, size, to_private))
 			n->host_failures++;
 		return;
 	}
-	if (ret == -EFAULT || ret == -EPERM) {
+	if (ret == -EFAULT || ret == -EPERM || ret == -ELOOP) {
 		/* cannot be answered: the VMM stops this vCPU; the replay goes on */
 		n->faults_refused++;
 		if (!opt.quiet && spend(&refusal_budget, "refusals"))
 			note("line %" PRIu64 ": fault gpa 0x%" PRIx64 " size 0x%" PRIx64
 			     " %s: refused (%s), a VMM would stop this vCPU",
 			     current_line, gpa, size, to_private ? "private" : "shared",
-			     ret == -EPERM ? "policy" : "invalid range");
+			     ret == -EPERM   ? "policy"
+			     : ret == -ELOOP ? "the same fault again, nothing to convert"
+					     : "invalid range");
 		return;
 	}
 	host_failure(n, "cvmconv_handle_exit", ret == 0 ? -ENOSYS : ret);
@@ -803,7 +809,7 @@ static int replay(struct line_reader *lr, uint64_t total, struct replay_counts *
 			replay_map(n, rec.gpa, rec.npages, rec.attrs);
 			break;
 		case TRACE_FAULT:
-			replay_fault(n, rec.gpa, rec.size, rec.to_private);
+			replay_fault(n, rec.gpa, rec.size, rec.to_private, rec.vcpu);
 			break;
 		case TRACE_CONVERT:
 			replay_convert(n, rec.gpa, rec.size, rec.to_private);

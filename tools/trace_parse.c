@@ -282,6 +282,24 @@ static enum trace_kind parse_range_request(struct cursor *c, struct trace_record
 				 fault ? "fault: expected private or shared"
 				       : "convert: expected private or shared",
 				 t.column);
+	if (fault) {
+		/* optional "vcpu N": faults of different vCPUs are told apart
+		 * (cvmconv refuses the same vCPU's fault repeated in vain) */
+		struct cursor peek = *c;
+
+		if (next_token(&peek, &t, true) && token_is(&t, "vcpu")) {
+			uint64_t v;
+
+			*c = peek;
+			if (!own_number(c, out, &v, "fault: missing the vCPU number after vcpu",
+					"fault: the vCPU is not a number",
+					"fault: the vCPU does not fit in 64 bits"))
+				return TRACE_MALFORMED;
+			if (v > 4095)
+				return malformed(out, "fault: vcpu above 4095", end_column(c));
+			out->vcpu = (unsigned)v;
+		}
+	}
 	if (!own_end(c, out))
 		return TRACE_MALFORMED;
 	out->kind = kind;

@@ -12,7 +12,7 @@
  *    TRACE_EVENT(kvm_hypercall) in Linux arch/x86/kvm/trace.h);
  *  - cvmconv's own format, one request per line:
  *      map <gpa> <npages> <attrs>
- *      fault <gpa> <size> private|shared
+ *      fault <gpa> <size> private|shared [vcpu N]
  *      convert <gpa> <size> private|shared
  *    numbers in decimal or 0x-prefixed hex, '#' starts a comment.
  */
@@ -49,6 +49,7 @@ struct trace_record {
 	uint64_t attrs;	   /* MAP */
 	uint64_t size;	   /* FAULT, CONVERT (bytes) */
 	bool to_private;   /* FAULT, CONVERT */
+	unsigned vcpu;	   /* FAULT: the vCPU that faulted ("vcpu N", default 0) */
 	const char *error; /* MALFORMED: static text, no trailing newline */
 	size_t column;	   /* MALFORMED: 1-based byte column of the problem */
 };
