@@ -257,7 +257,11 @@ static void *vcpu_main(void *arg)
 				mf->gpa = gpa;
 				mf->size = size;
 				mf->flags = to_private ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
-				T_CHECK(cvmconv_handle_exit(A.c, &run) == 1);
+				/* the same random fault twice in a row from this
+				 * thread, nothing converted between: -ELOOP */
+				int r = cvmconv_handle_exit(A.c, &run);
+
+				T_CHECK(r == 1 || r == -ELOOP);
 			}
 		} else if (kind < 10) {
 			T_CHECK(cvmconv_convert(A.c, gpa, size, to_private) == 0);
