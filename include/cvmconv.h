@@ -249,6 +249,20 @@ CVMCONV_API int cvmconv_convert(struct cvmconv *c, uint64_t gpa, uint64_t size, 
 CVMCONV_API int cvmconv_flush(struct cvmconv *c);
 
 /**
+ * cvmconv_get_poll_fd() - a file descriptor for the VMM's event loop: an
+ * eventfd owned by the context (closed by cvmconv_destroy(); do not close
+ * it, read it or write it), readable while deferred (CVMCONV_DEFER_PUNCH)
+ * or failed punches wait. When it polls readable, call cvmconv_flush() off
+ * the vCPU threads; the flush drains it once nothing is left pending (a
+ * punch that keeps failing keeps it readable: back off). With
+ * CVMCONV_DEFER_PUNCH a vCPU thread then never punches, unless more than
+ * CVMCONV_DEFER_RANGES ranges wait on one side of a region.
+ * Return: the fd (>= 0), or -EINVAL (@c NULL).
+ * Thread safety: thread-safe; the fd may be polled from any thread.
+ */
+CVMCONV_API int cvmconv_get_poll_fd(struct cvmconv *c);
+
+/**
  * cvmconv_is_private() - the library's view of the page containing @gpa.
  * Return: 1 private, 0 shared, -ENOENT not in any region.
  * Thread safety: thread-safe.

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -117,6 +118,8 @@ int side_init(struct side *s, int fd, void *hva, uint64_t offset, uint64_t npage
 
 void side_fini(struct cvmconv *c, struct side *s)
 {
+	if (s->pending)
+		atomic_fetch_sub(&c->pending_sides, 1);
 	atomic_fetch_sub_explicit(&c->double_alloc_pages, s->double_alloc_pages,
 				  memory_order_relaxed);
 	runset_fini(&s->waiting);
@@ -495,6 +498,50 @@ int backing_flush(struct cvmconv *c, struct region *r)
 	int b = flush_side(c, r, &r->private_, true);
 
 	return b ? b : a;
+}
+
+void backing_note_pending(struct cvmconv *c, struct region *r)
+{
+	struct side *sides[2] = { &r->shared, &r->private_ };
+
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i];
+		bool now = s->waiting.n || s->failed.n;
+
+		if (now == s->pending)
+			continue;
+		s->pending = now;
+		if (!now) {
+			atomic_fetch_sub(&c->pending_sides, 1);
+		} else if (atomic_fetch_add(&c->pending_sides, 1) == 0 && c->poll_fd >= 0) {
+			uint64_t one = 1;
+
+			/* 0 -> 1: the event loop has work */
+			if (write(c->poll_fd, &one, sizeof(one)) < 0) {
+				/* EAGAIN only when the counter is full: readable anyway */
+			}
+		}
+	}
+}
+
+void backing_poll_settle(struct cvmconv *c)
+{
+	uint64_t v;
+
+	if (c->poll_fd < 0 || atomic_load(&c->pending_sides))
+		return;
+	/* drain, then look again: a conversion on another region may have
+	 * made the count 0 -> 1 (and written) between the load and the read */
+	if (read(c->poll_fd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: it was not readable */
+	}
+	if (atomic_load(&c->pending_sides)) {
+		uint64_t one = 1;
+
+		if (write(c->poll_fd, &one, sizeof(one)) < 0) {
+			/* full: readable anyway */
+		}
+	}
 }
 
 uint64_t backing_pending_bytes(const struct region *r)

@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -71,6 +73,17 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 		free(c);
 		return -ENOMEM;
 	}
+	/* the poll fd: nonblocking, so that the library's own writes and
+	 * drains never wait */
+	c->poll_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->poll_fd < 0) {
+		err = -errno;
+		pthread_mutex_destroy(&c->fault_lock);
+		pthread_mutex_destroy(&c->log_lock);
+		pthread_mutex_destroy(&c->regions_lock.writer);
+		free(c);
+		return err;
+	}
 	c->vm_fd = cfg.vm_fd;
 	c->granule = cfg.granule;
 	c->unaligned = cfg.unaligned;
@@ -103,7 +116,14 @@ void cvmconv_destroy(struct cvmconv *c)
 	pthread_mutex_destroy(&c->regions_lock.writer);
 	pthread_mutex_destroy(&c->log_lock);
 	pthread_mutex_destroy(&c->fault_lock);
+	if (c->poll_fd >= 0)
+		close(c->poll_fd);
 	free(c);
+}
+
+int cvmconv_get_poll_fd(struct cvmconv *c)
+{
+	return c ? c->poll_fd : -EINVAL;
 }
 
 void regions_write_lock(struct regions_lock *l)

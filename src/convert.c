@@ -365,6 +365,7 @@ static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 		for (uint32_t i = p[k].first; i <= p[k].last; i++)
 			if (!done || i >= done) { /* regions the requests cover, once */
 				backing_commit(c, c->regions[i]);
+				backing_note_pending(c, c->regions[i]);
 				done = i + 1;
 			}
 	stats_update_peak(c);
@@ -524,6 +525,7 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 		backing_release_stale(c, r, a, b, cv->to_private);
 		if (r->shared.waiting.n || r->private_.waiting.n)
 			backing_commit(c, r);
+		backing_note_pending(c, r);
 		if (cv->to_private)
 			COUNT(c, to_private_bytes, (b - a) << PAGE_SHIFT_4K);
 		else
@@ -676,10 +678,12 @@ int cvmconv_flush(struct cvmconv *c)
 	for (uint32_t i = 0; i < c->nregions; i++) {
 		pthread_mutex_lock(&c->regions[i]->lock);
 		err = backing_flush(c, c->regions[i]);
+		backing_note_pending(c, c->regions[i]);
 		pthread_mutex_unlock(&c->regions[i]->lock);
 		if (err)
 			last_err = err;
 	}
+	backing_poll_settle(c);
 	stats_update_peak(c);
 	unlock(c);
 	return last_err;

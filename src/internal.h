@@ -163,6 +163,7 @@ struct side {
 	uint64_t reserved_runs;	     /* backing_reserve() made room for this many
 				      * runs, and none of it was used since */
 	uint64_t steps;		     /* bookkeeping steps (cvmconv_stats.bookkeeping_steps) */
+	bool pending;		     /* waiting or failed runs: counted in cvmconv.pending_sides */
 };
 
 struct region {
@@ -280,6 +281,10 @@ struct cvmconv {
 	int listener_ids[CVMCONV_MAX_LISTENERS];
 	unsigned nlisteners;
 	int next_listener_id;
+	/* the poll fd: an eventfd, readable while any side has waiting or
+	 * failed punches (pending_sides > 0); cvmconv_flush() drains it */
+	int poll_fd;
+	_Atomic uint32_t pending_sides;
 	/* conversions committed (any thread): a memory fault that comes back
 	 * with none in between cannot be resolved by converting */
 	_Atomic uint64_t generation;
@@ -341,6 +346,11 @@ HIDDEN int backing_flush(struct cvmconv *c, struct region *r);
  * remember (failed punches, splits), so the commit needs no memory. */
 HIDDEN int backing_reserve(struct region *r, uint64_t runs);
 HIDDEN uint64_t backing_pending_bytes(const struct region *r);
+/* After a request or a flush on @r: keep the poll fd readable while any
+ * side of any region has something to punch. */
+HIDDEN void backing_note_pending(struct cvmconv *c, struct region *r);
+/* cvmconv_flush()'s end: the poll fd stops being readable if nothing waits. */
+HIDDEN void backing_poll_settle(struct cvmconv *c);
 /* Bookkeeping steps of @r: its own and its sides'. */
 static inline uint64_t region_steps(const struct region *r)
 {
