@@ -98,6 +98,8 @@ struct world {
 	bool fail_punches;    /* the punch op fails every third call */
 	uint64_t punch_calls, punch_failed;
 	int shared_fd[NREG], gmem[NREG];
+	uint8_t *noslot; /* fault-loop: a slot without guest_memfd */
+	bool noslot_wanted;
 	uint8_t *shared[NREG];
 	bool huge;
 	struct cvmconv *c;
@@ -735,6 +737,61 @@ static void scenario_stress(uint64_t steps)
 	verify_all(&W.vcpus[0], FIRST_PAGE, NPAGES - FIRST_PAGE);
 }
 
+/* A private page in a memslot without guest_memfd, which the VMM (not the
+ * guest: that cvmconv refuses) made private: every access faults
+ * (KVM_EXIT_MEMORY_FAULT, arch/x86/kvm/mmu/mmu.c: no gmem behind a private
+ * gfn), and converting cannot help since the page already is private. Two
+ * vCPU threads touch it at once; each must get 1 (re-enter) at most once and
+ * then -ELOOP from cvmconv_handle_exit(), instead of spinning forever. */
+#define NOSLOT_GPA (BASE + NREG * RSIZE)
+
+static void *fault_loop_thread(void *p)
+{
+	struct vcpu *vc = p;
+	unsigned faults = 0, reentered = 0;
+	int last = 0;
+
+	run_to_next(vc);
+	load_command(vc, CMD_WRITE, 0x8badf00d, 0, PAGE / 4, 0, NOSLOT_GPA);
+	for (int i = 0; i < 16; i++) {
+		int r = ioctl(vc->fd, KVM_RUN, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (!(r < 0 && errno == EFAULT && vc->run->exit_reason == KVM_EXIT_MEMORY_FAULT)) {
+			check(false, "vCPU %u: KVM_RUN %d (errno %d), exit %u: no memory fault",
+			      vc->id, r, errno, vc->run->exit_reason);
+			return NULL;
+		}
+		faults++;
+		last = cvmconv_handle_exit(W.c, vc->run);
+		if (last != 1)
+			break;
+		reentered++;
+	}
+	check(last == -ELOOP && reentered <= 1,
+	      "vCPU %u: %u memory faults, re-entered %u times, last answer %d (want -ELOOP after "
+	      "at most one re-entry)",
+	      vc->id, faults, reentered, last);
+	pthread_mutex_lock(&W.lock);
+	printf("lab-guest-random: vCPU %u: %u real memory faults, re-entered %u, then %s\n", vc->id,
+	       faults, reentered, last == -ELOOP ? "-ELOOP" : "?");
+	pthread_mutex_unlock(&W.lock);
+	return NULL;
+}
+
+static void scenario_fault_loop(void)
+{
+	pthread_t t[MAX_VCPUS];
+
+	check(cvmconv_convert(W.c, NOSLOT_GPA, PAGE, true) == 0, "the VMM makes the page private");
+	for (unsigned i = 1; i < W.nvcpus; i++)
+		if (pthread_create(&t[i], NULL, fault_loop_thread, &W.vcpus[i]))
+			die("pthread_create", errno);
+	for (unsigned i = 1; i < W.nvcpus; i++)
+		pthread_join(t[i], NULL);
+}
+
 /* ---- set-up ---- */
 
 /* Real fallocate, failing every third call while asked to (the scenario
@@ -833,6 +890,33 @@ static void setup(void)
 		if (r)
 			die("cvmconv_add_region", r);
 	}
+	if (W.noslot_wanted) {
+		/* slot NREG: 2 MiB without guest_memfd, and a region that only
+		 * tracks its attributes (the fault-loop scenario) */
+		struct kvm_userspace_memory_region2 slot = { 0 };
+		struct cvmconv_region reg = { .sz = sizeof(reg),
+					      .gpa = NOSLOT_GPA,
+					      .size = HPAGE,
+					      .private_fd = -1,
+					      .shared_fd = -1,
+					      .flags = CVMCONV_REGION_ATTRS_ONLY,
+					      .unaligned = -1 };
+
+		W.noslot = mmap(NULL, HPAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+				0);
+		if (W.noslot == MAP_FAILED)
+			die("mmap", errno);
+		slot.slot = NREG;
+		slot.guest_phys_addr = NOSLOT_GPA;
+		slot.memory_size = HPAGE;
+		slot.userspace_addr = (uint64_t)(uintptr_t)W.noslot;
+		r = xioctl(W.vm, KVM_SET_USER_MEMORY_REGION2, &slot);
+		if (r < 0)
+			die("KVM_SET_USER_MEMORY_REGION2 (no guest_memfd)", r);
+		r = cvmconv_add_region(W.c, &reg);
+		if (r)
+			die("cvmconv_add_region (attributes only)", r);
+	}
 	W.run_size = (size_t)xioctl(W.kvm, KVM_GET_VCPU_MMAP_SIZE, NULL);
 	for (unsigned i = 0; i < W.nvcpus; i++) {
 		struct vcpu *vc = &W.vcpus[i];
@@ -876,7 +960,12 @@ int main(int argc, char **argv)
 		else
 			return 2;
 	}
-	if (W.nvcpus < 1 || W.nvcpus > MAX_VCPUS || (W.nvcpus > 1 && strcmp(scenario, "stress"))) {
+	if (!strcmp(scenario, "fault-loop")) {
+		W.nvcpus = 3; /* vCPU 0 the initial writes, 1 and 2 the faults */
+		W.noslot_wanted = true;
+	}
+	if (W.nvcpus < 1 || W.nvcpus > MAX_VCPUS ||
+	    (W.nvcpus > 1 && strcmp(scenario, "stress") && strcmp(scenario, "fault-loop"))) {
 		fprintf(stderr,
 			"lab-guest-random: --vcpus 1..%d, more than 1 only with "
 			"--scenario stress\n",
@@ -900,6 +989,8 @@ int main(int argc, char **argv)
 		scenario_punch_failure(steps);
 	else if (!strcmp(scenario, "stress"))
 		scenario_stress(steps);
+	else if (!strcmp(scenario, "fault-loop"))
+		scenario_fault_loop();
 	else {
 		fprintf(stderr, "lab-guest-random: unknown scenario %s\n", scenario);
 		return 2;

@@ -56,6 +56,9 @@ step "real guest: punch failures and flush, 2 MiB hugetlb" \
 	$g --scenario punch-failure --steps 800 --seed 5 --huge
 step "real guest: 4 vCPU threads, 2 MiB hugetlb" $g --scenario stress --vcpus 4 --steps 800 --seed 6 --huge
 step "real guest: 3 vCPU threads, shmem" $g --scenario stress --vcpus 3 --steps 800 --seed 7
+# a fault no conversion can resolve (a private page of a memslot without
+# guest_memfd), on two vCPU threads: -ELOOP instead of an endless loop
+step "real guest: endless memory faults refused (-ELOOP), 2 vCPUs" $g --scenario fault-loop
 
 echo
 echo "=== lab suite: $pass passed, $failed failed$summary"
