@@ -16,6 +16,9 @@
 
 #include "cvmconv.h"
 
+int vmm_watch_reclaim(int epfd, struct cvmconv *conv);
+void vmm_on_reclaim(struct cvmconv *conv);
+
 /* Register the library's fd with an epoll set the VMM already runs. */
 int vmm_watch_reclaim(int epfd, struct cvmconv *conv)
 {

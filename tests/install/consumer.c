@@ -36,6 +36,7 @@ int main(void)
 				    .size = 4 << 20,
 				    .private_fd = -1,
 				    .shared_fd = fd,
+				    .flags = CVMCONV_REGION_ATTRS_ONLY, /* no private side here */
 				    .unaligned = -1 };
 	if (cvmconv_add_region(c, &r) ||
 	    cvmconv_map_gpa_range(c, 1ULL << 32, 512, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &ret) ||

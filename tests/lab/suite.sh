@@ -17,7 +17,8 @@ step() {
 	echo
 	echo "=== lab step: $name ($*)"
 	start=$(date +%s)
-	"$@"
+	# bounded: a step that hangs fails (124 or 137) and the suite goes on
+	timeout -s KILL 600 "$@"
 	rc=$?
 	secs=$(($(date +%s) - start))
 	if [ "$rc" -eq 0 ]; then
