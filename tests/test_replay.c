@@ -284,7 +284,7 @@ struct converter {
 	struct cvmconv *c;
 	uint64_t seed;
 	atomic_bool *stop;
-	uint64_t done;
+	_Atomic uint64_t done;
 };
 
 static void *convert_loop(void *p)
@@ -301,7 +301,7 @@ static void *convert_loop(void *p)
 			n = RPAGES - page % RPAGES;
 		if (cvmconv_convert(v->c, page_gpa(page), n * SZ_4K, (v->seed >> 55) & 1))
 			abort();
-		v->done++;
+		atomic_fetch_add(&v->done, 1);
 	}
 	return NULL;
 }
@@ -332,17 +332,20 @@ static void test_listener_replay_races(void **state)
 	bad.before = (int (*)(void *, uint64_t, uint64_t, bool))NULL;
 	assert_int_equal(cvmconv_add_listener(x.c, &bad), -EINVAL);
 	for (int i = 0; i < 2; i++) {
-		v[i] = (struct converter){ x.c, 77 + i, &stop, 0 };
+		v[i].c = x.c;
+		v[i].seed = 77 + i;
+		v[i].stop = &stop;
+		atomic_init(&v[i].done, 0);
 		assert_int_equal(pthread_create(&t[i], NULL, convert_loop, &v[i]), 0);
 	}
-	while (v[0].done < 200 || v[1].done < 200)
+	while (atomic_load(&v[0].done) < 200 || atomic_load(&v[1].done) < 200)
 		sched_yield();
 	/* register while both threads convert: the replay is one consistent
 	 * state, every later conversion comes after it */
 	m.registrar = pthread_self();
 	id = cvmconv_add_listener(x.c, &l);
 	assert_true(id >= 0);
-	while (v[0].done < 2000 || v[1].done < 2000)
+	while (atomic_load(&v[0].done) < 2000 || atomic_load(&v[1].done) < 2000)
 		sched_yield();
 	atomic_store(&stop, true);
 	for (int i = 0; i < 2; i++)
@@ -358,7 +361,8 @@ static void test_listener_replay_races(void **state)
 	}
 	print_message("replay: %llu pages replayed, %llu heard after, %llu + %llu conversions\n",
 		      (unsigned long long)m.replayed, (unsigned long long)m.heard,
-		      (unsigned long long)v[0].done, (unsigned long long)v[1].done);
+		      (unsigned long long)atomic_load(&v[0].done),
+		      (unsigned long long)atomic_load(&v[1].done));
 	assert_true(m.heard > 0);
 	ctx_close(&x);
 }
