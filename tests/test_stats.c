@@ -25,18 +25,10 @@
 
 #include "cvmconv.h"
 #include "fake_kvm.h"
-#include "fixture.h"
+#include "conv_util.h" /* stats_of() */
 
 #define FRAMES 4
 #define FRAME_PAGES 512
-
-static struct cvmconv_stats get(struct cvmconv *c)
-{
-	struct cvmconv_stats st = { .sz = sizeof(st) };
-
-	assert_int_equal(cvmconv_get_stats(c, &st), 0);
-	return st;
-}
 
 /* The example of the issue: three 4 KiB regions in frame 0, private /
  * shared / private: one extent, mixed once. */
@@ -62,12 +54,12 @@ static void test_stats_three_regions_one_frame(void **state)
 
 		assert_int_equal(cvmconv_add_region(c, &r), 0);
 	}
-	st = get(c);
+	st = stats_of(c);
 	assert_int_equal(st.extents, 1);
 	assert_int_equal(st.mixed_extents, 1);
 	/* all private: no longer mixed */
 	assert_int_equal(cvmconv_convert(c, SZ_4K, SZ_4K, true), 0);
-	st = get(c);
+	st = stats_of(c);
 	assert_int_equal(st.mixed_extents, 0);
 	cvmconv_destroy(c);
 	fake_kvm_fini(&f);
@@ -139,7 +131,7 @@ static void test_stats_shared_frames_random(void **state)
 			want_extents += any;
 			want_mixed += priv && shared;
 		}
-		st = get(c);
+		st = stats_of(c);
 		if (st.extents != want_extents || st.mixed_extents != want_mixed)
 			fail_msg("round %d: extents %llu mixed %llu, reference %llu and %llu",
 				 round, (unsigned long long)st.extents,
@@ -213,7 +205,7 @@ static void test_stats_snapshot_consistent(void **state)
 	assert_int_equal(pthread_create(&t, NULL, converter, &r), 0);
 	/* both sides must have run a while (valgrind runs one thread at a time) */
 	while (snapshots < want || atomic_load(&r.conversions) < want / 10) {
-		struct cvmconv_stats st = get(r.c);
+		struct cvmconv_stats st = stats_of(r.c);
 
 		bad += st.punch_pending_bytes > st.double_alloc_bytes;
 		snapshots++;

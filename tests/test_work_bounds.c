@@ -30,21 +30,13 @@
 
 #include "cvmconv.h"
 #include "fake_kvm.h"
-#include "fixture.h"
+#include "conv_util.h" /* stats_of() */
 
 #define BASE (64 * SZ_1G)
 #define FAIL_EXITS 8000
 /* Steps one exit may take here: a handful of tracker calls, the run-set
  * searches of both sides and the punch calls counted above. */
 #define STEPS_PER_EXIT 16
-
-static struct cvmconv_stats stats(struct cvmconv *c)
-{
-	struct cvmconv_stats st = { .sz = sizeof(st) };
-
-	assert_int_equal(cvmconv_get_stats(c, &st), 0);
-	return st;
-}
 
 static void always_fail_punches(struct fake_kvm *f)
 {
@@ -104,14 +96,14 @@ static void failing_punches(bool defer)
 	struct fake_kvm *f = &w.f;
 
 	for (uint64_t k = 0; k < FAIL_EXITS; k++) {
-		struct cvmconv_stats before = stats(c), after;
+		struct cvmconv_stats before = stats_of(c), after;
 		uint64_t punches = f->calls[FAKE_CALL_PUNCH];
 
 		assert_int_equal(cvmconv_map_gpa_range(c, BASE + 2 * k * SZ_4K, 1,
 						       CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc),
 				 0);
 		assert_int_equal(hc, 0);
-		after = stats(c);
+		after = stats_of(c);
 		punches = f->calls[FAKE_CALL_PUNCH] - punches;
 		if (punches > max_punches)
 			max_punches = punches;
@@ -119,7 +111,7 @@ static void failing_punches(bool defer)
 			max_steps = after.bookkeeping_steps - before.bookkeeping_steps - punches;
 		last_punches = punches;
 	}
-	struct cvmconv_stats st = stats(c);
+	struct cvmconv_stats st = stats_of(c);
 
 	print_message("%s, punches always failing, %u one-page exits on alternating pages: "
 		      "punch calls per exit max %llu (last %llu), other steps per exit max %llu, "
@@ -137,7 +129,7 @@ static void failing_punches(bool defer)
 	/* the flush retries them all (the VMM's call, off the vCPU threads) */
 	fake_kvm_fail_clear(f);
 	assert_int_equal(cvmconv_flush(c), 0);
-	st = stats(c);
+	st = stats_of(c);
 	assert_int_equal(st.punch_pending_bytes, 0);
 	assert_int_equal(st.double_alloc_bytes, 0);
 	assert_int_equal(fake_kvm_mismatches(f, c, BASE, size), 0);
@@ -184,16 +176,16 @@ static void test_work_failed_runs_full(void **state)
 
 	untracked_lines = 0;
 	for (uint64_t k = 0; k < n; k++) {
-		uint64_t s0 = stats(c).bookkeeping_steps, s1;
+		uint64_t s0 = stats_of(c).bookkeeping_steps, s1;
 
 		assert_int_equal(cvmconv_map_gpa_range(c, BASE + 2 * k * SZ_4K, 1,
 						       CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc),
 				 0);
-		s1 = stats(c).bookkeeping_steps;
+		s1 = stats_of(c).bookkeeping_steps;
 		if (s1 - s0 > max_steps)
 			max_steps = s1 - s0;
 	}
-	st = stats(c);
+	st = stats_of(c);
 	print_message("%llu failed one-page punches: %llu bytes pending, %u untracked, steps per "
 		      "exit max %llu\n",
 		      (unsigned long long)n, (unsigned long long)st.punch_pending_bytes,
@@ -206,12 +198,12 @@ static void test_work_failed_runs_full(void **state)
 	/* converting the untracked page back and forth frees it again */
 	fake_kvm_fail_clear(f);
 	assert_int_equal(cvmconv_flush(c), 0);
-	assert_int_equal(stats(c).punch_pending_bytes, 0);
+	assert_int_equal(stats_of(c).punch_pending_bytes, 0);
 	assert_int_equal(cvmconv_map_gpa_range(c, BASE + 2 * (n - 1) * SZ_4K, 1, 0, &hc), 0);
 	assert_int_equal(cvmconv_map_gpa_range(c, BASE + 2 * (n - 1) * SZ_4K, 1,
 					       CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc),
 			 0);
-	st = stats(c);
+	st = stats_of(c);
 	assert_int_equal(st.double_alloc_bytes, 0);
 	assert_int_equal(fake_kvm_mismatches(f, c, BASE, size), 0);
 	failing_close(&w);
@@ -262,23 +254,25 @@ static void whole_region_steps(bool fail_first)
 	fd = cvmconv_memfd_create("bounds-4t", size + SZ_2M, SZ_2M);
 	if (fd < 0)
 		FIXTURE_SKIP("no MFD_HUGETLB memfd with 2 MiB pages: %s", strerror(-fd));
-	struct cvmconv_region r = { .sz = sizeof(r),
-				    .gpa = BASE,
-				    .size = size,
-				    .private_fd = -1,
-				    .shared_fd = fd,
-				    .shared_offset = 0x1000,
-				    .flags = CVMCONV_REGION_ATTRS_ONLY, /* the shared side is measured */
-				    .unaligned = -1 };
+	struct cvmconv_region r = {
+		.sz = sizeof(r),
+		.gpa = BASE,
+		.size = size,
+		.private_fd = -1,
+		.shared_fd = fd,
+		.shared_offset = 0x1000,
+		.flags = CVMCONV_REGION_ATTRS_ONLY, /* the shared side is measured */
+		.unaligned = -1
+	};
 
 	assert_int_equal(fake_kvm_add_region(&k.f, c, &r), 0);
 	k.fail = fail_first;
-	a = stats(c);
+	a = stats_of(c);
 	assert_int_equal(
 		cvmconv_map_gpa_range(c, BASE, size / SZ_4K, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc),
 		0);
 	assert_int_equal(hc, 0);
-	b = stats(c);
+	b = stats_of(c);
 	steps_private = b.bookkeeping_steps - a.bookkeeping_steps;
 	/* the whole huge pages inside went in one punch; both edges stay held
 	 * (or, after a failed punch, everything does) */
@@ -287,20 +281,20 @@ static void whole_region_steps(bool fail_first)
 	assert_int_equal(b.double_alloc_bytes, fail_first ? size : SZ_2M);
 	k.fail = false;
 	/* back to shared, the whole region: one search, not 2 million */
-	a = stats(c);
+	a = stats_of(c);
 	assert_int_equal(cvmconv_map_gpa_range(c, BASE, size / SZ_4K, 0, &hc), 0);
 	assert_int_equal(hc, 0);
-	b = stats(c);
+	b = stats_of(c);
 	steps_shared = b.bookkeeping_steps - a.bookkeeping_steps;
 	assert_int_equal(b.double_alloc_bytes, 0);
 	assert_int_equal(b.punch_pending_bytes, 0);
 	/* and a 4 KiB exit in the middle, there and back */
-	a = stats(c);
+	a = stats_of(c);
 	assert_int_equal(cvmconv_map_gpa_range(c, BASE + size / 2 + SZ_4K, 1,
 					       CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc),
 			 0);
 	assert_int_equal(cvmconv_map_gpa_range(c, BASE + size / 2 + SZ_4K, 1, 0, &hc), 0);
-	b = stats(c);
+	b = stats_of(c);
 	steps_page = b.bookkeeping_steps - a.bookkeeping_steps;
 	print_message("4 TiB region, shared side 2 MiB hugetlb at offset 0x1000%s: steps of a "
 		      "whole-region exit to private %llu, back to shared %llu; two 4 KiB exits "
