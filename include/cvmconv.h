@@ -124,6 +124,20 @@ struct cvmconv_config {
  * backing is refused (-KVM_EINVAL, nothing changes): the guest would fault
  * on it forever (a private fault on a memslot without guest_memfd). */
 #define CVMCONV_REGION_ATTRS_ONLY (1u << 1)
+/* Allocate the shared backing of pages the moment they turn shared
+ * (needs shared_fd): after the attribute update, fallocate(mode 0) of
+ * their range — whole huge pages on hugetlbfs, which rounds the range out
+ * (fs/hugetlbfs/inode.c hugetlbfs_fallocate). If the allocation fails
+ * (ENOSPC: the hugetlb pool is empty; ENOMEM; EINTR) the request is rolled
+ * back as if its attribute update had failed: the pages stay private, what
+ * the failed call allocated is punched again (never a live page), the
+ * guest gets -KVM_EFAULT, the VMM the errno, a log line and
+ * shared_alloc_failures in the stats. Without the flag a conversion to
+ * shared allocates nothing and the first touch of the page does: on an
+ * empty pool a SIGBUS in the VMM thread that touches it, or, for the
+ * guest's access, KVM_RUN failing with EFAULT and no memory fault exit
+ * (Linux 6.12) until the pool has a page. */
+#define CVMCONV_REGION_ALLOC_SHARED (1u << 2)
 
 struct cvmconv_region {
 	size_t sz;	    /* sizeof(struct cvmconv_region) */
@@ -169,7 +183,8 @@ CVMCONV_API void cvmconv_destroy(struct cvmconv *c);
  *     The page size of each backing is detected here (fstatfs; hugetlbfs
  *     reports its huge page size; an hva is looked up in /proc/self/smaps).
  *
- * Return: 0, or -EINVAL (bad sz/alignment/flags/policy, size 0, overflow),
+ * Return: 0, or -EINVAL (bad sz/alignment/flags/policy, size 0, overflow, ALLOC_SHARED
+ * without shared_fd, ATTRS_ONLY with a private_fd),
  * -E2BIG (unknown non-zero tail), -EEXIST (overlaps a region), -EBADF (an fd
  * that fstat rejects), -ENOMEM, -ENOTRECOVERABLE (context broken), or the
  * error of the attribute update.
@@ -404,6 +419,9 @@ struct cvmconv_stats {
 	 * request makes at most a constant number per run it changes, whatever
 	 * failed before; docs/security.md gives the bounds measured. */
 	uint64_t bookkeeping_steps;
+	/* requests rolled back because the shared backing of pages turning
+	 * shared could not be allocated (CVMCONV_REGION_ALLOC_SHARED) */
+	uint64_t shared_alloc_failures;
 };
 
 /**

@@ -450,6 +450,70 @@ void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t from, u
 	}
 }
 
+int backing_allocate_shared(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to)
+{
+	struct side *s = &r->shared;
+
+	(void)c;
+	s->steps++;
+	return kvm_allocate(s->fd, side_byte(s, from), (to - from) * PAGE_4K);
+}
+
+/* Stale, possibly allocated pages [from, to) of the shared side, none live:
+ * punched, whatever waited or failed there before. */
+static void unallocate(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
+{
+	adjust(c, s, -(int64_t)unkeep(c, s, from, to));
+	if (punch(c, s, from, to)) {
+		adjust(c, s, (int64_t)(to - from));
+		keep_failed(c, s, from, to);
+	}
+}
+
+void backing_unallocate_shared(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to)
+{
+	struct side *s = &r->shared;
+	uint64_t h_first, h_last;
+
+	if (from >= to)
+		return;
+	if (!side_is_huge(s)) {
+		/* every page of the run is private again: stale here */
+		unallocate(c, s, from, to);
+		return;
+	}
+	/* only huge pages without a live page, whose pages are all stale */
+	h_first = hpage_of(s, from);
+	h_last = hpage_of(s, to - 1);
+	if (h_last > h_first + 1) {
+		/* wholly inside the run, so all private, and never edges */
+		uint64_t lo, hi, unused;
+
+		hpage_span(s, r, h_first + 1, &lo, &unused);
+		hpage_span(s, r, h_last - 1, &unused, &hi);
+		unallocate(c, s, lo, hi);
+	}
+	for (int end = 0; end < 2; end++) {
+		uint64_t h = end ? h_last : h_first, lo, hi;
+		bool *edge;
+
+		if (end && h_last == h_first)
+			break;
+		hpage_span(s, r, h, &lo, &hi);
+		if (stale_pages(s, r, false, lo, hi, -1) != hi - lo)
+			continue; /* a live page: it was held, nothing new */
+		edge = edge_flag(s, r, h);
+		if (!edge) {
+			unallocate(c, s, lo, hi);
+		} else if (!*edge) {
+			/* partly another region's: never punched; held (it may
+			 * have been allocated just now) and counted as such */
+			*edge = true;
+			adjust(c, s, (int64_t)(hi - lo));
+		}
+	}
+}
+
 void backing_commit(struct cvmconv *c, struct region *r)
 {
 	struct side *sides[2] = { &r->shared, &r->private_ };

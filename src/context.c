@@ -175,8 +175,11 @@ static int check_region(const struct cvmconv_region *r)
 	if (r->private_offset > (uint64_t)INT64_MAX - r->size ||
 	    r->shared_offset > (uint64_t)INT64_MAX - r->size)
 		return -EINVAL;
-	if (r->flags & ~(CVMCONV_REGION_PRIVATE | CVMCONV_REGION_ATTRS_ONLY))
+	if (r->flags &
+	    ~(CVMCONV_REGION_PRIVATE | CVMCONV_REGION_ATTRS_ONLY | CVMCONV_REGION_ALLOC_SHARED))
 		return -EINVAL;
+	if ((r->flags & CVMCONV_REGION_ALLOC_SHARED) && r->shared_fd < 0)
+		return -EINVAL; /* fallocate needs the file */
 	if ((r->flags & CVMCONV_REGION_ATTRS_ONLY) && r->private_fd >= 0)
 		return -EINVAL; /* attribute tracking only: no private backing */
 	if (r->unaligned < -1 || r->unaligned > CVMCONV_UNALIGNED_REJECT)
@@ -215,6 +218,7 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 	r->gpa = in.gpa;
 	r->size = in.size;
 	r->attrs_only = in.flags & CVMCONV_REGION_ATTRS_ONLY;
+	r->alloc_shared = in.flags & CVMCONV_REGION_ALLOC_SHARED;
 	r->npages = in.size >> PAGE_SHIFT_4K;
 	r->shared.fd = r->private_.fd = -1;
 	err = tracker_init(&r->tr, in.gpa, in.size, private);

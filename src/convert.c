@@ -259,6 +259,95 @@ static int apply(struct cvmconv *c, const struct planned *p, size_t n)
 	return 0;
 }
 
+NOINLINE static void alloc_failed(struct cvmconv *c, const struct conversion *cv,
+				  const struct region *r, uint64_t from, uint64_t to, int err)
+{
+	log_guest(c, LOG_ERR,
+		  "%s: allocating the shared backing of gpa 0x%llx size 0x%llx failed: %s; "
+		  "rolling back",
+		  cv->source, (unsigned long long)(r->gpa + (from << PAGE_SHIFT_4K)),
+		  (unsigned long long)((to - from) << PAGE_SHIFT_4K), strerror(-err));
+}
+
+/* Region pieces of the runs of p[0..n) turning shared in ALLOC_SHARED
+ * regions, in order; @fn is called on each until it returns non-zero, at
+ * most @limit pieces. Returns the pieces visited (the failing one
+ * included) and the error in *err. */
+static uint64_t alloc_pieces(struct cvmconv *c, const struct planned *p, size_t n, uint64_t limit,
+			     bool undo, int *err)
+{
+	uint64_t visited = 0;
+
+	*err = 0;
+	for (size_t k = 0; k < n; k++) {
+		struct run_iter it;
+		uint64_t gpa, end;
+
+		if (p[k].cv->to_private)
+			continue;
+		runs_start(&it, c, &p[k]);
+		while (runs_next(&it, &gpa, &end)) {
+			for (uint32_t i = p[k].first; i <= p[k].last; i++) {
+				struct region *r = c->regions[i];
+				uint64_t from, to;
+
+				if (end <= r->gpa)
+					break;
+				if (gpa >= r->gpa + r->size || !r->alloc_shared)
+					continue;
+				if (visited == limit)
+					return visited;
+				clip(r, gpa, end, &from, &to);
+				visited++;
+				if (undo) {
+					backing_unallocate_shared(c, r, from, to);
+					continue;
+				}
+				*err = backing_allocate_shared(c, r, from, to);
+				if (*err) {
+					alloc_failed(c, p[k].cv, r, from, to, *err);
+					return visited;
+				}
+			}
+		}
+	}
+	return visited;
+}
+
+static bool wants_alloc(struct cvmconv *c, const struct planned *p, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		for (uint32_t i = p[k].first; !p[k].cv->to_private && i <= p[k].last; i++)
+			if (c->regions[i]->alloc_shared)
+				return true;
+	return false;
+}
+
+/* CVMCONV_REGION_ALLOC_SHARED, after apply(): allocate the shared backing
+ * of what turns shared. On failure the attributes go back (all runs were
+ * applied), then what the allocation got is punched again: the pages are
+ * private once more, so only stale memory is. */
+NOINLINE static int allocate_shared(struct cvmconv *c, const struct planned *p, size_t n)
+{
+	uint64_t runs = 0, pieces;
+	int err, undo, unused;
+
+	pieces = alloc_pieces(c, p, n, UINT64_MAX, false, &err);
+	if (!err)
+		return 0;
+	COUNT(c, shared_alloc_failures, 1);
+	for (size_t k = 0; k < n; k++)
+		runs += p[k].total;
+	undo = rollback(c, p, n, runs);
+	if (undo)
+		return undo; /* attributes unknown: punch nothing */
+	alloc_pieces(c, p, n, pieces, true, &unused);
+	for (uint32_t i = p[0].first; i <= p[n - 1].last; i++)
+		backing_note_pending(c, c->regions[i]);
+	stats_update_peak(c);
+	return err;
+}
+
 /* Listeners: every "before" a listener got is answered by exactly one
  * "after" with 0 (done) or -ECANCELED (vetoed or failed). */
 static void notify_after(struct cvmconv *c, const struct planned *p, size_t n, int result,
@@ -482,6 +571,8 @@ NOINLINE static int transact_locked(struct cvmconv *c, struct planned *p, size_t
 	if (!notify_before(c, p, n))
 		return refuse(c, p[0].cv, "vetoed by a listener", CVMCONV_KVM_EPERM, guest_err);
 	err = apply(c, p, n);
+	if (!err && wants_alloc(c, p, n))
+		err = allocate_shared(c, p, n);
 	if (err) {
 		notify_after(c, p, n, -ECANCELED, SIZE_MAX, UINT64_MAX, 0);
 		return err;
@@ -502,7 +593,7 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 	struct region *r = c->regions[p->first];
 	uint64_t from, to, a, b, a2, b2;
 
-	if (p->first != p->last || c->nlisteners)
+	if (p->first != p->last || c->nlisteners || (r->alloc_shared && !cv->to_private))
 		return false;
 	clip(r, cv->gpa, cv->gpa + cv->size, &from, &to);
 	r->steps += 2; /* the planning descent, then the update or the second look */

@@ -169,9 +169,10 @@ struct side {
 struct region {
 	pthread_mutex_t lock; /* tracker, backings; taken in ascending gpa order */
 	uint64_t gpa, size, npages;
-	int unaligned;	 /* enum cvmconv_unaligned */
-	bool attrs_only; /* CVMCONV_REGION_ATTRS_ONLY */
-	uint64_t steps;	 /* tracker walks and updates of requests, under @lock */
+	int unaligned;	   /* enum cvmconv_unaligned */
+	bool attrs_only;   /* CVMCONV_REGION_ATTRS_ONLY */
+	bool alloc_shared; /* CVMCONV_REGION_ALLOC_SHARED */
+	uint64_t steps;	   /* tracker walks and updates of requests, under @lock */
 	struct tracker tr;
 	struct side shared, private_;
 };
@@ -254,6 +255,7 @@ struct counters {
 	_Atomic uint64_t attr_updates, punches, punch_failures;
 	_Atomic uint64_t double_alloc_peak_bytes;
 	_Atomic uint64_t steps_removed; /* bookkeeping steps of removed regions */
+	_Atomic uint64_t shared_alloc_failures;
 };
 
 #define COUNT(c, field, v) atomic_fetch_add_explicit(&(c)->n.field, (v), memory_order_relaxed)
@@ -301,6 +303,7 @@ HIDDEN int kvm_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size,
 HIDDEN int kvm_punch(void *opaque, int fd, uint64_t offset, uint64_t len);
 HIDDEN int kvm_discard_hva(void *opaque, void *hva, uint64_t len);
 HIDDEN int kvm_discard_private_hva(void *opaque, void *hva, uint64_t len);
+HIDDEN int kvm_allocate(int fd, uint64_t offset, uint64_t len);
 HIDDEN int kvm_probe_private_attribute(int vm_fd);
 
 /* Kernel calls go through these: the VMM's op with its opaque, or ours. */
@@ -351,6 +354,16 @@ HIDDEN uint64_t backing_pending_bytes(const struct region *r);
 HIDDEN void backing_note_pending(struct cvmconv *c, struct region *r);
 /* cvmconv_flush()'s end: the poll fd stops being readable if nothing waits. */
 HIDDEN void backing_poll_settle(struct cvmconv *c);
+/* CVMCONV_REGION_ALLOC_SHARED: allocate the shared backing of region pages
+ * [from, to), which KVM already calls shared and the tracker still private.
+ * 0 or the kernel's -errno. */
+HIDDEN int backing_allocate_shared(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to);
+/* After a failed allocation and the rollback (the pages are private again):
+ * punch what backing_allocate_shared() of [from, to) may have allocated,
+ * that is every huge page (4 KiB page) of the shared side holding no live
+ * page, and account for what cannot be punched. */
+HIDDEN void backing_unallocate_shared(struct cvmconv *c, struct region *r, uint64_t from,
+				      uint64_t to);
 /* Bookkeeping steps of @r: its own and its sides'. */
 static inline uint64_t region_steps(const struct region *r)
 {

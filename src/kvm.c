@@ -62,6 +62,20 @@ int kvm_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
 	return -EINTR;
 }
 
+int kvm_allocate(int fd, uint64_t offset, uint64_t len)
+{
+	if (offset > INT64_MAX || len > INT64_MAX - offset)
+		return -EINVAL;
+	/* Mode 0 without KEEP_SIZE: the range lies inside the file (the
+	 * region was checked at add), so the size does not change. Pages
+	 * already there stay as they are (shmem_fallocate, hugetlbfs_fallocate
+	 * skip them). EINTR is not retried: shmem_fallocate stops on a
+	 * pending signal, and the request is rolled back instead. */
+	if (fallocate(fd, 0, (off_t)offset, (off_t)len) != 0)
+		return -errno;
+	return 0;
+}
+
 int kvm_discard_hva(void *opaque, void *hva, uint64_t len)
 {
 	(void)opaque;

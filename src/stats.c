@@ -88,6 +88,7 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 		s.bookkeeping_steps += region_steps(r);
 	}
 	s.bookkeeping_steps += READ(c, steps_removed);
+	s.shared_alloc_failures = READ(c, shared_alloc_failures);
 	for (uint32_t i = 0; i < c->nregions; i++)
 		pthread_mutex_unlock(&c->regions[i]->lock);
 	pthread_mutex_lock(&c->log_lock);
@@ -133,6 +134,7 @@ int cvmconv_stats_json(struct cvmconv *c, char *buf, size_t len)
 		F(log_suppressed),
 		F(broken),
 		F(bookkeeping_steps),
+		F(shared_alloc_failures),
 #undef F
 	};
 

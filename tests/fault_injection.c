@@ -21,6 +21,8 @@
  *   punch retried by cvmconv_flush();
  *   madvise(MADV_REMOVE) of a shared side given as a host mapping;
  *   madvise(MADV_DONTNEED) of anonymous MAP_PRIVATE memory given as one;
+ *   fallocate(mode 0) of a CVMCONV_REGION_ALLOC_SHARED region's shared side
+ *     (in the first or the second region of a request);
  *   the default kernel ops of src/kvm.c (ioctl, fallocate, madvise reached
  *     through --wrap): transient EINTR/EAGAIN are retried, the rest reported;
  *   every allocation (malloc/calloc/realloc) reached from create,
@@ -86,15 +88,18 @@ enum site {
 	S_KVM_IOCTL,
 	S_KVM_FALLOCATE,
 	S_KVM_MADVISE,
+	S_ALLOC_SHARED,
 	S_ALLOC,
 	S_COUNT
 };
 
 static const char *const site_names[S_COUNT] = {
-	"attr update, forward", "attr update, rollback", "attr update, add_region",
-	"punch 4 KiB (shmem)",	"punch huge (hugetlb)",	 "punch in flush",
-	"madvise (shared_hva)", "kvm.c ioctl",		 "kvm.c fallocate",
-	"kvm.c madvise",	"malloc/calloc/realloc",
+	"attr update, forward",	    "attr update, rollback",
+	"attr update, add_region",  "punch 4 KiB (shmem)",
+	"punch huge (hugetlb)",	    "punch in flush",
+	"madvise (shared_hva)",	    "kvm.c ioctl",
+	"kvm.c fallocate",	    "kvm.c madvise",
+	"alloc shared (fallocate)", "malloc/calloc/realloc",
 };
 
 static uint64_t injected[S_COUNT][NERR];
@@ -455,11 +460,17 @@ static void world_ctx(struct world *w, bool default_ops)
 }
 
 /* Region @ri at BASE + ri * RSIZE; the guest wrote every page (shared). */
+/* CVMCONV_REGION_* flags of the regions world_region() adds (reset by
+ * world_get()). */
+static uint32_t next_region_flags;
+
 static void world_region(struct world *w, enum backing kind)
 {
 	unsigned ri = w->nreg;
 	struct wregion *r = &w->r[ri];
-	struct cvmconv_region reg = { .sz = sizeof(reg), .unaligned = -1 };
+	struct cvmconv_region reg = { .sz = sizeof(reg),
+				      .unaligned = -1,
+				      .flags = next_region_flags };
 
 	memset(r, 0, sizeof(*r));
 	r->gpa = BASE + ri * RSIZE;
@@ -502,6 +513,7 @@ static struct world *world_get(void)
 		if (!world_used[i]) {
 			world_used[i] = true;
 			memset(&worlds[i], 0, sizeof(worlds[i]));
+			next_region_flags = 0;
 			return &worlds[i];
 		}
 	fail_msg("out of worlds");
@@ -1218,6 +1230,61 @@ static void test_default_ops_punch_madvise(void **state)
 		}
 }
 
+/* CVMCONV_REGION_ALLOC_SHARED: the allocation of the shared side
+ * (fallocate mode 0, src/kvm.c kvm_allocate) fails, in the first region of
+ * a request or in the second after the first was allocated. The request is
+ * rolled back whatever the errno (EINTR is not retried: shmem_fallocate
+ * gives up on a pending signal), the guest gets -KVM_EFAULT, and what the
+ * first region got is punched again: the kernel holds the live pages only. */
+static void test_alloc_shared(void **state)
+{
+	static const enum entry entries[] = { E_MAP, E_RUN, E_CONVERT, E_BATCH_GUEST };
+
+	(void)state;
+	for (unsigned i = 0; i < NERR; i++)
+		for (unsigned k = 0; k < sizeof(entries) / sizeof(entries[0]); k++)
+			for (int second = 0; second < 2; second++) {
+				struct world *w = world_get();
+				const int errs[2] = { second ? 0 : errnos[i], errnos[i] };
+				/* the last 8 pages of R0, the first 8 of R1 */
+				uint64_t gpa = second ? BASE + RSIZE - 8 * SZ_4K : BASE;
+				uint64_t size = second ? 16 * SZ_4K : 8 * SZ_4K, hc;
+				struct cvmconv_stats before;
+				int ret;
+
+				world_ctx(w, false);
+				next_region_flags = CVMCONV_REGION_ALLOC_SHARED;
+				world_region(w, B_SHMEM);
+				world_region(w, B_SHMEM);
+				assert_int_equal(request(w, E_CONVERT, gpa, size, true, &hc), 0);
+				model_set(w, gpa, size, true);
+				write_converted(w, gpa, size);
+				check_allocation(w, 0);
+				before = stats(w);
+				sched_set(&kern.s[K_FALLOCATE], errs, 2, false);
+				kern.armed = true;
+				ret = request(w, entries[k], gpa, size, false, &hc);
+				kern.armed = false;
+				injected[S_ALLOC_SHARED][i]++;
+				assert_int_equal(ret, -errnos[i]);
+				if (entries[k] != E_CONVERT)
+					assert_int_equal(hc, HC(CVMCONV_KVM_EFAULT));
+				assert_int_equal(stats(w).shared_alloc_failures,
+						 before.shared_alloc_failures + 1);
+				assert_int_equal(stats(w).to_shared_bytes, before.to_shared_bytes);
+				assert_int_equal(stats(w).broken, 0);
+				memset(&kern.s[K_FALLOCATE], 0, sizeof(kern.s[K_FALLOCATE]));
+				check_world(w);
+				check_allocation(w, 0);
+				/* the same request, the kernel willing: it goes through */
+				assert_int_equal(request(w, entries[k], gpa, size, false, &hc), 0);
+				model_set(w, gpa, size, false);
+				check_world(w);
+				check_flush_recovers(w);
+				world_free(w);
+			}
+}
+
 /* ---- allocation failures ---- */
 
 /* Run @step with the n-th allocation failing, for n = 1, 2, ... until it
@@ -1554,6 +1621,7 @@ static const struct call_site {
 	{ "kvm.c", "kvm_probe_private_attribute", "ioctl", 1, "test_default_ops_probe" },
 	{ "kvm.c", "kvm_punch", "fallocate", 1, "test_default_ops_punch_madvise" },
 	{ "kvm.c", "kvm_discard_hva", "madvise", 1, "test_default_ops_punch_madvise" },
+	{ "kvm.c", "kvm_allocate", "fallocate", 1, "test_alloc_shared" },
 	{ "kvm.c", "kvm_discard_private_hva", "madvise", 1,
 	  "test_default_ops_punch_madvise (MAP_PRIVATE)" },
 	{ "context.c", "cvmconv_create", "calloc", 1, "test_alloc_create" },
@@ -1807,6 +1875,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_default_ops_probe, teardown_worlds),
 		cmocka_unit_test_teardown(test_default_ops_attr, teardown_worlds),
 		cmocka_unit_test_teardown(test_default_ops_punch_madvise, teardown_worlds),
+		cmocka_unit_test_teardown(test_alloc_shared, teardown_worlds),
 		cmocka_unit_test_teardown(test_alloc_create, teardown_worlds),
 		cmocka_unit_test_teardown(test_alloc_add_region, teardown_worlds),
 		cmocka_unit_test_teardown(test_alloc_convert, teardown_worlds),

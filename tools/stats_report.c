@@ -39,6 +39,7 @@ static const struct stats_field {
 	F(log_suppressed, COUNT, "log lines dropped by the rate limit"),
 	F(broken, FLAG, "1 once a rollback failed (stop the VM)"),
 	F(bookkeeping_steps, COUNT, "tracker and punch-run lookups, punch calls"),
+	F(shared_alloc_failures, COUNT, "requests rolled back: shared backing not allocated"),
 #undef F
 };
 

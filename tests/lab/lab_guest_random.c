@@ -11,7 +11,13 @@
  * the kernel holds twice: allocated(shared memfd) + allocated(guest_memfd)
  * - guest memory (every live page is written, so allocated once).
  *
- *   lab-guest-random [--steps N] [--seed S] [--huge]
+ *   lab-guest-random [--scenario S] [--steps N] [--seed S] [--huge] [--vcpus N]
+ *
+ * Scenarios: random (default), selftest, tdx-split, punch-failure, stress
+ * (--vcpus N threads), fault-loop, alloc-shared (an empty hugetlb pool,
+ * with and without CVMCONV_REGION_ALLOC_SHARED). A watchdog prints every
+ * thread's state and each vCPU's registers when no vCPU exits for 30 s, and
+ * ends the program (exit 3) after 90 s.
  *
  * --huge puts the shared side on 2 MiB huge pages (MFD_HUGETLB), else shmem.
  * Exit 0 when every check passed, 1 otherwise, 77 without a SW_PROTECTED VM.
@@ -30,7 +36,10 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <cpuid.h>
+#include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -40,6 +49,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/memfd.h>
@@ -79,6 +90,25 @@ static const uint8_t guest_loop[] = {
 	0xEB, 0xE2,	       /* 28: jmp 0 */
 	0xF4,		       /* 30: hlt */
 };
+#define HYPERCALL_AT 7 /* the offset of the vmcall above */
+
+/* The guest as it is loaded: the hypercall instruction the CPU's vendor
+ * runs natively. vmcall on AMD (or vmmcall on Intel) raises #UD, and KVM
+ * then rewrites the instruction in guest memory (arch/x86/kvm/x86.c
+ * emulator_fix_hypercall, KVM_X86_QUIRK_FIX_HYPERCALL_INSN) while other
+ * vCPUs run the same code: cross-modifying code that the lab need not
+ * exercise. */
+static uint8_t guest_code[sizeof(guest_loop)];
+
+static void build_guest_code(void)
+{
+	unsigned a, b, c, d;
+
+	memcpy(guest_code, guest_loop, sizeof(guest_loop));
+	/* "AuthenticAMD" / "HygonGenuine": EBX "Auth" / "Hygo" */
+	if (__get_cpuid(0, &a, &b, &c, &d) && (b == 0x68747541 || b == 0x6f677948))
+		guest_code[HYPERCALL_AT + 2] = 0xD9; /* 0F 01 D9: vmmcall */
+}
 
 #define MAX_VCPUS 8
 
@@ -87,6 +117,9 @@ struct vcpu {
 	int fd;
 	struct kvm_run *run;
 	unsigned id;
+	pthread_t thread; /* set by the thread that runs it, for the watchdog */
+	_Atomic pid_t tid;
+	uint64_t last[6]; /* the last command's registers: ebp eax ebx ecx edx edi */
 };
 
 struct world {
@@ -100,6 +133,11 @@ struct world {
 	int shared_fd[NREG], gmem[NREG];
 	uint8_t *noslot; /* fault-loop: a slot without guest_memfd */
 	bool noslot_wanted;
+	bool alloc_shared;	    /* region 1 has CVMCONV_REGION_ALLOC_SHARED */
+	bool reenter_on_host_error; /* a hypercall the library failed goes back to the guest */
+	int host_error;		    /* the last such error */
+	int hog_fd;		    /* alloc-shared: huge pages taken from the pool */
+	uint64_t hog_pages;
 	uint8_t *shared[NREG];
 	bool huge;
 	struct cvmconv *c;
@@ -111,6 +149,9 @@ struct world {
 	uint64_t rng;
 	/* figures */
 	uint64_t hypercalls, refused, writes, verifies, pages_verified, checks, failures;
+	/* the watchdog: exits handled so far, and whether it kicked the vCPUs */
+	_Atomic uint64_t progress;
+	_Atomic bool kicked;
 };
 
 static struct world W;
@@ -249,6 +290,156 @@ static void set_cpu(struct vcpu *vc)
 		die("KVM_SET_REGS", r);
 }
 
+/* ---- the watchdog: a hang explains itself ---- */
+
+static void dump_vcpu(struct vcpu *vc, const char *why)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (xioctl(vc->fd, KVM_GET_REGS, &regs) < 0 || xioctl(vc->fd, KVM_GET_SREGS, &sregs) < 0) {
+		printf("lab-guest-random: vCPU %u: %s; registers unreadable\n", vc->id, why);
+		return;
+	}
+	printf("lab-guest-random: vCPU %u: %s: exit %u rip 0x%llx rbp 0x%llx rax 0x%llx rcx "
+	       "0x%llx rdi 0x%llx rsp 0x%llx rflags 0x%llx cr0 0x%llx\n",
+	       vc->id, why, vc->run->exit_reason, (unsigned long long)regs.rip,
+	       (unsigned long long)regs.rbp, (unsigned long long)regs.rax,
+	       (unsigned long long)regs.rcx, (unsigned long long)regs.rdi,
+	       (unsigned long long)regs.rsp, (unsigned long long)regs.rflags,
+	       (unsigned long long)sregs.cr0);
+	if (vc->run->exit_reason == KVM_EXIT_MMIO)
+		printf("lab-guest-random: vCPU %u: mmio %s gpa 0x%llx len %u\n", vc->id,
+		       vc->run->mmio.is_write ? "write" : "read",
+		       (unsigned long long)vc->run->mmio.phys_addr, vc->run->mmio.len);
+	for (size_t i = 0; i < sizeof(guest_code); i++)
+		if (W.shared[0][CODE_GPA - BASE + i] != guest_code[i])
+			printf("lab-guest-random: code byte %zu: 0x%02x, was 0x%02x\n", i,
+			       W.shared[0][CODE_GPA - BASE + i], guest_code[i]);
+	printf("lab-guest-random: vCPU %u: last command %llu (eax 0x%llx ebx 0x%llx ecx 0x%llx "
+	       "edi 0x%llx); guest code %s\n",
+	       vc->id, (unsigned long long)vc->last[0], (unsigned long long)vc->last[1],
+	       (unsigned long long)vc->last[2], (unsigned long long)vc->last[3],
+	       (unsigned long long)vc->last[5],
+	       memcmp(W.shared[0] + (CODE_GPA - BASE), guest_code, sizeof(guest_code)) ? "CHANGED"
+										       : "intact");
+}
+
+/* The vCPU's thread is the calling one from now on. */
+static void claim_vcpu(struct vcpu *vc)
+{
+	vc->thread = pthread_self();
+	atomic_store(&vc->tid, (pid_t)syscall(SYS_gettid));
+}
+
+static void read_line(const char *path, char *buf, size_t n)
+{
+	FILE *f = fopen(path, "re");
+
+	buf[0] = 0;
+	if (f) {
+		if (!fgets(buf, (int)n, f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = 0;
+}
+
+/* Every thread of this process: state, user and system ticks, the syscall
+ * it sits in and where in the kernel it sleeps. */
+static void dump_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[320], stat[512], sys[256], wchan[128];
+		char *p;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+		read_line(path, stat, sizeof(stat));
+		snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", e->d_name);
+		read_line(path, sys, sizeof(sys));
+		snprintf(path, sizeof(path), "/proc/self/task/%s/wchan", e->d_name);
+		read_line(path, wchan, sizeof(wchan));
+		/* after "(comm) ": state is field 3, utime 14, stime 15 */
+		p = strrchr(stat, ')');
+		unsigned long ut = 0, st = 0;
+		char state = '?';
+
+		if (!p || sscanf(p + 2, "%c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %lu %lu",
+				 &state, &ut, &st) != 3)
+			state = '?';
+		int vcpu = -1;
+
+		for (unsigned i = 0; i < W.nvcpus; i++)
+			if (atomic_load(&W.vcpus[i].tid) == atoi(e->d_name))
+				vcpu = (int)i;
+		printf("lab-guest-random: thread %s (vCPU %d): state %c utime %lu stime %lu "
+		       "syscall [%s] wchan [%s]\n",
+		       e->d_name, vcpu, state, ut, st, sys, wchan);
+	}
+	if (d)
+		closedir(d);
+}
+
+static void on_kick(int sig)
+{
+	(void)sig;
+}
+
+/* No exit for 30 s: show every thread, then kick each vCPU out of KVM_RUN
+ * (a signal: KVM_RUN returns EINTR and the vCPU dumps its registers). Three
+ * rounds without progress end the program. */
+static void *watchdog(void *arg)
+{
+	uint64_t last = UINT64_MAX;
+	unsigned idle = 0, rounds = 0;
+
+	(void)arg;
+	for (;;) {
+		sleep(1);
+		uint64_t now = atomic_load(&W.progress);
+
+		if (now != last) {
+			last = now;
+			idle = 0;
+			continue;
+		}
+		if (++idle < 30)
+			continue;
+		idle = 0;
+		pthread_mutex_lock(&W.lock);
+		printf("lab-guest-random: watchdog: no vCPU exit for 30 s (round %u)\n",
+		       rounds + 1);
+		dump_threads();
+		pthread_mutex_unlock(&W.lock);
+		atomic_store(&W.kicked, true);
+		for (unsigned i = 0; i < W.nvcpus; i++)
+			if (atomic_load(&W.vcpus[i].tid))
+				pthread_kill(W.vcpus[i].thread, SIGUSR1);
+		if (++rounds == 3) {
+			printf("lab-guest-random: watchdog: giving up\n");
+			fflush(stdout);
+			_exit(3);
+		}
+	}
+	return NULL;
+}
+
+static void start_watchdog(void)
+{
+	struct sigaction sa = { .sa_handler = on_kick }; /* no SA_RESTART */
+	pthread_t t;
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL) || pthread_create(&t, NULL, watchdog, NULL))
+		die("the watchdog", errno);
+	pthread_detach(t);
+}
+
 /* Run until the guest asks for its next command; conversion exits go to
  * cvmconv_handle_exit(). Returns the registers then. */
 static struct kvm_regs run_to_next(struct vcpu *vc)
@@ -258,8 +449,13 @@ static struct kvm_regs run_to_next(struct vcpu *vc)
 	for (int guard = 0; guard < 64; guard++) {
 		int r = ioctl(vc->fd, KVM_RUN, 0);
 
-		if (r < 0 && errno == EINTR)
+		atomic_fetch_add(&W.progress, 1);
+		if (r < 0 && errno == EINTR) {
+			if (atomic_load(&W.kicked))
+				dump_vcpu(vc, "kicked out of KVM_RUN");
+			guard--;
 			continue;
+		}
 		if (r < 0 && !(errno == EFAULT && vc->run->exit_reason == KVM_EXIT_MEMORY_FAULT))
 			die("KVM_RUN", errno);
 		if (vc->run->exit_reason == KVM_EXIT_IO && vc->run->io.port == PORT_NEXT) {
@@ -271,12 +467,14 @@ static struct kvm_regs run_to_next(struct vcpu *vc)
 		r = cvmconv_handle_exit(W.c, vc->run);
 		if (r == 1)
 			continue;
-		xioctl(vc->fd, KVM_GET_REGS, &regs);
-		printf("lab-guest-random: vCPU %u: exit reason %u, cvmconv_handle_exit %d (rip "
-		       "0x%llx "
-		       "rbp 0x%llx)\n",
-		       vc->id, vc->run->exit_reason, r, (unsigned long long)regs.rip,
-		       (unsigned long long)regs.rbp);
+		if (r < 0 && W.reenter_on_host_error &&
+		    vc->run->exit_reason == KVM_EXIT_HYPERCALL) {
+			W.host_error = r; /* the guest gets hypercall.ret as the library set it */
+			continue;
+		}
+		printf("lab-guest-random: vCPU %u: exit reason %u, cvmconv_handle_exit %d\n",
+		       vc->id, vc->run->exit_reason, r);
+		dump_vcpu(vc, "unexpected exit");
 		exit(1);
 	}
 	printf("lab-guest-random: vCPU %u: the guest did not come back\n", vc->id);
@@ -301,6 +499,12 @@ static void load_command(struct vcpu *vc, uint64_t ebp, uint64_t eax, uint64_t e
 	r = xioctl(vc->fd, KVM_GET_REGS, &regs);
 	if (r < 0)
 		die("KVM_GET_REGS", r);
+	vc->last[0] = ebp;
+	vc->last[1] = eax;
+	vc->last[2] = ebx;
+	vc->last[3] = ecx;
+	vc->last[4] = edx;
+	vc->last[5] = edi;
 	regs.rbp = ebp;
 	regs.rax = eax;
 	regs.rbx = ebx;
@@ -534,7 +738,8 @@ static void check_accounting(uint64_t step)
 		     free_pages = meminfo_field("HugePages_Free:");
 
 		check(total >= 0 && free_pages >= 0 &&
-			      (uint64_t)(total - free_pages) * HPAGE == shared,
+			      (uint64_t)(total - free_pages) * HPAGE ==
+				      shared + W.hog_pages * HPAGE,
 		      "step %" PRIu64 ": %ld huge pages in use (HugePages_Total - HugePages_Free), "
 		      "the shared memfds hold %" PRIu64,
 		      step, total - free_pages, (uint64_t)(shared / HPAGE));
@@ -655,6 +860,125 @@ static void scenario_punch_failure(uint64_t steps)
 	verify_all(&W.vcpus[0], FIRST_PAGE, NPAGES - FIRST_PAGE);
 }
 
+/* ---- alloc-shared: an empty hugetlb pool ---- */
+
+/* Take free huge pages (or give them back) until @leave are free. */
+static void pool_leave(long leave)
+{
+	long free_now = meminfo_field("HugePages_Free:");
+
+	if (W.hog_fd < 0) {
+		W.hog_fd = memfd_create("lab-hog", MFD_CLOEXEC | MFD_HUGETLB);
+		if (W.hog_fd < 0 || ftruncate(W.hog_fd, 1LL << 34) < 0)
+			die("the hog memfd", errno);
+	}
+	while (free_now > leave) {
+		if (fallocate(W.hog_fd, 0, (off_t)(W.hog_pages * HPAGE), (off_t)HPAGE))
+			die("fallocate of the hog", errno);
+		W.hog_pages++;
+		free_now = meminfo_field("HugePages_Free:");
+	}
+	while (free_now < leave && W.hog_pages) {
+		W.hog_pages--;
+		if (fallocate(W.hog_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(W.hog_pages * HPAGE), (off_t)HPAGE))
+			die("punch of the hog", errno);
+		free_now = meminfo_field("HugePages_Free:");
+	}
+	check(free_now == leave, "HugePages_Free %ld, wanted %ld", free_now, leave);
+}
+
+/* Region 1 has CVMCONV_REGION_ALLOC_SHARED, region 0 not. Huge pages that
+ * went private were punched, their reservations with them; another user
+ * takes the pool. A conversion back to shared then fails at the
+ * conversion on region 1 (the guest gets -KVM_EFAULT, nothing changes),
+ * and on region 0 it succeeds while the guest's first write cannot be
+ * served: KVM_RUN fails with EFAULT until the pool has a page again. */
+static void scenario_alloc_shared(void)
+{
+	struct vcpu *vc = &W.vcpus[0];
+	const uint64_t r1 = RSIZE / PAGE, hint = KVM_MAP_GPA_RANGE_PAGE_SZ_2M;
+	struct cvmconv_stats st = { .sz = sizeof(st) };
+	struct kvm_regs regs;
+	unsigned efaults = 0, memory_faults = 0, eloops = 0;
+	uint32_t tag;
+
+	guest_map(vc, gpa_of(2 * 512), 2 * 512, KVM_MAP_GPA_RANGE_ENCRYPTED | hint, true);
+	guest_map(vc, gpa_of(r1 + 2 * 512), 4 * 512, KVM_MAP_GPA_RANGE_ENCRYPTED | hint, true);
+	check_accounting(1);
+	pool_leave(1);
+
+	/* region 1, huge pages 2..4 in one request: the pool has one */
+	W.reenter_on_host_error = true;
+	W.host_error = 0;
+	regs = command(vc, CMD_MAP, KVM_HC_MAP_GPA_RANGE, gpa_of(r1 + 2 * 512), 3 * 512, hint, 0);
+	W.reenter_on_host_error = false;
+	count(&W.hypercalls, 1);
+	cvmconv_get_stats(W.c, &st);
+	check((uint32_t)regs.rax == (uint32_t)-14 && W.host_error == -ENOSPC &&
+		      st.shared_alloc_failures == 1,
+	      "alloc-shared on an empty pool: guest ret 0x%llx (want -KVM_EFAULT), library %d "
+	      "(want -ENOSPC), shared_alloc_failures %" PRIu64,
+	      (unsigned long long)regs.rax, W.host_error, st.shared_alloc_failures);
+	check(meminfo_field("HugePages_Free:") == 1,
+	      "the huge page the failed request got was not given back");
+	check_accounting(2);
+	verify_all(vc, r1 + 2 * 512, 3 * 512); /* still private, data intact */
+	printf("lab-guest-random: region with ALLOC_SHARED, empty pool: the guest got "
+	       "-KVM_EFAULT, the VMM %s, the pages stayed private\n",
+	       strerror(-W.host_error));
+
+	/* one huge page: the last free one */
+	guest_map(vc, gpa_of(r1 + 2 * 512), 512, hint, true);
+	check(meminfo_field("HugePages_Free:") == 0, "the conversion did not allocate");
+	check_accounting(3);
+
+	/* region 0 without the flag: the conversion succeeds, the write not */
+	regs = command(vc, CMD_MAP, KVM_HC_MAP_GPA_RANGE, gpa_of(2 * 512), 512, hint, 0);
+	count(&W.hypercalls, 1);
+	check((uint32_t)regs.rax == 0, "region 0 to shared: ret 0x%llx",
+	      (unsigned long long)regs.rax);
+	model_convert(2 * 512, 512, false);
+	tag = (atomic_fetch_add(&W.next_tag, 1) << 8) | 0x80000001u;
+	load_command(vc, CMD_WRITE, tag, 0, 512 * PAGE / 4, 0, gpa_of(2 * 512));
+	for (int i = 0; i < 16; i++) {
+		int r = ioctl(vc->fd, KVM_RUN, 0);
+
+		if (r == 0 && vc->run->exit_reason == KVM_EXIT_IO && vc->run->io.port == PORT_NEXT)
+			break;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (!(r < 0 && errno == EFAULT)) {
+			check(false, "KVM_RUN %d errno %d exit %u while the pool is empty", r,
+			      errno, vc->run->exit_reason);
+			break;
+		}
+		efaults++;
+		if (vc->run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+			memory_faults++;
+			eloops += cvmconv_handle_exit(W.c, vc->run) == -ELOOP;
+		}
+		if (efaults == 3)
+			pool_leave(1); /* the host gives a page back: the write goes on */
+	}
+	for (uint64_t p = 2 * 512; p < 3 * 512; p++)
+		W.tag[0][p] = tag;
+	count(&W.writes, 1);
+	check(efaults >= 3, "the guest's write on an empty pool did not fail (%u EFAULTs)",
+	      efaults);
+	printf("lab-guest-random: region without ALLOC_SHARED, empty pool: the conversion "
+	       "succeeded, the guest's write made KVM_RUN fail with EFAULT %u times (%u "
+	       "of them with a memory fault exit, %u answered -ELOOP) until the pool had a "
+	       "page\n",
+	       efaults, memory_faults, eloops);
+	pool_leave(0);
+	check_accounting(4);
+	close(W.hog_fd);
+	W.hog_fd = -1;
+	W.hog_pages = 0;
+	verify_all(vc, FIRST_PAGE, NPAGES - FIRST_PAGE);
+}
+
 /* Several vCPU threads at once, each converting, writing and reading the
  * huge pages it owns (huge page h belongs to vCPU h % N), the requests of
  * all of them racing through the library into the real kernel. */
@@ -676,6 +1000,7 @@ static void *stress_thread(void *p)
 	struct stress_arg *a = p;
 	const uint64_t nh = NPAGES / 512, n = W.nvcpus;
 
+	claim_vcpu(a->vc);
 	run_to_next(a->vc);
 	for (uint64_t s = 0; s < a->steps && W.failures < 20; s++) {
 		/* one of its own huge pages, a piece of it or all */
@@ -751,6 +1076,7 @@ static void *fault_loop_thread(void *p)
 	unsigned faults = 0, reentered = 0;
 	int last = 0;
 
+	claim_vcpu(vc);
 	run_to_next(vc);
 	load_command(vc, CMD_WRITE, 0x8badf00d, 0, PAGE / 4, 0, NOSLOT_GPA);
 	for (int i = 0; i < 16; i++) {
@@ -873,7 +1199,8 @@ static void setup(void)
 	}
 	/* the guest's own first 2 MiB: written (allocated), the code in page 1 */
 	memset(W.shared[0], 0x5a, HPAGE);
-	memcpy(W.shared[0] + (CODE_GPA - BASE), guest_loop, sizeof(guest_loop));
+	build_guest_code();
+	memcpy(W.shared[0] + (CODE_GPA - BASE), guest_code, sizeof(guest_code));
 	cfg.vm_fd = W.vm;
 	r = cvmconv_create(&cfg, &W.c);
 	if (r)
@@ -884,6 +1211,9 @@ static void setup(void)
 					      .size = RSIZE,
 					      .private_fd = W.gmem[i],
 					      .shared_fd = W.shared_fd[i],
+					      .flags = W.alloc_shared && i == 1
+							       ? CVMCONV_REGION_ALLOC_SHARED
+							       : 0,
 					      .unaligned = -1 };
 
 		r = cvmconv_add_region(W.c, &reg);
@@ -960,6 +1290,11 @@ int main(int argc, char **argv)
 		else
 			return 2;
 	}
+	W.hog_fd = -1;
+	if (!strcmp(scenario, "alloc-shared")) {
+		W.huge = true;
+		W.alloc_shared = true;
+	}
 	if (!strcmp(scenario, "fault-loop")) {
 		W.nvcpus = 3; /* vCPU 0 the initial writes, 1 and 2 the faults */
 		W.noslot_wanted = true;
@@ -974,6 +1309,8 @@ int main(int argc, char **argv)
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	setup();
+	claim_vcpu(&W.vcpus[0]);
+	start_watchdog();
 	run_to_next(&W.vcpus[0]); /* the guest's first "next?" */
 	/* the guest writes all of its memory once: every page is live and
 	 * allocated on its side from now on */
@@ -991,6 +1328,8 @@ int main(int argc, char **argv)
 		scenario_stress(steps);
 	else if (!strcmp(scenario, "fault-loop"))
 		scenario_fault_loop();
+	else if (!strcmp(scenario, "alloc-shared"))
+		scenario_alloc_shared();
 	else {
 		fprintf(stderr, "lab-guest-random: unknown scenario %s\n", scenario);
 		return 2;

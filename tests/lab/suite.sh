@@ -55,11 +55,11 @@ step "real guest: TDX-split MapGPA, 2 MiB hugetlb" $g --scenario tdx-split --ste
 step "real guest: punch failures and flush, shmem" $g --scenario punch-failure --steps 800 --seed 4
 step "real guest: punch failures and flush, 2 MiB hugetlb" \
 	$g --scenario punch-failure --steps 800 --seed 5 --huge
-# 3 or more vCPU threads sometimes hang in the lab (one vCPU in guest mode
-# for ever, another blocked in KVM_RUN; see docs/kvm-lab.md, "Open"): two
-# vCPU threads until that is understood.
-step "real guest: 2 vCPU threads, 2 MiB hugetlb" $g --scenario stress --vcpus 2 --steps 800 --seed 6 --huge
-step "real guest: 2 vCPU threads, shmem" $g --scenario stress --vcpus 2 --steps 800 --seed 7
+step "real guest: 4 vCPU threads, 2 MiB hugetlb" $g --scenario stress --vcpus 4 --steps 800 --seed 8 --huge
+step "real guest: 3 vCPU threads, shmem" $g --scenario stress --vcpus 3 --steps 800 --seed 7
+# an empty hugetlb pool: CVMCONV_REGION_ALLOC_SHARED refuses the conversion
+# (-KVM_EFAULT, rolled back); without it the guest's write fails instead
+step "real guest: empty hugetlb pool, ALLOC_SHARED and without" $g --scenario alloc-shared
 # a fault no conversion can resolve (a private page of a memslot without
 # guest_memfd), on two vCPU threads: -ELOOP instead of an endless loop
 step "real guest: endless memory faults refused (-ELOOP), 2 vCPUs" $g --scenario fault-loop

@@ -17,6 +17,10 @@
 #   --probe           also add the probe as /add/kvm-lab-probe/kvm-lab-probe;
 #                     it is the command when none is given
 #   --kernel FILE     boot this bzImage instead of build-kernel.sh's
+#   --tcg-threads single|multi
+#                     QEMU's TCG threading (default single: multi-threaded
+#                     TCG corrupts nested SVM guest state now and then, see
+#                     docs/kvm-lab.md "Multi-threaded TCG")
 #   --verbose         show the whole console (kernel messages, boot)
 #
 # COMMAND runs in /add/<basename of the first --add> (or / without --add),
@@ -47,6 +51,7 @@ timeout_s=600
 probe=0
 kernel=
 verbose=0
+tcg_threads=single
 
 while (($#)); do
 	case $1 in
@@ -83,6 +88,12 @@ while (($#)); do
 			die_usage "--kernel needs a readable bzImage"
 		fi
 		kernel=$2
+		shift
+		;;
+	--tcg-threads)
+		[[ $# -ge 2 && ($2 == single || $2 == multi) ]] ||
+			die_usage "--tcg-threads needs single or multi"
+		tcg_threads=$2
 		shift
 		;;
 	--probe) probe=1 ;;
@@ -324,12 +335,12 @@ stream_console() {
 	((!have)) || printf '%s\n' "$held"
 }
 
-lab_say "booting: $(basename "$kernel"), ${mem} MiB, $cpus vCPUs, initramfs $(du -k "$work/initramfs.gz" | cut -f1) KiB, timeout ${timeout_s}s"
+lab_say "booting: $(basename "$kernel"), ${mem} MiB, $cpus vCPUs ($tcg_threads-threaded TCG), initramfs $(du -k "$work/initramfs.gz" | cut -f1) KiB, timeout ${timeout_s}s"
 t0=$SECONDS
 mkfifo "$work/console"
 # stdin from /dev/null: QEMU must not grab a terminal (or stop on SIGTTOU).
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
-	-M q35 -cpu EPYC,+svm,+npt,+pdpe1gb -smp "$cpus" -m "$mem" -accel tcg \
+	-M q35 -cpu EPYC,+svm,+npt,+pdpe1gb -smp "$cpus" -m "$mem" -accel "tcg,thread=$tcg_threads" \
 	-nodefaults -no-user-config -display none -serial stdio -monitor none -no-reboot \
 	-kernel "$kernel" -initrd "$work/initramfs.gz" -append "$cmdline" \
 	</dev/null >"$work/console" 2>"$work/qemu.err" &
