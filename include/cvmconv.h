@@ -256,10 +256,14 @@ CVMCONV_API int cvmconv_convert(struct cvmconv *c, uint64_t gpa, uint64_t size, 
 /**
  * cvmconv_flush() - punch stale memory that is still allocated: punches
  * that failed earlier and, with CVMCONV_DEFER_PUNCH, the deferred ones.
- * Live pages are never punched.
+ * Live pages are never punched. Deferred memory is punched without holding
+ * the region's lock (in runs of at most 8 MiB): conversions on the region
+ * go on meanwhile, and only one that would make memory being punched live
+ * waits for that punch. A call punches at most what waited when it reached
+ * each region, so it ends even while the guest keeps converting.
  * Return: 0 when nothing stale is left pending, else the last punch error
  * (the rest stays pending), -ENOTRECOVERABLE if broken.
- * Thread safety: thread-safe.
+ * Thread safety: thread-safe; concurrent calls run one after the other.
  */
 CVMCONV_API int cvmconv_flush(struct cvmconv *c);
 

@@ -197,13 +197,14 @@ NOINLINE static void forget(struct cvmconv *c, struct side *s, uint64_t from, ui
 
 /* ---- kernel calls ---- */
 
-static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
+/* The kernel call, counted and logged; touches nothing of @s but what
+ * side_init() set, so it may run without the region lock. */
+static int punch_call(struct cvmconv *c, const struct side *s, uint64_t from, uint64_t to)
 {
 	uint64_t len = (to - from) * PAGE_4K;
 	int ret;
 
 	COUNT(c, punches, 1);
-	s->steps++;
 	if (s->fd >= 0)
 		ret = op_punch(c, s->fd, side_byte(s, from), len);
 	else if (!s->hva_shared && !c->ops.discard_hva)
@@ -219,6 +220,12 @@ static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
 			  strerror(-ret));
 	}
 	return ret;
+}
+
+static int punch(struct cvmconv *c, struct side *s, uint64_t from, uint64_t to)
+{
+	s->steps++;
+	return punch_call(c, s, from, to);
 }
 
 /* ---- the waiting and failed runs ---- */
@@ -523,6 +530,58 @@ void backing_commit(struct cvmconv *c, struct region *r)
 			punch_waiting(c, sides[i]);
 }
 
+bool backing_flush_take(struct region *r, struct side **sp)
+{
+	struct side *sides[2] = { &r->shared, &r->private_ };
+
+	for (int i = 0; i < 2; i++) {
+		struct side *s = sides[i];
+		uint64_t from, to, lost, most;
+
+		if (!s->waiting.n)
+			continue;
+		/* the head of the first run: what consecutive exits made stale
+		 * goes in one punch, up to FLUSH_PIECE_BYTES (whole huge pages,
+		 * at least one), which bounds how long a conversion that makes
+		 * some of it live again waits */
+		most = FLUSH_PIECE_BYTES >> s->page_shift << s->page_shift;
+		most = (most ? most : s->page_size) / PAGE_4K;
+		from = s->waiting.run[0].from;
+		to = s->waiting.run[0].to - from > most ? from + most : s->waiting.run[0].to;
+		s->steps += 2; /* the removal, and the punch */
+		runset_remove(&s->waiting, from, to, &lost);
+		s->inflight_from = from;
+		s->inflight_to = to;
+		*sp = s;
+		return true;
+	}
+	return false;
+}
+
+int backing_flush_punch(struct cvmconv *c, const struct side *s)
+{
+	return punch_call(c, s, s->inflight_from, s->inflight_to);
+}
+
+void backing_flush_done(struct cvmconv *c, struct region *r, struct side *s, int ret)
+{
+	uint64_t from = s->inflight_from, to = s->inflight_to;
+
+	s->inflight_from = s->inflight_to = 0;
+	if (ret == 0)
+		adjust(c, s, -(int64_t)(to - from));
+	else /* no conversion made them live meanwhile: they are still stale */
+		keep_failed(c, s, from, to);
+	pthread_cond_broadcast(&r->flushed);
+}
+
+bool backing_inflight(const struct region *r, bool private_side, uint64_t from, uint64_t to)
+{
+	const struct side *s = private_side ? &r->private_ : &r->shared;
+
+	return s->inflight_to > s->inflight_from && from < s->inflight_to && s->inflight_from < to;
+}
+
 static int flush_side(struct cvmconv *c, struct region *r, struct side *s, bool private_side)
 {
 	uint32_t kept = 0;
@@ -570,7 +629,7 @@ void backing_note_pending(struct cvmconv *c, struct region *r)
 
 	for (int i = 0; i < 2; i++) {
 		struct side *s = sides[i];
-		bool now = s->waiting.n || s->failed.n;
+		bool now = s->waiting.n || s->failed.n || s->inflight_to > s->inflight_from;
 
 		if (now == s->pending)
 			continue;
@@ -614,6 +673,7 @@ uint64_t backing_pending_bytes(const struct region *r)
 	uint64_t pages = 0;
 
 	for (int i = 0; i < 2; i++)
-		pages += sides[i]->waiting.pages + sides[i]->failed.pages;
+		pages += sides[i]->waiting.pages + sides[i]->failed.pages +
+			 (sides[i]->inflight_to - sides[i]->inflight_from);
 	return pages * PAGE_4K;
 }

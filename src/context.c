@@ -58,6 +58,7 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->flush_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 	if (pthread_mutex_init(&c->regions_lock.writer, NULL)) {
 		free(c);
 		return -ENOMEM;
@@ -102,6 +103,7 @@ static void region_free(struct cvmconv *c, struct region *r)
 	side_fini(c, &r->shared);
 	side_fini(c, &r->private_);
 	tracker_fini(&r->tr);
+	pthread_cond_destroy(&r->flushed);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
@@ -116,6 +118,7 @@ void cvmconv_destroy(struct cvmconv *c)
 	pthread_mutex_destroy(&c->regions_lock.writer);
 	pthread_mutex_destroy(&c->log_lock);
 	pthread_mutex_destroy(&c->fault_lock);
+	pthread_mutex_destroy(&c->flush_lock);
 	if (c->poll_fd >= 0)
 		close(c->poll_fd);
 	free(c);
@@ -215,6 +218,7 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 		free(r);
 		return -ENOMEM;
 	}
+	r->flushed = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
 	r->gpa = in.gpa;
 	r->size = in.size;
 	r->attrs_only = in.flags & CVMCONV_REGION_ATTRS_ONLY;

@@ -628,11 +628,41 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 	return true;
 }
 
+/* A region of p[0..n) where a request would make live memory that
+ * cvmconv_flush() is punching right now, or NULL. */
+static struct region *inflight_conflict(struct cvmconv *c, const struct planned *p, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		for (uint32_t i = p[k].first; i <= p[k].last; i++) {
+			struct region *r = c->regions[i];
+			uint64_t from, to;
+
+			if (r->shared.inflight_to == r->shared.inflight_from &&
+			    r->private_.inflight_to == r->private_.inflight_from)
+				continue;
+			clip(r, p[k].cv->gpa, p[k].cv->gpa + p[k].cv->size, &from, &to);
+			if (backing_inflight(r, p[k].cv->to_private, from, to))
+				return r;
+		}
+	return NULL;
+}
+
 static int transact(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
 {
+	struct region *busy;
 	int err;
 
-	lock_regions(c, p, n, true);
+	/* Memory about to go live must not be punched after the attribute
+	 * update: wait for a flush punching it, then plan afresh (the tracker
+	 * may have changed while the lock was given up). */
+	for (;;) {
+		lock_regions(c, p, n, true);
+		busy = inflight_conflict(c, p, n);
+		if (!busy)
+			break;
+		pthread_cond_wait(&busy->flushed, &busy->lock);
+		lock_regions(c, p, n, false);
+	}
 	if (n != 1 || !transact_simple(c, p, &err, guest_err))
 		err = transact_locked(c, p, n, guest_err);
 	lock_regions(c, p, n, false);
@@ -763,19 +793,47 @@ int cvmconv_flush(struct cvmconv *c)
 
 	if (!c)
 		return -EINVAL;
+	pthread_mutex_lock(&c->flush_lock);
 	err = lock(c);
-	if (err)
+	if (err) {
+		pthread_mutex_unlock(&c->flush_lock);
 		return err;
+	}
 	for (uint32_t i = 0; i < c->nregions; i++) {
-		pthread_mutex_lock(&c->regions[i]->lock);
-		err = backing_flush(c, c->regions[i]);
-		backing_note_pending(c, c->regions[i]);
-		pthread_mutex_unlock(&c->regions[i]->lock);
+		struct region *r = c->regions[i];
+		uint64_t budget;
+		struct side *s;
+
+		/* waiting memory piece by piece, each punched without the
+		 * region lock: conversions on the region go on meanwhile. At
+		 * most as much as waited when the flush came to the region: a
+		 * guest converting all the time cannot keep a flush going (what
+		 * it adds keeps the poll fd readable for the next one). */
+		pthread_mutex_lock(&r->lock);
+		budget = r->shared.waiting.pages + r->private_.waiting.pages;
+		for (;;) {
+			if (!budget || !backing_flush_take(r, &s))
+				break;
+			budget -= budget < s->inflight_to - s->inflight_from
+					  ? budget
+					  : s->inflight_to - s->inflight_from;
+			pthread_mutex_unlock(&r->lock);
+			err = backing_flush_punch(c, s);
+			pthread_mutex_lock(&r->lock);
+			backing_flush_done(c, r, s, err);
+			if (err)
+				last_err = err;
+		}
+		/* then the failed runs (under the lock: rare), and the poll fd */
+		err = backing_flush(c, r);
+		backing_note_pending(c, r);
+		pthread_mutex_unlock(&r->lock);
 		if (err)
 			last_err = err;
 	}
 	backing_poll_settle(c);
 	stats_update_peak(c);
 	unlock(c);
+	pthread_mutex_unlock(&c->flush_lock);
 	return last_err;
 }

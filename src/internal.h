@@ -164,10 +164,15 @@ struct side {
 				      * runs, and none of it was used since */
 	uint64_t steps;		     /* bookkeeping steps (cvmconv_stats.bookkeeping_steps) */
 	bool pending;		     /* waiting or failed runs: counted in cvmconv.pending_sides */
+	/* cvmconv_flush() punching [inflight_from, inflight_to) without the
+	 * region lock (taken from the waiting runs; still counted as held): a
+	 * conversion that would make any of it live waits for it first */
+	uint64_t inflight_from, inflight_to;
 };
 
 struct region {
-	pthread_mutex_t lock; /* tracker, backings; taken in ascending gpa order */
+	pthread_mutex_t lock;	/* tracker, backings; taken in ascending gpa order */
+	pthread_cond_t flushed; /* with @lock: an in-flight punch of a side ended */
 	uint64_t gpa, size, npages;
 	int unaligned;	   /* enum cvmconv_unaligned */
 	bool attrs_only;   /* CVMCONV_REGION_ATTRS_ONLY */
@@ -267,7 +272,8 @@ struct cvmconv {
 	 * request covers in ascending order, then @log_lock. Requests on
 	 * disjoint regions run in parallel, kernel calls included. */
 	struct regions_lock regions_lock;
-	pthread_mutex_t log_lock; /* rate limit state; serialises the log callback */
+	pthread_mutex_t log_lock;   /* rate limit state; serialises the log callback */
+	pthread_mutex_t flush_lock; /* one cvmconv_flush() at a time; before all others */
 	int vm_fd;
 	uint64_t granule;
 	enum cvmconv_unaligned unaligned;
@@ -345,6 +351,21 @@ HIDDEN void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t 
  * are still wholly stale, one call per contiguous range. */
 HIDDEN void backing_commit(struct cvmconv *c, struct region *r);
 HIDDEN int backing_flush(struct cvmconv *c, struct region *r);
+/* cvmconv_flush() punches waiting runs without the region lock, so that a
+ * vCPU thread converting on @r never waits for a punch unless it makes the
+ * punched memory live. backing_flush_take(), under @r's lock: the head of
+ * the first waiting run of either side goes in flight (at most
+ * FLUSH_PIECE_BYTES, whole huge pages); false when nothing waits.
+ * backing_flush_punch(), without the lock: the kernel call.
+ * backing_flush_done(), under the lock: its accounting, and the waiters
+ * woken. One flusher at a time (cvmconv.flush_lock). */
+#define FLUSH_PIECE_BYTES (8ULL << 20)
+HIDDEN bool backing_flush_take(struct region *r, struct side **s);
+HIDDEN int backing_flush_punch(struct cvmconv *c, const struct side *s);
+HIDDEN void backing_flush_done(struct cvmconv *c, struct region *r, struct side *s, int ret);
+/* Whether region pages [from, to) overlap a punch in flight on the side
+ * @private_side of @r. */
+HIDDEN bool backing_inflight(const struct region *r, bool private_side, uint64_t from, uint64_t to);
 /* Before any attribute changes: room for what @runs run pieces may need to
  * remember (failed punches, splits), so the commit needs no memory. */
 HIDDEN int backing_reserve(struct region *r, uint64_t runs);

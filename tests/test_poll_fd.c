@@ -229,11 +229,99 @@ static void test_poll_fd_event_loop(void **state)
 	close_env(&e);
 }
 
+/* ---- a flush punching while vCPU threads make its memory live ---- */
+
+/* cvmconv_flush() punches without the region lock; a conversion that makes
+ * memory it is punching live must wait for the punch. The punch op here is
+ * slow and asks the oracle only after its delay: a conversion that slipped
+ * in meanwhile (attributes changed, the pages live) is a live punch. */
+static int slow_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
+{
+	usleep(200);
+	return fake_kvm_ops.punch(opaque, fd, offset, len);
+}
+
+struct racer {
+	struct cvmconv *c;
+	_Atomic bool stop;
+	uint64_t flushes;
+};
+
+static void *flusher(void *p)
+{
+	struct racer *r = p;
+
+	while (!atomic_load(&r->stop)) {
+		if (cvmconv_flush(r->c))
+			abort();
+		r->flushes++;
+	}
+	return NULL;
+}
+
+static void test_flush_inflight_waits(void **state)
+{
+	static struct cvmconv_ops ops;
+	struct env e;
+	struct racer r;
+	pthread_t t;
+	uint64_t seed = 7;
+	struct cvmconv_stats st = { .sz = sizeof(st) };
+
+	(void)state;
+	fake_kvm_init(&e.f, FAKE_VM_SW_PROTECTED);
+	e.f.abort_on_live = false; /* counted: the assertion names it */
+	struct cvmconv_config cfg = fake_kvm_config(&e.f, CVMCONV_UNALIGNED_ALLOW);
+
+	ops = fake_kvm_ops;
+	ops.punch = slow_punch;
+	cfg.ops = &ops;
+	cfg.flags = CVMCONV_DEFER_PUNCH;
+	assert_int_equal(cvmconv_create(&cfg, &e.c), 0);
+	e.fds[0] = cvmconv_memfd_create("inflight-shared", RSIZE, SZ_4K);
+	e.fds[1] = test_private_fd(RSIZE);
+	assert_true(e.fds[0] >= 0 && e.fds[1] >= 0);
+	struct cvmconv_region reg = { .sz = sizeof(reg),
+				      .gpa = BASE,
+				      .size = RSIZE,
+				      .private_fd = e.fds[1],
+				      .shared_fd = e.fds[0],
+				      .unaligned = -1 };
+
+	assert_int_equal(fake_kvm_add_region(&e.f, e.c, &reg), 0);
+	r = (struct racer){ .c = e.c };
+	assert_int_equal(pthread_create(&t, NULL, flusher, &r), 0);
+	/* a vCPU converting the same few ranges back and forth: what it made
+	 * stale a moment ago is what the flush is punching when it converts
+	 * it back */
+	for (unsigned i = 0; i < 4000; i++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		uint64_t page = (seed >> 33) % 64, n = 1 + (seed >> 50) % 16;
+
+		assert_int_equal(
+			cvmconv_convert(e.c, BASE + page * SZ_4K, n * SZ_4K, (seed >> 62) & 1), 0);
+		if (i % 4 == 0)
+			usleep(50); /* the guest runs: the flush gets memory to punch */
+	}
+	atomic_store(&r.stop, true);
+	pthread_join(t, NULL);
+	assert_int_equal(cvmconv_flush(e.c), 0);
+	assert_int_equal(cvmconv_get_stats(e.c, &st), 0);
+	print_message("%llu flushes, %llu punches beside 4000 conversions\n",
+		      (unsigned long long)r.flushes, (unsigned long long)st.punches);
+	assert_true(st.punches > 100);
+	assert_int_equal(e.f.live_punches, 0);
+	assert_int_equal(st.punch_pending_bytes, 0);
+	assert_int_equal(fake_kvm_mismatches(&e.f, e.c, BASE, RSIZE), 0);
+	close_env(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_poll_fd_states),
 		cmocka_unit_test(test_poll_fd_event_loop),
+		cmocka_unit_test(test_flush_inflight_waits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

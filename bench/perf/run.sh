@@ -52,7 +52,7 @@ if [ -n "${CVMCONV_CMAKE_ARGS:-}" ]; then
 	read -r -a cmake_args <<<"$CVMCONV_CMAKE_ARGS"
 fi
 targets=(perf_streams)
-[ "$mode" = plot ] || targets+=(perf_instr perf_tracker perf_throughput perf_concurrency)
+[ "$mode" = plot ] || targets+=(perf_instr perf_tracker perf_throughput perf_latency perf_concurrency)
 # CVMCONV_PERF_NO_BUILD=1: the caller built them (the bench-perf target)
 if [ -z "${CVMCONV_PERF_NO_BUILD:-}" ] &&
 	! { cmake -S . -B "$build" ${cmake_args[@]+"${cmake_args[@]}"} >/dev/null &&
@@ -143,6 +143,7 @@ if [ -z "$quick" ]; then
 	fi
 fi
 run throughput "$perf/perf_throughput"
+run latency "$perf/perf_latency"
 run concurrency "$perf/perf_concurrency"
 if [ -z "$quick" ]; then
 	section plot "gnuplot bench/perf/plot/double-alloc.gp"
