@@ -39,6 +39,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -1298,6 +1299,66 @@ static void op_is_private(uint64_t gpa)
 		      (unsigned long long)gpa, ret);
 }
 
+/* cvmconv_for_each_range(): ascending, disjoint runs inside the range,
+ * maximal (touching runs differ), each page of them (up to a bound per
+ * run) in a region and in the model's state; a stop after @stop runs
+ * returns the callback's value. */
+struct fz_walk {
+	uint64_t lo, hi, prev_end, runs, stop;
+	int prev_state;
+};
+
+static int walk_cb(void *opaque, uint64_t gpa, uint64_t size, bool is_private)
+{
+	struct fz_walk *w = opaque;
+
+	CHECK(size && !(gpa % PG) && !(size % PG) && gpa >= w->lo && gpa + size <= w->hi &&
+		      gpa >= w->prev_end,
+	      "for_each_range run 0x%llx+0x%llx in [0x%llx, 0x%llx) after 0x%llx",
+	      (unsigned long long)gpa, (unsigned long long)size, (unsigned long long)w->lo,
+	      (unsigned long long)w->hi, (unsigned long long)w->prev_end);
+	CHECK(!(w->runs && gpa == w->prev_end && (int)is_private == w->prev_state),
+	      "for_each_range: runs at 0x%llx not maximal", (unsigned long long)gpa);
+	for (uint64_t a = gpa, n = 0; a < gpa + size && n < 4096; a += PG, n++) {
+		CHECK(region_of_gpa(a) >= 0, "for_each_range: 0x%llx outside regions",
+		      (unsigned long long)a);
+		if (!H.broken && a >= win_lo && (a - win_lo) / PG < win_pages)
+			CHECK(H.priv[(a - win_lo) / PG] == is_private,
+			      "for_each_range: 0x%llx %d, model %d", (unsigned long long)a,
+			      is_private, H.priv[(a - win_lo) / PG]);
+	}
+	w->prev_end = gpa + size;
+	w->prev_state = is_private;
+	return ++w->runs == w->stop ? 7 : 0;
+}
+
+static void op_for_each_range(uint64_t gpa, uint64_t size, uint64_t stop)
+{
+	struct fz_walk w = { .lo = gpa, .hi = gpa + size, .prev_end = gpa, .stop = stop };
+	bool valid = size && !((gpa | size) % PG) && gpa + size > gpa;
+	int ret = cvmconv_for_each_range(H.c, gpa, size, walk_cb, &w);
+
+	if (!valid)
+		CHECK(ret == -EINVAL, "for_each_range(0x%llx, 0x%llx): %d", (unsigned long long)gpa,
+		      (unsigned long long)size, ret);
+	else
+		CHECK(ret == (stop && w.runs == stop ? 7 : 0), "for_each_range: %d after %llu runs",
+		      ret, (unsigned long long)w.runs);
+}
+
+/* The poll fd is readable whenever stale memory waits (deferred or failed). */
+static void check_poll_fd(void)
+{
+	struct cvmconv_stats st = { .sz = sizeof(st) };
+	struct pollfd p = { .fd = cvmconv_get_poll_fd(H.c), .events = POLLIN };
+
+	CHECK(p.fd >= 0 && cvmconv_get_stats(H.c, &st) == 0, "poll fd %d", p.fd);
+	if (st.punch_pending_bytes)
+		CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLIN),
+		      "%llu bytes pending, the poll fd is not readable",
+		      (unsigned long long)st.punch_pending_bytes);
+}
+
 static void op_stats_json(size_t len)
 {
 	char buf[1024];
@@ -1570,9 +1631,19 @@ static void run_op(struct rd *in)
 	case 16:
 		H.veto_armed = 1 + u8(in) % 3;
 		break;
-	case 17:
-		op_is_private(pick_gpa(in));
+	case 17: {
+		uint8_t f = u8(in);
+
+		if (f & 1) {
+			op_is_private(pick_gpa(in));
+		} else {
+			uint64_t gpa = pick_gpa(in), size = pick_size(in);
+
+			op_for_each_range(gpa, size, f & 2 ? u8(in) % 8 : 0);
+		}
+		check_poll_fd();
 		break;
+	}
 	case 18:
 		op_stats_json(u16(in) % 1024);
 		break;
