@@ -1484,6 +1484,10 @@ static void setup_input(struct rd *in)
 		if (r->by_hva) {
 			reg.shared_fd = -1;
 			reg.shared_hva = r->shared_map;
+		} else if (i == 0 && (c0 & 0x80)) {
+			/* pages turning shared are allocated at once; a live
+			 * page is written anyway, so the accounting holds */
+			reg.flags |= CVMCONV_REGION_ALLOC_SHARED;
 		}
 		/* start of input: private sides empty, live sides tagged */
 		CHECK(fallocate(r->private_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
