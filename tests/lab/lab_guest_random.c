@@ -192,7 +192,7 @@ static int xioctl(int fd, unsigned long req, void *arg)
 	return r < 0 ? -errno : r;
 }
 
-static void die(const char *what, int err)
+static __attribute__((noreturn)) void die(const char *what, int err)
 {
 	printf("lab-guest-random: %s: %s\n", what, strerror(err < 0 ? -err : err));
 	exit(1);
