@@ -1304,7 +1304,7 @@ static void op_is_private(uint64_t gpa)
  * run) in a region and in the model's state; a stop after @stop runs
  * returns the callback's value. */
 struct fz_walk {
-	uint64_t lo, hi, prev_end, runs, stop;
+	uint64_t lo, hi, prev_end, runs, stop, bytes;
 	int prev_state;
 };
 
@@ -1329,6 +1329,7 @@ static int walk_cb(void *opaque, uint64_t gpa, uint64_t size, bool is_private)
 	}
 	w->prev_end = gpa + size;
 	w->prev_state = is_private;
+	w->bytes += size;
 	return ++w->runs == w->stop ? 7 : 0;
 }
 
@@ -1344,6 +1345,38 @@ static void op_for_each_range(uint64_t gpa, uint64_t size, uint64_t stop)
 	else
 		CHECK(ret == (stop && w.runs == stop ? 7 : 0), "for_each_range: %d after %llu runs",
 		      ret, (unsigned long long)w.runs);
+}
+
+/* A listener registered with CVMCONV_LISTENER_REPLAY hears every current
+ * run once, in order: exactly the registered memory, in the model's state
+ * where the model has it, adjacent runs of one state never split. */
+static void replay_after(void *opaque, uint64_t gpa, uint64_t size, bool to_private, int result)
+{
+	struct fz_walk *w = opaque;
+
+	CHECK(result == 0, "replay: result %d", result);
+	walk_cb(w, gpa, size, to_private);
+}
+
+static void op_replay_listener(void)
+{
+	struct fz_walk w = { .lo = 0, .hi = UINT64_MAX, .prev_end = 0 };
+	struct cvmconv_listener l = { .sz = sizeof(l),
+				      .after = replay_after,
+				      .opaque = &w,
+				      .flags = CVMCONV_LISTENER_REPLAY };
+	uint64_t registered = 0;
+	int id = cvmconv_add_listener(H.c, &l);
+
+	if (id == -ENOSPC || H.broken)
+		return;
+	CHECK(id >= 0, "add_listener(REPLAY): %d", id);
+	/* the walk checked order, maximality and states; now the coverage */
+	for (int i = 0; i < NREG; i++)
+		registered += R[i].present ? R[i].size : 0;
+	CHECK(w.bytes == registered, "replay heard %llu bytes of %llu registered",
+	      (unsigned long long)w.bytes, (unsigned long long)registered);
+	CHECK(cvmconv_remove_listener(H.c, id) == 0, "remove_listener");
 }
 
 /* The poll fd is readable whenever stale memory waits (deferred or failed). */
@@ -1640,6 +1673,8 @@ static void run_op(struct rd *in)
 
 		if (f & 1) {
 			op_is_private(pick_gpa(in));
+		} else if ((f & 6) == 6) {
+			op_replay_listener();
 		} else {
 			uint64_t gpa = pick_gpa(in), size = pick_size(in);
 
