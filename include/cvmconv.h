@@ -75,10 +75,13 @@ enum cvmconv_unaligned {
  * Kernel operations. Every member may be NULL: the real kernel call is then
  * used (KVM_SET_MEMORY_ATTRIBUTES on cfg->vm_fd, fallocate(PUNCH_HOLE |
  * KEEP_SIZE), madvise(MADV_REMOVE)). Each returns 0 or a negative errno and
- * receives cfg->ops_opaque first. They are called with the locks of the
- * regions concerned held and must not call back into the library. Requests
- * on disjoint regions run in parallel, so ops may be called concurrently
- * from several vCPU threads (never for the same region at once).
+ * receives cfg->ops_opaque first. They must not call back into the
+ * library. Conversions call them with the locks of the regions concerned
+ * held; requests on disjoint regions run in parallel, so ops may be called
+ * concurrently from several vCPU threads. cvmconv_flush() calls punch and
+ * discard_hva without the region lock, so these two may also run beside a
+ * conversion's ops on the same region — always on ranges no other call
+ * touches at that moment.
  */
 struct cvmconv_ops {
 	int (*set_memory_attributes)(void *opaque, uint64_t gpa, uint64_t size,
