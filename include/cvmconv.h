@@ -264,8 +264,10 @@ CVMCONV_API int cvmconv_convert(struct cvmconv *c, uint64_t gpa, uint64_t size, 
  * go on meanwhile, and only one that would make memory being punched live
  * waits for that punch. A call punches at most what waited when it reached
  * each region, so it ends even while the guest keeps converting.
- * Return: 0 when nothing stale is left pending, else the last punch error
- * (the rest stays pending), -ENOTRECOVERABLE if broken.
+ * Return: 0 when no punch failed — nothing is left pending then, but for
+ * what conversions made stale while the flush ran (the poll fd stays
+ * readable for it) — else the last punch error (the rest stays pending),
+ * -ENOTRECOVERABLE if broken.
  * Thread safety: thread-safe; concurrent calls run one after the other.
  */
 CVMCONV_API int cvmconv_flush(struct cvmconv *c);

@@ -540,14 +540,18 @@ bool backing_flush_take(struct region *r, struct side **sp)
 
 		if (!s->waiting.n)
 			continue;
-		/* the head of the first run: what consecutive exits made stale
+		/* the tail of the last run: what consecutive exits made stale
 		 * goes in one punch, up to FLUSH_PIECE_BYTES (whole huge pages,
 		 * at least one), which bounds how long a conversion that makes
-		 * some of it live again waits */
+		 * some of it live again waits. From the top down: a guest
+		 * converting a range back walks it upwards, so it meets the
+		 * flush once instead of following it piece by piece. */
 		most = FLUSH_PIECE_BYTES >> s->page_shift << s->page_shift;
 		most = (most ? most : s->page_size) / PAGE_4K;
-		from = s->waiting.run[0].from;
-		to = s->waiting.run[0].to - from > most ? from + most : s->waiting.run[0].to;
+		from = s->waiting.run[s->waiting.n - 1].from;
+		to = s->waiting.run[s->waiting.n - 1].to;
+		if (to - from > most)
+			from = to - most;
 		s->steps += 2; /* the removal, and the punch */
 		runset_remove(&s->waiting, from, to, &lost);
 		s->inflight_from = from;
@@ -589,7 +593,9 @@ static int flush_side(struct cvmconv *c, struct region *r, struct side *s, bool 
 
 	if (!side_present(s))
 		return 0;
-	punch_waiting(c, s);
+	/* the waiting runs were cvmconv_flush()'s, without the lock; what a
+	 * conversion added since waits for the next flush (the poll fd says
+	 * so), not punched here under the lock */
 	for (uint32_t i = 0; i < s->failed.n; i++) {
 		struct page_run run = s->failed.run[i];
 		int ret;

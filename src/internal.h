@@ -350,11 +350,13 @@ HIDDEN void backing_release_stale(struct cvmconv *c, struct region *r, uint64_t 
 /* End of a transaction on @r: punch the huge pages it made freeable that
  * are still wholly stale, one call per contiguous range. */
 HIDDEN void backing_commit(struct cvmconv *c, struct region *r);
+/* Under @r's lock: retry the failed runs (what waits is punched by
+ * cvmconv_flush() through backing_flush_take() and friends). */
 HIDDEN int backing_flush(struct cvmconv *c, struct region *r);
 /* cvmconv_flush() punches waiting runs without the region lock, so that a
  * vCPU thread converting on @r never waits for a punch unless it makes the
- * punched memory live. backing_flush_take(), under @r's lock: the head of
- * the first waiting run of either side goes in flight (at most
+ * punched memory live. backing_flush_take(), under @r's lock: the tail of
+ * the last waiting run of either side goes in flight (at most
  * FLUSH_PIECE_BYTES, whole huge pages); false when nothing waits.
  * backing_flush_punch(), without the lock: the kernel call.
  * backing_flush_done(), under the lock: its accounting, and the waiters
