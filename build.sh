@@ -35,7 +35,7 @@ esac
 build_dir=${BUILD_DIR:-$default_dir}
 
 # --- dependencies (Debian/Ubuntu) ---
-need_pkgs=(cmake gcc make pkg-config libcmocka-dev libhugetlbfs-dev)
+need_pkgs=(cmake gcc make pkg-config libcmocka-dev libhugetlbfs-dev man-db)
 case "$(basename "${CC:-gcc}")" in
 clang*) need_pkgs+=(clang) ;;
 esac
