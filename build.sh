@@ -35,7 +35,7 @@ esac
 build_dir=${BUILD_DIR:-$default_dir}
 
 # --- dependencies (Debian/Ubuntu) ---
-need_pkgs=(cmake gcc make pkg-config libcmocka-dev libhugetlbfs-dev man-db)
+need_pkgs=(cmake gcc make pkg-config libcmocka-dev libhugetlbfs-dev man-db systemtap-sdt-dev bpftrace)
 case "$(basename "${CC:-gcc}")" in
 clang*) need_pkgs+=(clang) ;;
 esac

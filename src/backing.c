@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "probes.h"
 
 /* ---- page size of a host mapping ---- */
 
@@ -211,6 +212,7 @@ static int punch_call(struct cvmconv *c, const struct side *s, uint64_t from, ui
 		ret = kvm_discard_private_hva(c, (void *)(uintptr_t)side_byte(s, from), len);
 	else
 		ret = op_discard_hva(c, (void *)(uintptr_t)side_byte(s, from), len);
+	PROBE(punch, s->fd, side_byte(s, from), len, ret);
 	if (ret < 0) {
 		COUNT(c, punch_failures, 1);
 		log_guest(c, LOG_ERR,
@@ -530,7 +532,7 @@ void backing_commit(struct cvmconv *c, struct region *r)
 			punch_waiting(c, sides[i]);
 }
 
-bool backing_flush_take(struct region *r, struct side **sp)
+bool backing_flush_take(struct cvmconv *c, struct region *r, struct side **sp)
 {
 	struct side *sides[2] = { &r->shared, &r->private_ };
 
@@ -556,6 +558,7 @@ bool backing_flush_take(struct region *r, struct side **sp)
 		runset_remove(&s->waiting, from, to, &lost);
 		s->inflight_from = from;
 		s->inflight_to = to;
+		atomic_fetch_add_explicit(&c->inflight_sides, 1, memory_order_relaxed);
 		*sp = s;
 		return true;
 	}
@@ -572,6 +575,7 @@ void backing_flush_done(struct cvmconv *c, struct region *r, struct side *s, int
 	uint64_t from = s->inflight_from, to = s->inflight_to;
 
 	s->inflight_from = s->inflight_to = 0;
+	atomic_fetch_sub_explicit(&c->inflight_sides, 1, memory_order_relaxed);
 	if (ret == 0)
 		adjust(c, s, -(int64_t)(to - from));
 	else /* no conversion made them live meanwhile: they are still stale */
@@ -635,7 +639,9 @@ void backing_note_pending(struct cvmconv *c, struct region *r)
 
 	for (int i = 0; i < 2; i++) {
 		struct side *s = sides[i];
-		bool now = s->waiting.n || s->failed.n || s->inflight_to > s->inflight_from;
+		/* a punch in flight needs no mark: the flush calls this again
+		 * once it is done */
+		bool now = s->waiting.n || s->failed.n;
 
 		if (now == s->pending)
 			continue;

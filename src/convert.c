@@ -18,6 +18,7 @@
 #include <syslog.h>
 
 #include "internal.h"
+#include "probes.h"
 
 /* Requests hold the region list for reading; see struct cvmconv. */
 static int lock(struct cvmconv *c)
@@ -129,8 +130,13 @@ static bool walk_next(struct run_walk *w, uint64_t *run_gpa, uint64_t *run_end)
 
 static int set_attributes(struct cvmconv *c, uint64_t gpa, uint64_t end, bool private)
 {
+	int ret;
+
 	COUNT(c, attr_updates, 1);
-	return op_set_memory_attributes(c, gpa, end - gpa, private ? CVMCONV_ATTR_PRIVATE : 0);
+	PROBE(attr_update, gpa, end - gpa, private);
+	ret = op_set_memory_attributes(c, gpa, end - gpa, private ? CVMCONV_ATTR_PRIVATE : 0);
+	PROBE(attr_update_done, gpa, end - gpa, ret);
+	return ret;
 }
 
 /* One validated request of a transaction, the regions it covers and its
@@ -206,6 +212,7 @@ static int rollback(struct cvmconv *c, const struct planned *p, size_t n, uint64
 		while (applied && runs_next(&it, &gpa, &end)) {
 			int ret = set_attributes(c, gpa, end, !p[k].cv->to_private);
 
+			PROBE(rollback, gpa, end - gpa, ret);
 			applied--;
 			if (ret) {
 				atomic_store(&c->broken, true);
@@ -262,6 +269,8 @@ static int apply(struct cvmconv *c, const struct planned *p, size_t n)
 NOINLINE static void alloc_failed(struct cvmconv *c, const struct conversion *cv,
 				  const struct region *r, uint64_t from, uint64_t to, int err)
 {
+	PROBE(alloc_shared_failed, r->gpa + (from << PAGE_SHIFT_4K), (to - from) << PAGE_SHIFT_4K,
+	      err);
 	log_guest(c, LOG_ERR,
 		  "%s: allocating the shared backing of gpa 0x%llx size 0x%llx failed: %s; "
 		  "rolling back",
@@ -464,6 +473,7 @@ NOINLINE static int refuse(struct cvmconv *c, const struct conversion *cv, const
 			   int code, int *guest_err)
 {
 	*guest_err = code;
+	PROBE(refused, cv->gpa, cv->size, why);
 	if (!cv->guest)
 		return code == CVMCONV_KVM_EPERM ? -EPERM : -EINVAL;
 	COUNT(c, rejected, 1);
@@ -647,22 +657,29 @@ static struct region *inflight_conflict(struct cvmconv *c, const struct planned 
 	return NULL;
 }
 
+/* Memory about to go live must not be punched after the attribute update:
+ * wait for the flush punching it (all locks given up, then taken again in
+ * order). The caller plans after this, so a tracker changed meanwhile is
+ * seen. */
+NOINLINE static void wait_inflight(struct cvmconv *c, struct planned *p, size_t n,
+				   struct region *busy)
+{
+	do {
+		pthread_cond_wait(&busy->flushed, &busy->lock);
+		lock_regions(c, p, n, false);
+		lock_regions(c, p, n, true);
+	} while ((busy = inflight_conflict(c, p, n)));
+}
+
 static int transact(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
 {
 	struct region *busy;
 	int err;
 
-	/* Memory about to go live must not be punched after the attribute
-	 * update: wait for a flush punching it, then plan afresh (the tracker
-	 * may have changed while the lock was given up). */
-	for (;;) {
-		lock_regions(c, p, n, true);
-		busy = inflight_conflict(c, p, n);
-		if (!busy)
-			break;
-		pthread_cond_wait(&busy->flushed, &busy->lock);
-		lock_regions(c, p, n, false);
-	}
+	lock_regions(c, p, n, true);
+	if (atomic_load_explicit(&c->inflight_sides, memory_order_relaxed) &&
+	    (busy = inflight_conflict(c, p, n)))
+		wait_inflight(c, p, n, busy);
 	if (n != 1 || !transact_simple(c, p, &err, guest_err))
 		err = transact_locked(c, p, n, guest_err);
 	lock_regions(c, p, n, false);
@@ -793,6 +810,7 @@ int cvmconv_flush(struct cvmconv *c)
 
 	if (!c)
 		return -EINVAL;
+	PROBE(flush, c);
 	pthread_mutex_lock(&c->flush_lock);
 	err = lock(c);
 	if (err) {
@@ -812,7 +830,7 @@ int cvmconv_flush(struct cvmconv *c)
 		pthread_mutex_lock(&r->lock);
 		budget = r->shared.waiting.pages + r->private_.waiting.pages;
 		for (;;) {
-			if (!budget || !backing_flush_take(r, &s))
+			if (!budget || !backing_flush_take(c, r, &s))
 				break;
 			budget -= budget < s->inflight_to - s->inflight_from
 					  ? budget
@@ -835,5 +853,6 @@ int cvmconv_flush(struct cvmconv *c)
 	stats_update_peak(c);
 	unlock(c);
 	pthread_mutex_unlock(&c->flush_lock);
+	PROBE(flush_done, last_err);
 	return last_err;
 }

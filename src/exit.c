@@ -10,6 +10,7 @@
 #include <syslog.h>
 
 #include "internal.h"
+#include "probes.h"
 #include "kvm_compat.h"
 
 #define PAGES_2M (SIZE_2M / PAGE_4K)
@@ -63,11 +64,17 @@ int cvmconv_map_gpa_range(struct cvmconv *c, uint64_t gpa, uint64_t npages, uint
 
 	if (!c || !hc_ret)
 		return -EINVAL;
+	PROBE(hypercall, gpa, npages, attrs);
 	cv.invalid = decode_map_gpa_range(gpa, npages, attrs, &cv);
 	ret = convert_request(c, &cv, &guest_err);
 	*hc_ret = (uint64_t) - (int64_t)guest_err;
+	PROBE(hypercall_done, gpa, npages, ret, guest_err);
 	return ret;
 }
+
+static int fault_answer(struct cvmconv *c, struct kvm_run *run,
+			const struct cvmconv_kvm_memory_fault *mf, uint64_t gen, int ret,
+			int guest_err, bool by_policy);
 
 int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run)
 {
@@ -100,30 +107,42 @@ int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run)
 		uint64_t gen = atomic_load_explicit(&c->generation, memory_order_relaxed);
 		int guest_err, ret;
 
+		PROBE(memory_fault, mf->gpa, mf->size, mf->flags);
 		if (mf->flags & ~(uint64_t)KVM_MEMORY_EXIT_FLAG_PRIVATE)
 			cv.invalid = "unknown memory fault flags";
 		ret = convert_request(c, &cv, &guest_err);
-		if (ret < 0)
-			return ret;
-		/* A memory fault cannot be answered: the vCPU would fault again.
-		 * A refused one is fatal for this vCPU; the VMM decides. The
-		 * host's own no (REJECT policy, a listener's veto) is -EPERM;
-		 * -EFAULT is kept for a malformed fault. */
-		if (guest_err)
-			return by_policy || guest_err == CVMCONV_KVM_EPERM ? -EPERM : -EFAULT;
-		/* already in the wanted state, and this vCPU saw this very fault
-		 * last time with no conversion since: re-entering would fault
-		 * again forever */
-		if (fault_guard_repeats(c, run, mf->gpa, mf->size, mf->flags, gen)) {
-			log_guest(c, LOG_ERR,
-				  "memory_fault gpa 0x%llx size 0x%llx flags 0x%llx again, with no "
-				  "conversion since: converting cannot resolve it (no guest_memfd "
-				  "behind it, or its backing cannot supply the page)",
-				  (unsigned long long)mf->gpa, (unsigned long long)mf->size,
-				  (unsigned long long)mf->flags);
-			return -ELOOP;
-		}
-		return 1;
+		ret = fault_answer(c, run, mf, gen, ret, guest_err, by_policy);
+		PROBE(memory_fault_done, mf->gpa, mf->size, ret);
+		return ret;
 	}
 	return 0;
+}
+
+/* What cvmconv_handle_exit() says to a memory fault whose conversion
+ * returned @ret with @guest_err. */
+static int fault_answer(struct cvmconv *c, struct kvm_run *run,
+			const struct cvmconv_kvm_memory_fault *mf, uint64_t gen, int ret,
+			int guest_err, bool by_policy)
+{
+	if (ret < 0)
+		return ret;
+	/* A memory fault cannot be answered: the vCPU would fault again.
+	 * A refused one is fatal for this vCPU; the VMM decides. The
+	 * host's own no (REJECT policy, a listener's veto) is -EPERM;
+	 * -EFAULT is kept for a malformed fault. */
+	if (guest_err)
+		return by_policy || guest_err == CVMCONV_KVM_EPERM ? -EPERM : -EFAULT;
+	/* already in the wanted state, and this vCPU saw this very fault
+	 * last time with no conversion since: re-entering would fault
+	 * again forever */
+	if (fault_guard_repeats(c, run, mf->gpa, mf->size, mf->flags, gen)) {
+		log_guest(c, LOG_ERR,
+			  "memory_fault gpa 0x%llx size 0x%llx flags 0x%llx again, with no "
+			  "conversion since: converting cannot resolve it (no guest_memfd "
+			  "behind it, or its backing cannot supply the page)",
+			  (unsigned long long)mf->gpa, (unsigned long long)mf->size,
+			  (unsigned long long)mf->flags);
+		return -ELOOP;
+	}
+	return 1;
 }

@@ -274,6 +274,10 @@ struct cvmconv {
 	struct regions_lock regions_lock;
 	pthread_mutex_t log_lock;   /* rate limit state; serialises the log callback */
 	pthread_mutex_t flush_lock; /* one cvmconv_flush() at a time; before all others */
+	/* sides with a punch in flight (changed under that region's lock, so
+	 * exact for a reader holding it): conversions skip the in-flight check
+	 * while it is 0 */
+	_Atomic uint32_t inflight_sides;
 	int vm_fd;
 	uint64_t granule;
 	enum cvmconv_unaligned unaligned;
@@ -362,7 +366,7 @@ HIDDEN int backing_flush(struct cvmconv *c, struct region *r);
  * backing_flush_done(), under the lock: its accounting, and the waiters
  * woken. One flusher at a time (cvmconv.flush_lock). */
 #define FLUSH_PIECE_BYTES (8ULL << 20)
-HIDDEN bool backing_flush_take(struct region *r, struct side **s);
+HIDDEN bool backing_flush_take(struct cvmconv *c, struct region *r, struct side **s);
 HIDDEN int backing_flush_punch(struct cvmconv *c, const struct side *s);
 HIDDEN void backing_flush_done(struct cvmconv *c, struct region *r, struct side *s, int ret);
 /* Whether region pages [from, to) overlap a punch in flight on the side
