@@ -135,7 +135,7 @@ static int set_attributes(struct cvmconv *c, uint64_t gpa, uint64_t end, bool pr
 	COUNT(c, attr_updates, 1);
 	PROBE(attr_update, gpa, end - gpa, private);
 	ret = op_set_memory_attributes(c, gpa, end - gpa, private ? CVMCONV_ATTR_PRIVATE : 0);
-	PROBE(attr_update_done, gpa, end - gpa, ret);
+	PROBE(attr_update_done, ret);
 	return ret;
 }
 

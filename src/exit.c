@@ -68,7 +68,7 @@ int cvmconv_map_gpa_range(struct cvmconv *c, uint64_t gpa, uint64_t npages, uint
 	cv.invalid = decode_map_gpa_range(gpa, npages, attrs, &cv);
 	ret = convert_request(c, &cv, &guest_err);
 	*hc_ret = (uint64_t) - (int64_t)guest_err;
-	PROBE(hypercall_done, gpa, npages, ret, guest_err);
+	PROBE(hypercall_done, ret, guest_err);
 	return ret;
 }
 
@@ -112,7 +112,7 @@ int cvmconv_handle_exit(struct cvmconv *c, struct kvm_run *run)
 			cv.invalid = "unknown memory fault flags";
 		ret = convert_request(c, &cv, &guest_err);
 		ret = fault_answer(c, run, mf, gen, ret, guest_err, by_policy);
-		PROBE(memory_fault_done, mf->gpa, mf->size, ret);
+		PROBE(memory_fault_done, ret);
 		return ret;
 	}
 	return 0;

@@ -6,10 +6,11 @@
  * every probe compiles to nothing (-DCVMCONV_USDT=OFF does the same).
  * docs/tracing.md lists them with their arguments. Arguments must be cheap:
  * they are computed whether or not anyone traces (the probe names their
- * registers or memory). Measured: about 27 instructions per 4 KiB exit for
- * its five probes (docs/performance.md). Semaphores (argument computation
- * only while traced) were tried and cost more here: a volatile load and a
- * branch per probe, 1,025 instructions against 1,021.
+ * registers or memory), so the _done probes carry only the result (their
+ * range is in the probe before, on the same thread): that kept the 4 KiB
+ * exit at 1,000 instructions instead of 1,014 (docs/performance.md).
+ * Semaphores (arguments computed only while traced) were tried and cost
+ * more here: a volatile load and a branch per probe.
  */
 #ifndef CVMCONV_PROBES_H
 #define CVMCONV_PROBES_H
