@@ -196,6 +196,34 @@ int perf_host_run_isolated(enum perf_host h, const struct perf_stream *s,
 			   const struct perf_oracle *o, const struct perf_host_opts *opt,
 			   struct perf_host_result *res);
 
+/* ---- one guest on real backings (guest_gib.c): perf_throughput, perf_latency ----
+ * One region at gpa 0 of @size bytes: a 2 MiB MFD_HUGETLB shared side
+ * (mapped MAP_SHARED | MAP_NORESERVE, the pool reserved with
+ * tools/hugepool.h and restored on close, SIGINT and SIGTERM) and a real
+ * guest_memfd private side where the host makes one (tools/private_backing.h).
+ * The attribute update is a no-op for every host. */
+struct qemu_like;
+
+struct perf_gib {
+	int shared_fd, private_fd;
+	uint8_t *shared_map;
+	uint64_t size;
+};
+
+/* 0, or 77 when no huge page pool can be had (the reason printed); exits on
+ * other failures, naming @prog. */
+int perf_gib_open(struct perf_gib *g, uint64_t size, const char *prog);
+void perf_gib_close(struct perf_gib *g);
+/* Both sides punched whole, then every shared page written. */
+void perf_gib_reset(const struct perf_gib *g);
+/* A converter over the region: cvmconv with config @flags (@lib), else the
+ * QEMU-like baseline; the other pointer is NULL. Exits on failure. */
+void perf_gib_host(const struct perf_gib *g, bool lib, uint32_t flags, struct cvmconv **c,
+		   struct qemu_like **q);
+int perf_noop_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes);
+/* Print "PROG: what: error", restore the huge page pool, exit(1). */
+void perf_die(const char *what, int err) __attribute__((noreturn));
+
 /* HugePages_Free of /proc/meminfo, -1 if unreadable. */
 long perf_hugepages_free(void);
 /* Where cvmconv_version() was found: the shared object's path, or

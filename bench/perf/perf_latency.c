@@ -40,7 +40,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,14 +48,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hugepool.h"
 #include "perf.h"
 #include "private_backing.h"
 #include "qemu_like.h"
 
-#ifndef MFD_HUGE_SHIFT
-#define MFD_HUGE_SHIFT 26
-#endif
 #define GUEST PERF_1G
 #define NPAGES (GUEST / PERF_4K)
 #define TDX_CYCLES 3
@@ -67,35 +62,12 @@ enum kind { BASELINE, CVMCONV, DEFERRED, KINDS };
 static const char *const kind_name[KINDS] = { "baseline (QEMU-like)", "cvmconv",
 					      "cvmconv deferred + poll thread" };
 
-static int noop_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
-{
-	(void)opaque;
-	(void)gpa;
-	(void)size;
-	(void)attributes;
-	return 0;
-}
-
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "perf_latency: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	hugepool_restore();
-	exit(1);
-}
-
-static void on_signal(int sig)
-{
-	hugepool_restore();
-	signal(sig, SIG_DFL);
-	raise(sig);
 }
 
 /* ---- the poll thread: flush whenever the poll fd says work waits ---- */
@@ -122,7 +94,7 @@ static void *flusher_main(void *arg)
 		int ret = cvmconv_flush(f->c);
 
 		if (ret)
-			die("cvmconv_flush", ret);
+			perf_die("cvmconv_flush", ret);
 		if (i < MAX_FLUSHES) {
 			f->span[i][0] = t0;
 			f->span[i][1] = now_ns();
@@ -141,46 +113,19 @@ struct host {
 	struct flusher fl;
 };
 
-static void host_init(struct host *h, enum kind kind, int shared_fd, int private_fd)
+static void host_init(struct host *h, enum kind kind, const struct perf_gib *g)
 {
-	int ret;
-
 	memset(h, 0, sizeof(*h));
 	h->kind = kind;
-	if (kind != BASELINE) {
-		static const struct cvmconv_ops ops = { .set_memory_attributes = noop_attr };
-		struct cvmconv_config cfg = { .sz = sizeof(cfg),
-					      .vm_fd = -1,
-					      .ops = &ops,
-					      .flags = kind == DEFERRED ? CVMCONV_DEFER_PUNCH : 0 };
-		struct cvmconv_region r = { .sz = sizeof(r),
-					    .gpa = 0,
-					    .size = GUEST,
-					    .private_fd = private_fd,
-					    .shared_fd = shared_fd,
-					    .unaligned = -1 };
-
-		ret = cvmconv_create(&cfg, &h->c);
-		if (!ret)
-			ret = cvmconv_add_region(h->c, &r);
-	} else {
-		struct qemu_like_region r = {
-			.gpa = 0, .size = GUEST, .private_fd = private_fd, .shared_fd = shared_fd
-		};
-
-		ret = qemu_like_create(noop_attr, NULL, &h->q);
-		if (!ret)
-			ret = qemu_like_add_region(h->q, &r);
-	}
-	if (ret)
-		die("host setup", ret);
+	perf_gib_host(g, kind != BASELINE, kind == DEFERRED ? CVMCONV_DEFER_PUNCH : 0, &h->c,
+		      &h->q);
 	if (kind == DEFERRED) {
 		h->fl.c = h->c;
 		h->fl.span = calloc(MAX_FLUSHES, sizeof(*h->fl.span));
 		if (!h->fl.span)
-			die("calloc", -ENOMEM);
+			perf_die("calloc", -ENOMEM);
 		if (pthread_create(&h->fl.thread, NULL, flusher_main, &h->fl))
-			die("pthread_create", errno);
+			perf_die("pthread_create", errno);
 	}
 }
 
@@ -218,7 +163,7 @@ static uint64_t host_exit(struct host *h, uint64_t gpa, uint64_t size, bool to_p
 	}
 	*end = now_ns();
 	if (ret)
-		die("conversion", ret);
+		perf_die("conversion", ret);
 	return *end - *start;
 }
 
@@ -264,7 +209,7 @@ static struct figures figures_of(const struct host *h, const struct sample *s, u
 	uint32_t nflush = h->kind == DEFERRED ? atomic_load(&h->fl.n) : 0, j = 0;
 
 	if (!lat || !freed)
-		die("malloc", -ENOMEM);
+		perf_die("malloc", -ENOMEM);
 	for (uint64_t i = 0; i < n; i++) {
 		if (dir != 2 && s[i].to_private != (dir == 1))
 			continue;
@@ -319,21 +264,12 @@ static void settle(struct host *h)
 
 /* ---- the streams ---- */
 
-static int shared_fd, private_fd;
-static uint8_t *shared_map, *private_map;
-
-static void reset_backings(void)
-{
-	if (fallocate(shared_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)GUEST) ||
-	    fallocate(private_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)GUEST))
-		die("reset", errno);
-	for (uint64_t off = 0; off < GUEST; off += PERF_4K)
-		((volatile uint8_t *)shared_map)[off] = 1;
-}
+static struct perf_gib G;
+static uint8_t *private_map;
 
 static void guest_writes(uint64_t gpa, uint64_t size, bool private_side)
 {
-	uint8_t *map = private_side ? private_map : shared_map;
+	uint8_t *map = private_side ? private_map : G.shared_map;
 
 	if (!map)
 		return;
@@ -402,7 +338,6 @@ static double ratio(uint64_t base, uint64_t x)
 int main(int argc, char **argv)
 {
 	uint64_t nrandom = 20000;
-	char why[256];
 	struct figures fig[3][KINDS];
 	struct sample *s;
 	bool *priv;
@@ -417,26 +352,9 @@ int main(int argc, char **argv)
 	if (nrandom < 100)
 		nrandom = 100;
 	perf_print_machine(stdout);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	if (hugepool_reserve(PERF_2M, GUEST / PERF_2M + 8, why, sizeof(why))) {
-		printf("skipped: %s\n", why);
+	if (perf_gib_open(&G, GUEST, "perf_latency"))
 		return 77;
-	}
-	shared_fd =
-		memfd_create("perf-shared", MFD_CLOEXEC | MFD_HUGETLB | (21u << MFD_HUGE_SHIFT));
-	private_fd = private_backing_fd(GUEST);
-	if (shared_fd < 0)
-		die("memfd_create", errno);
-	if (private_fd < 0)
-		die("private side", -private_fd);
-	if (ftruncate(shared_fd, (off_t)GUEST))
-		die("ftruncate", errno);
-	shared_map =
-		mmap(NULL, GUEST, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, shared_fd, 0);
-	if (shared_map == MAP_FAILED)
-		die("mmap", errno);
-	private_map = mmap(NULL, GUEST, PROT_READ | PROT_WRITE, MAP_SHARED, private_fd, 0);
+	private_map = mmap(NULL, GUEST, PROT_READ | PROT_WRITE, MAP_SHARED, G.private_fd, 0);
 	if (private_map == MAP_FAILED)
 		private_map = NULL; /* the guest's private writes are skipped */
 	printf("shared side: 2 MiB MFD_HUGETLB memfd; private side: %s%s\n", private_backing_name(),
@@ -444,15 +362,15 @@ int main(int argc, char **argv)
 	s = calloc(nrandom > TDX_CYCLES * 1024 ? nrandom : TDX_CYCLES * 1024, sizeof(*s));
 	priv = malloc(NPAGES);
 	if (!s || !priv)
-		die("calloc", -ENOMEM);
+		perf_die("calloc", -ENOMEM);
 
 	for (int st = 0; st < 2; st++)
 		for (int k = 0; k < KINDS; k++) {
 			struct host h;
 			uint64_t n;
 
-			reset_backings();
-			host_init(&h, (enum kind)k, shared_fd, private_fd);
+			perf_gib_reset(&G);
+			host_init(&h, (enum kind)k, &G);
 			n = st == 0 ? run_tdx(&h, s) : run_random(&h, s, nrandom, priv);
 			settle(&h);
 			host_stop(&h);
@@ -481,13 +399,10 @@ int main(int argc, char **argv)
 	}
 	printf("ratio = baseline latency / host latency (above 1: the vCPU waits less); "
 	       "never = exits whose stale memory the host keeps\n");
-	munmap(shared_map, GUEST);
 	if (private_map)
 		munmap(private_map, GUEST);
-	close(shared_fd);
-	close(private_fd);
 	free(s);
 	free(priv);
-	hugepool_restore();
+	perf_gib_close(&G);
 	return 0;
 }

@@ -32,7 +32,6 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +39,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "private_backing.h"
-#include "hugepool.h"
 #include "perf.h"
 #include "qemu_like.h"
 
-#ifndef MFD_HUGE_SHIFT
-#define MFD_HUGE_SHIFT 26
-#endif
 #define GUEST PERF_1G
 
 enum kind { BASELINE, CVMCONV, DEFERRED, KINDS };
@@ -61,15 +55,6 @@ struct host {
 	struct qemu_like *q;
 };
 
-static int noop_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
-{
-	(void)opaque;
-	(void)gpa;
-	(void)size;
-	(void)attributes;
-	return 0;
-}
-
 static double now(void)
 {
 	struct timespec ts;
@@ -78,51 +63,9 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void die(const char *what, int err)
+static void host_init(struct host *h, const struct perf_gib *g)
 {
-	fprintf(stderr, "perf_throughput: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	hugepool_restore();
-	exit(1);
-}
-
-static void on_signal(int sig)
-{
-	hugepool_restore();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void host_init(struct host *h, int shared_fd, int private_fd)
-{
-	int ret;
-
-	if (h->lib) {
-		static const struct cvmconv_ops ops = { .set_memory_attributes = noop_attr };
-		struct cvmconv_config cfg = { .sz = sizeof(cfg),
-					      .vm_fd = -1,
-					      .ops = &ops,
-					      .flags = h->defer ? CVMCONV_DEFER_PUNCH : 0 };
-		struct cvmconv_region r = { .sz = sizeof(r),
-					    .gpa = 0,
-					    .size = GUEST,
-					    .private_fd = private_fd,
-					    .shared_fd = shared_fd,
-					    .unaligned = -1 };
-
-		ret = cvmconv_create(&cfg, &h->c);
-		if (!ret)
-			ret = cvmconv_add_region(h->c, &r);
-	} else {
-		struct qemu_like_region r = {
-			.gpa = 0, .size = GUEST, .private_fd = private_fd, .shared_fd = shared_fd
-		};
-
-		ret = qemu_like_create(noop_attr, NULL, &h->q);
-		if (!ret)
-			ret = qemu_like_add_region(h->q, &r);
-	}
-	if (ret)
-		die("host setup", ret);
+	perf_gib_host(g, h->lib, h->defer ? CVMCONV_DEFER_PUNCH : 0, &h->c, &h->q);
 }
 
 static void host_fini(struct host *h)
@@ -147,7 +90,7 @@ static void convert(struct host *h, uint64_t chunk, bool to_private)
 			ret = qemu_like_map_gpa_range(h->q, gpa, chunk / PERF_4K, attrs);
 		}
 		if (ret)
-			die("conversion", ret);
+			perf_die("conversion", ret);
 	}
 }
 
@@ -174,9 +117,7 @@ int main(int argc, char **argv)
 		uint64_t chunk;
 	} shapes[] = { { "1 x 1 GiB", GUEST }, { "512 x 2 MiB", PERF_2M } };
 	unsigned rounds = 5;
-	char why[256];
-	int shared_fd, private_fd;
-	uint8_t *map;
+	struct perf_gib g;
 	struct best best[KINDS][2];
 	struct host hosts[KINDS][2];
 
@@ -189,25 +130,8 @@ int main(int argc, char **argv)
 	if (!rounds)
 		rounds = 1;
 	perf_print_machine(stdout);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	if (hugepool_reserve(PERF_2M, GUEST / PERF_2M + 8, why, sizeof(why))) {
-		printf("skipped: %s\n", why);
+	if (perf_gib_open(&g, GUEST, "perf_throughput"))
 		return 77;
-	}
-	shared_fd =
-		memfd_create("perf-shared", MFD_CLOEXEC | MFD_HUGETLB | (21u << MFD_HUGE_SHIFT));
-	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
-	private_fd = private_backing_fd(GUEST);
-	if (shared_fd < 0)
-		die("memfd_create", errno);
-	if (private_fd < 0)
-		die("private side", -private_fd);
-	if (ftruncate(shared_fd, (off_t)GUEST))
-		die("ftruncate", errno);
-	map = mmap(NULL, GUEST, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, shared_fd, 0);
-	if (map == MAP_FAILED)
-		die("mmap", errno);
 	memset(best, 0, sizeof(best));
 	/* one host per kind and shape for all rounds: a VMM's converter is
 	 * warm after the first conversions, so the best round is the steady
@@ -215,7 +139,7 @@ int main(int argc, char **argv)
 	for (int k = 0; k < KINDS; k++)
 		for (size_t s = 0; s < 2; s++) {
 			hosts[k][s] = (struct host){ .lib = k != BASELINE, .defer = k == DEFERRED };
-			host_init(&hosts[k][s], shared_fd, private_fd);
+			host_init(&hosts[k][s], &g);
 		}
 	for (unsigned r = 0; r < rounds; r++) {
 		for (int k = KINDS - 1; k >= 0; k--) {
@@ -228,13 +152,7 @@ int main(int argc, char **argv)
 				/* a clean start: nothing allocated, then the guest's
 				 * shared memory populated (all of it is shared and
 				 * live for the host between rounds) */
-				if (fallocate(shared_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-					      0, (off_t)GUEST) ||
-				    fallocate(private_fd,
-					      FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-					      (off_t)GUEST))
-					die("reset", errno);
-				write_pages(map);
+				perf_gib_reset(&g);
 				t0 = now();
 				convert(&h, shapes[s].chunk, true);
 				t1 = now();
@@ -243,8 +161,8 @@ int main(int argc, char **argv)
 				ret = h.lib ? cvmconv_flush(h.c) : 0;
 				t3 = now();
 				if (ret)
-					die("flush", ret);
-				write_pages(map);
+					perf_die("flush", ret);
+				write_pages(g.shared_map);
 				t4 = now();
 				keep_min(&b->to_private, t1 - t0);
 				keep_min(&b->to_shared, t2 - t1);
@@ -284,9 +202,6 @@ int main(int argc, char **argv)
 	}
 	printf("ratio = cvmconv GiB/s / baseline GiB/s (baseline time / cvmconv time); target: "
 	       "cycle ratio >= 1.0\n");
-	munmap(map, GUEST);
-	close(shared_fd);
-	close(private_fd);
-	hugepool_restore();
+	perf_gib_close(&g);
 	return 0;
 }
