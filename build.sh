@@ -36,6 +36,10 @@ build_dir=${BUILD_DIR:-$default_dir}
 
 # --- dependencies (Debian/Ubuntu) ---
 need_pkgs=(cmake gcc make pkg-config libcmocka-dev libhugetlbfs-dev man-db systemtap-sdt-dev bpftrace)
+# cargo for the Rust bindings' tests: Debian's, unless one is on PATH or in ~/.cargo
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+	need_pkgs+=(cargo)
+fi
 case "$(basename "${CC:-gcc}")" in
 clang*) need_pkgs+=(clang) ;;
 esac

@@ -26,7 +26,7 @@ cd "$root"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-mapfile -t docs < <(find docs -name '*.md' -type f | LC_ALL=C sort)
+mapfile -t docs < <( (find docs -name '*.md' -type f; echo README.md) | LC_ALL=C sort)
 if [ ${#docs[@]} -eq 0 ]; then
 	echo "check-doc-snippets: no docs/*.md under $root" >&2
 	exit 1
