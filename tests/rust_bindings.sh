@@ -43,3 +43,24 @@ else
 	"$cargo" run --offline -q --example vmm_loop
 	echo "rust_bindings: not root: vmm_loop on huge pages skipped (cannot reserve them)"
 fi
+
+# The same loop on a real KVM_X86_SW_PROTECTED_VM in the KVM lab: the
+# library's own KVM_SET_MEMORY_ATTRIBUTES calls, a real guest_memfd.
+if [ "${CVMCONV_LAB:-on}" = off ]; then
+	echo "rust_bindings: vmm_loop --kvm skipped: the KVM lab is off (CVMCONV_LAB=off)"
+	exit 0
+fi
+lab_dir=$(mktemp -d)
+trap 'rm -rf "$lab_dir"; [ -z "${old:-}" ] || echo "$old" >"$nr"' EXIT
+mkdir "$lab_dir/vmm-loop"
+cp "$CARGO_TARGET_DIR/debug/examples/vmm_loop" "$lab_dir/vmm-loop/"
+echo "rust_bindings: vmm_loop --kvm in the KVM lab (the first run on a machine builds its kernel)"
+rc=0
+"$src/tools/kvm-lab/run.sh" --mem 2048 --cpus 2 --timeout 300 --add "$lab_dir/vmm-loop" -- \
+	sh -c 'echo 8 > /proc/sys/vm/nr_hugepages && ./vmm_loop --kvm' || rc=$?
+if [ "$rc" -eq 77 ]; then
+	echo "rust_bindings: vmm_loop --kvm skipped: no KVM lab here (above)"
+	[ "${CVMCONV_LAB_REQUIRED:-0}" = 1 ] && exit 1
+	exit 0
+fi
+exit "$rc"

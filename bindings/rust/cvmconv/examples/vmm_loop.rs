@@ -10,13 +10,24 @@
 //! guest_memfd. After each step the guest's data and the kernel's own
 //! accounting (st_blocks) are checked. Exit status 0 when every check held.
 //!
-//! cargo run --example vmm_loop
+//! With `--kvm` (the KVM lab: a kernel with KVM_SW_PROTECTED_VM) the same
+//! loop runs against a real `KVM_X86_SW_PROTECTED_VM`: the library's own
+//! `KVM_SET_MEMORY_ATTRIBUTES` calls on the VM fd, a real guest_memfd bound
+//! to the memslot as the private side (punched with fallocate). The host
+//! cannot read guest_memfd, so the guest's private writes are allocations
+//! (fallocate, as the guest's fault would make them), private reads are not
+//! checked, and the private side is measured where the kernel counts it:
+//! guest_memfd pages are unevictable (virt/kvm/guest_memfd.c), so
+//! /proc/meminfo's Unevictable. No vCPU runs: the exits are the software
+//! guest's. Exit status 77 when there is no such VM here.
+//!
+//! cargo run --example vmm_loop [-- --kvm]
 
 use std::fs::File;
 use std::io;
-use std::os::raw::{c_int, c_long, c_void};
+use std::os::raw::{c_int, c_long, c_ulong, c_void};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::{AsRawFd, OwnedFd};
+use std::os::unix::io::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use cvmconv::sys::kvm::*;
@@ -33,6 +44,7 @@ enum Step {
     Write(u64, u64, u32),         // gpa, bytes, seed
     Check(u64, u64, Option<u32>), // gpa, bytes, seed the guest must read (None: zeros)
     Fault(u64, bool),             // a guest access of the other kind: KVM_EXIT_MEMORY_FAULT
+    Held(u64),                    // the kernel counts this many bytes on the private side
 }
 
 /// The core of the mini-VMM's scenario (examples/mini-vmm/scenario.c).
@@ -43,7 +55,11 @@ fn scenario() -> Vec<(Step, &'static str)> {
             Map(2 * MIB, 2 * MIB, ENC | HINT_2M),
             "aligned 2 MiB to private",
         ),
-        (Write(2 * MIB, 8 * KIB, 0xa1), "into two private pages"),
+        (
+            Write(2 * MIB, 2 * MIB, 0xa1),
+            "into the whole private extent",
+        ),
+        (Held(2 * MIB), "the kernel holds it on the private side"),
         (
             Check(2 * MIB, 8 * KIB, Some(0xa1)),
             "A from the private side",
@@ -52,6 +68,7 @@ fn scenario() -> Vec<(Step, &'static str)> {
             Map(2 * MIB, 2 * MIB, HINT_2M),
             "back to shared: the private side is punched",
         ),
+        (Held(0), "the kernel freed it"),
         (
             Check(2 * MIB, 8 * KIB, None),
             "zeros: A is gone, the shared side was punched",
@@ -97,6 +114,8 @@ fn scenario() -> Vec<(Step, &'static str)> {
 }
 
 extern "C" {
+    fn ioctl(fd: c_int, request: c_ulong, ...) -> c_int;
+    fn fallocate(fd: c_int, mode: c_int, offset: i64, len: i64) -> c_int;
     fn mmap(
         addr: *mut c_void,
         len: usize,
@@ -150,14 +169,56 @@ fn pattern(gpa: u64, seed: u32) -> u32 {
     (seed << 24) ^ (gpa as u32 / 4)
 }
 
+/// The private side: a shmem stand-in the host maps, or a real guest_memfd.
+enum Private {
+    StandIn(Mapping),
+    Gmem { file: File, unevictable_base: u64 },
+}
+
+impl Private {
+    /// Bytes the kernel has allocated to it.
+    fn allocated(&self) -> u64 {
+        match self {
+            Private::StandIn(m) => allocated(&m.file),
+            Private::Gmem {
+                unevictable_base, ..
+            } => unevictable().saturating_sub(*unevictable_base),
+        }
+    }
+}
+
+impl Private {
+    /// How far the kernel's count may be off: none for st_blocks; for
+    /// Unevictable the per-CPU vmstat deltas not yet folded into the
+    /// global counter (mm/vmstat.c: up to a threshold of pages per CPU,
+    /// at most 125), so 512 KiB on the lab's 2 CPUs.
+    fn tolerance(&self) -> u64 {
+        match self {
+            Private::StandIn(_) => 0,
+            Private::Gmem { .. } => 512 * KIB,
+        }
+    }
+}
+
+/// /proc/meminfo Unevictable, bytes.
+fn unevictable() -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    m.lines()
+        .find_map(|l| l.strip_prefix("Unevictable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * KIB)
+        .unwrap_or(0)
+}
+
 struct Vmm {
     conv: Converter,
-    attrs: Arc<Mutex<Vec<bool>>>,
+    attrs: Option<Arc<Mutex<Vec<bool>>>>, // the recorder; None: real KVM
     shared: Mapping,
-    private: Mapping,
+    private: Private,
     run: Vec<u64>, // the kvm_run stand-in (8-byte aligned)
     checks: u32,
     failed: u32,
+    skipped: u32,
 }
 
 impl Vmm {
@@ -216,12 +277,23 @@ impl Vmm {
         self.exit()
     }
 
-    /// The side a guest access to `gpa` lands on, as KVM picks it.
-    fn side(&self, gpa: u64) -> &Mapping {
-        if self.attrs.lock().unwrap()[(gpa / 4096) as usize] {
-            &self.private
-        } else {
-            &self.shared
+    /// Whether a guest access to `gpa` lands on the private side, as KVM
+    /// picks it: the recorder's attribute, or (real KVM, which cannot be
+    /// asked) the library's view.
+    fn is_private(&self, gpa: u64) -> bool {
+        match &self.attrs {
+            Some(a) => a.lock().unwrap()[(gpa / 4096) as usize],
+            None => self.conv.is_private(gpa).unwrap_or(false),
+        }
+    }
+
+    /// The mapping a guest access to `gpa` touches; None: guest_memfd,
+    /// which the host cannot map.
+    fn side(&self, gpa: u64) -> Option<&Mapping> {
+        match (self.is_private(gpa), &self.private) {
+            (false, _) => Some(&self.shared),
+            (true, Private::StandIn(m)) => Some(m),
+            (true, Private::Gmem { .. }) => None,
         }
     }
 
@@ -242,16 +314,42 @@ impl Vmm {
             }
             Step::Write(gpa, bytes, seed) => {
                 for a in (gpa..gpa + bytes).step_by(4) {
-                    self.side(a).write(a, pattern(a, seed));
+                    match (self.side(a), &self.private) {
+                        (Some(m), _) => m.write(a, pattern(a, seed)),
+                        // the guest's write to a private page allocates it;
+                        // guest_memfd allocates only with FALLOC_FL_KEEP_SIZE
+                        // (virt/kvm/guest_memfd.c, kvm_gmem_fallocate)
+                        (None, Private::Gmem { file, .. }) if a % 4096 == 0 => {
+                            // SAFETY: plain syscall on an fd we own.
+                            let r = unsafe { fallocate(file.as_raw_fd(), 1, a as i64, 4096) };
+                            let e = io::Error::last_os_error();
+                            self.check(r == 0, &format!("{why}: fallocate of guest_memfd: {e}"));
+                        }
+                        (None, _) => {}
+                    }
                 }
             }
             Step::Check(gpa, bytes, seed) => {
-                let mut bad = 0;
+                let (mut bad, mut unseen) = (0, 0);
                 for a in (gpa..gpa + bytes).step_by(4) {
                     let want = seed.map(|s| pattern(a, s)).unwrap_or(0);
-                    bad += (self.side(a).read(a) != want) as u32;
+                    match self.side(a) {
+                        Some(m) => bad += (m.read(a) != want) as u32,
+                        None => unseen += 1,
+                    }
                 }
-                self.check(bad == 0, &format!("{why}: {bad} words differ"));
+                if unseen * 4 < bytes {
+                    self.check(bad == 0, &format!("{why}: {bad} words differ"));
+                } else {
+                    self.skipped += 1; // private data on guest_memfd: the host cannot read it
+                }
+            }
+            Step::Held(want) => {
+                let (got, tol) = (self.private.allocated(), self.private.tolerance());
+                self.check(
+                    got + tol >= want && got <= want + tol,
+                    &format!("{why}: private side holds {got} bytes, want {want} +- {tol}"),
+                );
             }
             Step::Fault(gpa, private) => {
                 let r = self.memory_fault(gpa, private)?;
@@ -282,16 +380,93 @@ fn shared_backing() -> io::Result<(OwnedFd, Mapping, u64)> {
     }
 }
 
+/// A real KVM_X86_SW_PROTECTED_VM with a guest_memfd memslot over the
+/// shared mapping (include/uapi/linux/kvm.h: KVM_CREATE_VM = _IO(0xAE, 1),
+/// KVM_CREATE_GUEST_MEMFD = _IOWR(0xAE, 0xd4, 64 bytes),
+/// KVM_SET_USER_MEMORY_REGION2 = _IOW(0xAE, 0x49, 160 bytes),
+/// KVM_X86_SW_PROTECTED_VM = 1, KVM_MEM_GUEST_MEMFD = 1 << 2).
+fn sw_protected_vm(shared: &Mapping) -> Result<(OwnedFd, OwnedFd), String> {
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map_err(|e| format!("/dev/kvm: {e}"))?;
+    // SAFETY: KVM ioctls with the argument types the UAPI gives them.
+    let vm = unsafe { ioctl(kvm.as_raw_fd(), 0xae01, 1 as c_ulong) };
+    if vm < 0 {
+        return Err(format!(
+            "KVM_CREATE_VM(KVM_X86_SW_PROTECTED_VM): {} (a kernel without KVM_SW_PROTECTED_VM)",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a new fd.
+    let vm = unsafe { OwnedFd::from_raw_fd(vm) };
+    let mut gmem_args = [0u64; 8]; // size, flags, reserved[6]
+    gmem_args[0] = GUEST;
+    // SAFETY: as above; the struct is 64 bytes.
+    let gmem = unsafe { ioctl(vm.as_raw_fd(), 0xc040_aed4, gmem_args.as_mut_ptr()) };
+    if gmem < 0 {
+        return Err(format!(
+            "KVM_CREATE_GUEST_MEMFD: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: a new fd.
+    let gmem = unsafe { OwnedFd::from_raw_fd(gmem) };
+    let mut slot = [0u64; 20]; // struct kvm_userspace_memory_region2
+    slot[0] = 4 << 32; // slot 0, flags KVM_MEM_GUEST_MEMFD
+    slot[2] = GUEST; // guest_phys_addr 0, memory_size
+    slot[3] = shared.base as u64; // userspace_addr
+    slot[5] = gmem.as_raw_fd() as u64; // guest_memfd_offset 0, guest_memfd
+                                       // SAFETY: as above; the struct is 160 bytes.
+    if unsafe { ioctl(vm.as_raw_fd(), 0x40a0_ae49, slot.as_mut_ptr()) } < 0 {
+        return Err(format!(
+            "KVM_SET_USER_MEMORY_REGION2: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    Ok((vm, gmem))
+}
+
 fn main() -> io::Result<()> {
+    let real = std::env::args().any(|a| a == "--kvm");
     println!(
-        "vmm_loop (Rust, cvmconv {}): the mini-VMM's simulated scenario",
-        cvmconv::version()
+        "vmm_loop (Rust, cvmconv {}): the mini-VMM's simulated scenario, {}",
+        cvmconv::version(),
+        if real {
+            "attributes and guest_memfd of a real KVM_X86_SW_PROTECTED_VM"
+        } else {
+            "attributes kept by a strict recorder, a shmem stand-in for guest_memfd"
+        }
     );
-    let attrs = Arc::new(Mutex::new(vec![false; (GUEST / 4096) as usize]));
-    let rec = attrs.clone();
-    let conv = Converter::builder()
+    let (shared_fd, shared, page) = shared_backing()?;
+    let mut builder = Converter::builder()
         .unaligned(Unaligned::Log)
-        .set_memory_attributes(move |gpa, size, a| {
+        .log(|level, msg| println!("  log {level:?}: {msg}"));
+    let (attrs, private, _vm, private_fd) = if real {
+        let (vm, gmem) = match sw_protected_vm(&shared) {
+            Ok(v) => v,
+            Err(why) => {
+                println!("vmm_loop: SKIP --kvm: {why}");
+                std::process::exit(77);
+            }
+        };
+        builder = builder.vm_fd(vm.as_fd());
+        let file = File::from(gmem.try_clone()?);
+        let base = unevictable();
+        (
+            None,
+            Private::Gmem {
+                file,
+                unevictable_base: base,
+            },
+            Some(vm),
+            gmem,
+        )
+    } else {
+        let attrs = Arc::new(Mutex::new(vec![false; (GUEST / 4096) as usize]));
+        let rec = attrs.clone();
+        builder = builder.set_memory_attributes(move |gpa, size, a| {
             // KVM's own checks (kvm_vm_ioctl_set_mem_attributes): aligned,
             // non-empty, known attributes
             let mut pages = rec.lock().unwrap();
@@ -302,17 +477,22 @@ fn main() -> io::Result<()> {
                 *p = a != 0;
             }
             Ok(())
-        })
-        .log(|level, msg| println!("  log {level:?}: {msg}"))
-        .build()?;
-    let (shared_fd, shared, page) = shared_backing()?;
-    let private_fd = cvmconv::memfd_create("vmm-loop-gmem-stand-in", GUEST, 4096)?;
+        });
+        let fd = cvmconv::memfd_create("vmm-loop-gmem-stand-in", GUEST, 4096)?;
+        (
+            Some(attrs),
+            Private::StandIn(Mapping::new(fd.try_clone()?)?),
+            None,
+            fd,
+        )
+    };
+    // the VM (real KVM) must outlive the converter: declared before it
+    let conv = builder.build()?;
     conv.add_region(
         &Region::new(0, GUEST)
             .shared_fd(&shared_fd, 0)
             .private_fd(&private_fd, 0),
     )?;
-    let private = Mapping::new(private_fd)?;
     // the host fills guest RAM, as a VMM loading a kernel would
     for a in (0..GUEST).step_by(4096) {
         shared.write(a, 0);
@@ -325,6 +505,7 @@ fn main() -> io::Result<()> {
         run: vec![0; 512],
         checks: 0,
         failed: 0,
+        skipped: 0,
     };
     println!(
         "shared side: {} KiB pages, fd {}",
@@ -341,7 +522,7 @@ fn main() -> io::Result<()> {
         println!(
             "{i:>3}  {why:<52} {:>10} {:>10}",
             allocated(&vmm.shared.file) / KIB,
-            allocated(&vmm.private.file) / KIB
+            vmm.private.allocated() / KIB
         );
     }
     // The kernel's numbers at the end. hugetlb: [8M,10M) was punched whole
@@ -355,6 +536,7 @@ fn main() -> io::Result<()> {
     } else {
         GUEST - 2 * MIB + 8 * KIB - 4 * KIB - (2 * MIB + 4 * KIB) - 4 * KIB - 4 * KIB
     };
+    vmm.step(&Step::Held(4 * KIB), "at the end, the private side holds B")?;
     let got = allocated(&vmm.shared.file);
     vmm.check(
         got == shared_want,
@@ -366,6 +548,17 @@ fn main() -> io::Result<()> {
     );
     vmm.check(st.exits == 8, &format!("{} exits, want 8", st.exits));
     println!("stats: {}", vmm.conv.stats_json()?);
-    println!("vmm_loop: {} checks, {} failed", vmm.checks, vmm.failed);
+    let unread = if real {
+        format!(
+            ", {} reads of guest_memfd not checked (the host cannot read it)",
+            vmm.skipped
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "vmm_loop: {} checks, {} failed{unread}",
+        vmm.checks, vmm.failed
+    );
     std::process::exit(if vmm.failed == 0 { 0 } else { 1 });
 }
