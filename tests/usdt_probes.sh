@@ -48,3 +48,24 @@ if [[ -z $hc || $hc -lt 1 || -z $bytes || $bytes -lt 4096 ]]; then
 	echo "$out"
 	exit 1
 fi
+
+# The README's Tracing one-liner itself, on a program the guest of which is
+# refused (a reserved attribute bit): -p for -c, and the library path for
+# the program's (the examples link the library statically, probes included).
+readme=$(cd "$(dirname "$0")/.." && pwd)/README.md
+one_liner=$(sed -n "s/^bpftrace -p \"\$(pidof my-vmm)\" -e '\(.*\)'\$/\1/p" "$readme" | head -1)
+if [[ -z $one_liner ]]; then
+	echo "FAIL: no bpftrace one-liner found in README.md's Tracing section"
+	exit 1
+fi
+hostile=$build/examples/api/api-example-handle_exit
+one_liner=${one_liner//\/usr\/local\/lib\/libcvmconv.so/$hostile}
+out=$(timeout 60 bpftrace -e "$one_liner" -c "$hostile" 2>&1 || true)
+reasons=$(grep -c '^@\[' <<<"$out" || true)
+echo "usdt_probes: the README one-liner saw $reasons refusal reason(s):"
+grep '^@\[' <<<"$out" || true
+if [[ $reasons -lt 1 ]]; then
+	echo "FAIL: the README's one-liner saw no refusal; bpftrace said:"
+	echo "$out"
+	exit 1
+fi
