@@ -259,12 +259,17 @@ impl ConverterBuilder {
         // SAFETY: cfg and ops are valid for the call (the library copies
         // them); opaque outlives the context (the Converter owns it).
         let rc = unsafe { sys::cvmconv_create(&cfg, &mut raw) };
-        check(rc)?;
-        Ok(Converter {
+        if rc < 0 {
+            resume(); // a log closure's panic, if any
+            check(rc)?;
+        }
+        let conv = Converter {
             raw: NonNull::new(raw).expect("cvmconv_create returned 0 and no context"),
             _callbacks: callbacks,
             listeners: Mutex::new(Vec::new()),
-        })
+        };
+        resume(); // after `conv` owns the context: an unwind destroys it
+        Ok(conv)
     }
 }
 
@@ -495,8 +500,15 @@ impl Converter {
         // SAFETY: raw is valid for the call (copied); its opaque, the slot,
         // lives in the list until the listener is removed or the context
         // destroyed.
-        let id = call(|| check(unsafe { sys::cvmconv_add_listener(self.as_raw(), &raw) }))?;
-        list.push((id, slot));
+        let rc = unsafe { sys::cvmconv_add_listener(self.as_raw(), &raw) };
+        // Registered: keep the slot before a replay's panic resumes, or the
+        // library would keep a pointer to a freed slot.
+        if rc >= 0 {
+            list.push((rc, slot));
+        }
+        drop(list);
+        resume();
+        let id = check(rc)?;
         Ok(ListenerId(id))
     }
 

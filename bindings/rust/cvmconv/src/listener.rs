@@ -44,6 +44,13 @@ pub trait Listener: Send + Sync {
 pub struct ListenerId(pub(crate) i32);
 
 impl ListenerId {
+    /// The id of a listener registered with the library (as
+    /// `cvmconv_add_listener()` returned it), for
+    /// [`Converter::remove_listener`](crate::Converter::remove_listener).
+    pub fn from_raw(id: i32) -> ListenerId {
+        ListenerId(id)
+    }
+
     /// The library's listener id.
     pub fn raw(self) -> i32 {
         self.0

@@ -432,3 +432,45 @@ fn one_converter_serves_many_threads() {
         "every page ends shared"
     );
 }
+
+struct PanicsInReplay {
+    heard: AtomicU64,
+}
+
+impl Listener for PanicsInReplay {
+    fn after(&self, _gpa: u64, _size: u64, _to_private: bool, _result: io::Result<()>) {
+        if self.heard.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("replay panics");
+        }
+    }
+}
+
+#[test]
+fn a_listener_that_panics_in_its_replay_stays_registered_and_alive() {
+    let g = guest();
+    let l = Arc::new(PanicsInReplay {
+        heard: AtomicU64::new(0),
+    });
+    let r = panic::catch_unwind(AssertUnwindSafe(|| g.conv.add_listener(l.clone(), true)));
+    assert!(r.is_err(), "the replay's panic reaches the caller");
+    // the converter keeps its own reference while the library may call it
+    assert_eq!(
+        Arc::strong_count(&l),
+        2,
+        "registered listener not kept alive"
+    );
+    // the library registered it: it keeps hearing conversions, through a
+    // slot that must still be alive
+    g.conv.convert(0, 4096, true).unwrap();
+    assert_eq!(
+        l.heard.load(Ordering::SeqCst),
+        2,
+        "the replay's run, then the conversion"
+    );
+    assert_eq!(
+        g.conv
+            .remove_listener(cvmconv::ListenerId::from_raw(0))
+            .ok(),
+        Some(())
+    );
+}
