@@ -36,26 +36,33 @@ fn touch(fd: &OwnedFd, off: u64, len: u64) {
     f.write_all_at(&vec![0x5a; len as usize], off).unwrap();
 }
 
-/// A converter whose attribute updates a strict recorder keeps (the host's
-/// /dev/kvm has no memory attributes): 4 KiB aligned, attributes 0 or
-/// PRIVATE, inside the guest, as KVM checks them.
+/// A strict recorder of attribute updates (the host's /dev/kvm has no
+/// memory attributes): 4 KiB aligned, attributes 0 or PRIVATE, inside the
+/// guest, as KVM checks them.
+fn recorder(
+    attrs: Arc<Mutex<Vec<bool>>>,
+) -> impl Fn(u64, u64, u64) -> io::Result<()> + Send + Sync + 'static {
+    move |gpa, size, a| {
+        let mut pages = attrs.lock().unwrap();
+        if gpa % 4096 != 0 || size % 4096 != 0 || size == 0 || (a != 0 && a != ATTR_PRIVATE) {
+            return Err(io::Error::from_raw_os_error(22));
+        }
+        let (first, n) = ((gpa / 4096) as usize, (size / 4096) as usize);
+        if first + n > pages.len() {
+            return Err(io::Error::from_raw_os_error(22));
+        }
+        for p in &mut pages[first..first + n] {
+            *p = a == ATTR_PRIVATE;
+        }
+        Ok(())
+    }
+}
+
+/// A converter whose attribute updates go to the recorder.
 fn converter(attrs: Arc<Mutex<Vec<bool>>>) -> Converter {
     Converter::builder()
         .unaligned(Unaligned::Allow)
-        .set_memory_attributes(move |gpa, size, a| {
-            let mut pages = attrs.lock().unwrap();
-            if gpa % 4096 != 0 || size % 4096 != 0 || size == 0 || (a != 0 && a != ATTR_PRIVATE) {
-                return Err(io::Error::from_raw_os_error(22));
-            }
-            let (first, n) = ((gpa / 4096) as usize, (size / 4096) as usize);
-            if first + n > pages.len() {
-                return Err(io::Error::from_raw_os_error(22));
-            }
-            for p in &mut pages[first..first + n] {
-                *p = a == ATTR_PRIVATE;
-            }
-            Ok(())
-        })
+        .set_memory_attributes(recorder(attrs))
         .build()
         .unwrap()
 }
@@ -375,16 +382,9 @@ fn errors_carry_the_errno() {
 #[test]
 fn deferred_punches_wait_for_flush() {
     let attrs = Arc::new(Mutex::new(vec![false; (SIZE / 4096) as usize]));
-    let a2 = attrs.clone();
     let conv = Converter::builder()
         .defer_punch(true)
-        .set_memory_attributes(move |gpa, size, a| {
-            let mut p = a2.lock().unwrap();
-            for i in gpa / 4096..(gpa + size) / 4096 {
-                p[i as usize] = a == ATTR_PRIVATE;
-            }
-            Ok(())
-        })
+        .set_memory_attributes(recorder(attrs))
         .build()
         .unwrap();
     let shared = cvmconv::memfd_create("deferred", SIZE, 4096).unwrap();
