@@ -128,14 +128,14 @@ struct cvmconv_config {
  * on it forever (a private fault on a memslot without guest_memfd). */
 #define CVMCONV_REGION_ATTRS_ONLY (1u << 1)
 /* Allocate the shared backing of pages the moment they turn shared
- * (needs shared_fd): after the attribute update, fallocate(mode 0) of
+ * (needs shared_fd): before the attribute update, fallocate(mode 0) of
  * their range — whole huge pages on hugetlbfs, which rounds the range out
  * (fs/hugetlbfs/inode.c hugetlbfs_fallocate). If the allocation fails
- * (ENOSPC: the hugetlb pool is empty; ENOMEM; EINTR) the request is rolled
- * back as if its attribute update had failed: the pages stay private, what
- * the failed call allocated is punched again (never a live page), the
- * guest gets -KVM_EFAULT, the VMM the errno, a log line and
- * shared_alloc_failures in the stats. Without the flag a conversion to
+ * (ENOSPC: the hugetlb pool is empty; ENOMEM; EINTR) nothing reaches KVM:
+ * the pages stay private, what the failed call allocated is punched again
+ * (never a live page), the guest gets -KVM_EFAULT, the VMM the errno, a
+ * log line and shared_alloc_failures in the stats. If the attribute update
+ * fails after it, what was allocated is punched again too. Without the flag a conversion to
  * shared allocates nothing and the first touch of the page does: on an
  * empty pool a SIGBUS in the VMM thread that touches it, or, for the
  * guest's access, KVM_RUN failing with EFAULT and no memory fault exit

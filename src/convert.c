@@ -332,29 +332,43 @@ static bool wants_alloc(struct cvmconv *c, const struct planned *p, size_t n)
 	return false;
 }
 
-/* CVMCONV_REGION_ALLOC_SHARED, after apply(): allocate the shared backing
- * of what turns shared. On failure the attributes go back (all runs were
- * applied), then what the allocation got is punched again: the pages are
- * private once more, so only stale memory is. */
+/* CVMCONV_REGION_ALLOC_SHARED, before apply(): allocate the shared backing
+ * of what is to turn shared while it is still private. On failure nothing
+ * has reached KVM, and what the allocation got is punched again (the pages
+ * are private: only stale memory is). Allocating after the attribute
+ * update, as before, needed a rollback to private on failure, and that
+ * update allocates too (xa_reserve in virt/kvm/kvm_main.c
+ * kvm_vm_set_mem_attributes): under the memory pressure that made the
+ * allocation fail, the rollback failed as well and broke the context
+ * (measured with the real kernel's fault injection in the lab,
+ * tests/lab/lab_kernel_faults.c). */
 NOINLINE static int allocate_shared(struct cvmconv *c, const struct planned *p, size_t n)
 {
-	uint64_t runs = 0, pieces;
-	int err, undo, unused;
+	uint64_t pieces;
+	int err, unused;
 
 	pieces = alloc_pieces(c, p, n, UINT64_MAX, false, &err);
 	if (!err)
 		return 0;
 	COUNT(c, shared_alloc_failures, 1);
-	for (size_t k = 0; k < n; k++)
-		runs += p[k].total;
-	undo = rollback(c, p, n, runs);
-	if (undo)
-		return undo; /* attributes unknown: punch nothing */
 	alloc_pieces(c, p, n, pieces, true, &unused);
 	for (uint32_t i = p[0].first; i <= p[n - 1].last; i++)
 		backing_note_pending(c, c->regions[i]);
 	stats_update_peak(c);
 	return err;
+}
+
+/* The attribute update failed after allocate_shared() and was rolled
+ * back: the pages are private again, what was allocated for them is
+ * stale and punched. Not after a failed rollback: attributes unknown. */
+NOINLINE static void unallocate_shared(struct cvmconv *c, const struct planned *p, size_t n)
+{
+	int unused;
+
+	alloc_pieces(c, p, n, UINT64_MAX, true, &unused);
+	for (uint32_t i = p[0].first; i <= p[n - 1].last; i++)
+		backing_note_pending(c, c->regions[i]);
+	stats_update_peak(c);
 }
 
 /* Listeners: every "before" a listener got is answered by exactly one
@@ -556,6 +570,7 @@ static void lock_regions(struct cvmconv *c, const struct planned *p, size_t n, b
 /* The transaction over validated requests p[0..n) (disjoint ranges). */
 NOINLINE static int transact_locked(struct cvmconv *c, struct planned *p, size_t n, int *guest_err)
 {
+	bool alloc;
 	int err;
 
 	/* Reserve, per region, room for every run piece a request has in it:
@@ -580,9 +595,13 @@ NOINLINE static int transact_locked(struct cvmconv *c, struct planned *p, size_t
 	}
 	if (!notify_before(c, p, n))
 		return refuse(c, p[0].cv, "vetoed by a listener", CVMCONV_KVM_EPERM, guest_err);
-	err = apply(c, p, n);
-	if (!err && wants_alloc(c, p, n))
-		err = allocate_shared(c, p, n);
+	alloc = wants_alloc(c, p, n);
+	err = alloc ? allocate_shared(c, p, n) : 0;
+	if (!err) {
+		err = apply(c, p, n);
+		if (err && alloc && err != -ENOTRECOVERABLE)
+			unallocate_shared(c, p, n);
+	}
 	if (err) {
 		notify_after(c, p, n, -ECANCELED, SIZE_MAX, UINT64_MAX, 0);
 		return err;

@@ -60,6 +60,24 @@ step "real guest: 3 vCPU threads, shmem" $g --scenario stress --vcpus 3 --steps 
 # an empty hugetlb pool: CVMCONV_REGION_ALLOC_SHARED refuses the conversion
 # (-KVM_EFAULT, rolled back); without it the guest's write fails instead
 step "real guest: empty hugetlb pool, ALLOC_SHARED and without" $g --scenario alloc-shared
+# the pool raced by another process (tools/pool_hog.c) while the guest
+# converts back and forth: refused whole with ALLOC_SHARED, waits without
+step "real guest: 2 MiB pool raced by another process" $g --scenario pool-race --steps 600 --seed 11
+# overlapping and disjoint ranges from 2 and 3 vCPU threads at once: the
+# final state against a sequential replay and the kernel's attributes
+step "real guest: 2 vCPUs, overlapping ranges, shmem, replay + kernel" \
+	$g --scenario stress --overlap --vcpus 2 --steps 400 --seed 12
+step "real guest: 3 vCPUs, overlapping ranges, 2 MiB hugetlb, replay + kernel" \
+	$g --scenario stress --overlap --vcpus 3 --steps 300 --seed 13 --huge
+# the real kernel's own failures (fail-nth, failslab, fail_page_alloc) at
+# every position of multi-run requests and batches (tests/lab/lab_kernel_faults.c);
+# bursts of 2 defeat the xarray's one retry, so KVM_SET_MEMORY_ATTRIBUTES
+# itself fails; bursts of 3 reach rollbacks too (the context breaks, no data lost)
+step "real kernel faults at every position, shmem + madvise" $g --scenario kernel-faults
+step "real kernel faults at every position, 2 MiB hugetlb" $g --scenario kernel-faults --huge
+step "real kernel faults, bursts of 2, shmem" $g --scenario kernel-faults --burst 2
+step "real kernel faults, bursts of 2, 2 MiB hugetlb" $g --scenario kernel-faults --burst 2 --huge
+step "real kernel faults, bursts of 3, 2 MiB hugetlb" $g --scenario kernel-faults --burst 3 --huge
 # a fault no conversion can resolve (a private page of a memslot without
 # guest_memfd), on two vCPU threads: -ELOOP instead of an endless loop
 step "real guest: endless memory faults refused (-ELOOP), 2 vCPUs" $g --scenario fault-loop
