@@ -41,7 +41,7 @@ cmake -S . -B "$build_dir" -DCMAKE_C_COMPILER="$cc" -DCVMCONV_FUZZ=ON \
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-	targets=(fuzz_exits)
+	targets=(fuzz_exits fuzz_exits_fast)
 	if [ -f tools/trace_parse.c ] && [ -f tools/trace_parse.h ]; then
 		targets+=(fuzz_trace_parse)
 	else

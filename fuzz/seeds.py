@@ -182,6 +182,117 @@ SEEDS = {
     + map_(page(R1_FIRST), npages(4), PRIVATE),
 }
 
+# ---- fuzz_exits_fast (its own encoding: fuzz/fuzz_exits_fast.c run_op) ----
+# window page indices: R0 16+516, R1 532+254, gap, R2 1042+1152 (its whole
+# huge page: R2 pages 256..767); the first whole 2 MiB GPA extent at 18
+F_R0, F_R1, F_R2, F_EXT0 = 16, 532, 1042, 18
+F_ERR_ATTR = {"EINTR": 0, "EAGAIN": 1, "ENOMEM": 2, "EFAULT": 3, "EIO": 4, "EINVAL": 5}
+F_ERR_PUNCH = {"EINTR": 0, "EIO": 1, "ENOMEM": 2, "EINVAL": 3, "EPERM": 4, "EBUSY": 5}
+F_ERR_ALLOC = {"ENOSPC": 0, "ENOMEM": 1, "EINTR": 2, "EIO": 3}
+
+
+def f_cfg(c0=0, c1=0, c2=0):
+    return bytes([c0, c1, c2])
+
+
+def f_page(idx):
+    return bytes([6, 0]) + u16(idx)
+
+
+def f_np(n):
+    return bytes([6]) + u16(n - 1)
+
+
+def f_size(n):
+    return bytes([2]) + f_np(n)
+
+
+F_PRIV, F_SHARED = bytes([0x0b]), bytes([0x03])
+
+
+def f_map(gpa, n, attrs, via_run=False):
+    return bytes([3 if via_run else 0]) + gpa + f_np(n) + attrs
+
+
+def f_fault(gpa, n, private):
+    return bytes([5]) + gpa + f_size(n) + bytes([1 if private else 2])
+
+
+def f_convert(gpa, n, private):
+    return bytes([8]) + gpa + f_size(n) + bytes([1 if private else 0])
+
+
+def f_psc(guest, gpa, entries):
+    """entries: (gap_pages 0-3, npages 1-8, private)"""
+    out = bytes([10, 3 if guest else 2, len(entries)]) + gpa
+    for gap, n, private in entries:
+        out += bytes([gap | (n - 1) << 2 | (0x20 if private else 0)])
+    return out
+
+
+def f_mask(nth=None, mask=None):  # the nth next call (1-3), or a 16-bit mask
+    return bytes([nth]) if nth else bytes([0]) + u16(mask)
+
+
+def f_fail_attr(err, nth=None, mask=None):
+    return bytes([13, F_ERR_ATTR[err]]) + f_mask(nth, mask)
+
+
+def f_storm(calls, eagain=False):  # 999 are survived, 1000 are not
+    return bytes([13, 0xf0 | (calls == 1000) | (2 if eagain else 0)])
+
+
+def f_fail_punch(err, nth=None, mask=None):
+    return bytes([14, F_ERR_PUNCH[err]]) + f_mask(nth, mask)
+
+
+def f_fail_alloc(err, nth=None, mask=None):
+    return bytes([15, F_ERR_ALLOC[err]]) + f_mask(nth, mask)
+
+
+def f_pool(n):
+    return bytes([15, 0x80 | n])
+
+
+F_FLUSH, F_REPLAY, F_CLEAR = bytes([12]), bytes([17]), bytes([18])
+
+
+def f_veto(n=1):
+    return bytes([16, n - 1])
+
+
+FAST_SEEDS = {
+    "basic": f_cfg(0x80) + f_map(f_page(F_EXT0), 512, F_PRIV)
+    + f_map(f_page(F_EXT0 + 100), 1, F_SHARED, True)
+    + f_convert(f_page(F_R0 + 500), 40, True) + F_FLUSH + F_REPLAY,
+    "alloc_huge": f_cfg(0x10, 0x20) + f_convert(f_page(F_R2 + 256), 512, False)
+    + f_pool(2) + f_convert(f_page(F_R2 + 200), 600, False)
+    + f_fail_attr("ENOMEM", 1) + f_convert(f_page(F_R2 + 900), 200, False)
+    + f_fail_alloc("EINTR", 1) + f_map(f_page(F_R2 + 1000), 4, F_SHARED)
+    + f_convert(f_page(F_R2), 1152, True) + F_FLUSH,
+    "alloc_4k_defer": f_cfg(0x60, 0x10, 0x80) + f_convert(f_page(F_R0), 516, True)
+    + f_fail_alloc("ENOMEM", 2) + f_psc(True, f_page(F_R0 + 3), [(1, 2, False), (1, 3, False)])
+    + f_fail_punch("EIO", mask=0xffff) + F_FLUSH + F_CLEAR + F_FLUSH,
+    "hva_shared": f_cfg(0x20, 0x07) + f_convert(f_page(F_R1 + 10), 20, True) + F_FLUSH
+    + f_fail_punch("EINTR", 1) + f_map(f_page(F_R1 + 12), 4, F_SHARED) + F_FLUSH,
+    "hva_private": f_cfg(0x00, 0x0f) + f_fail_punch("EIO", 1)
+    + f_convert(f_page(F_R1), 254, True) + F_FLUSH + f_convert(f_page(F_R1 + 1), 3, False),
+    "broken": f_cfg(0x80) + f_map(f_page(F_EXT0 + 100), 1, F_PRIV)
+    + f_map(f_page(F_EXT0 + 300), 1, F_PRIV) + f_fail_attr("EIO", mask=0b110)
+    + f_map(f_page(F_EXT0), 512, F_PRIV) + f_map(f_page(F_EXT0), 1, F_SHARED) + F_FLUSH,
+    "storms": f_cfg() + f_storm(999) + f_map(f_page(F_EXT0), 8, F_PRIV)
+    + f_storm(1000) + f_map(f_page(F_EXT0), 8, F_SHARED)
+    + f_storm(1000, True) + f_convert(f_page(F_R2), 8, True),
+    "veto_psc": f_cfg(0x80, 0x40) + f_veto() + f_psc(True, f_page(F_R0 + 40), [(1, 1, True), (1, 2, True)])
+    + f_psc(False, f_page(F_R2 + 500), [(1, 8, True), (3, 1, False), (1, 1, True)])
+    + f_fault(f_page(F_R2 + 256), 512, True) + f_fault(f_page(F_R2 + 256), 512, True),
+    "probe_none": f_cfg(0, 0xe0, 3),
+    "probe_enotty": f_cfg(0, 0xe0, 4),
+    "probe_eio": f_cfg(0, 0xe0, 5),
+    "probe_eintr": f_cfg(0, 0xe0, 1) + f_map(f_page(F_R1), 4, F_PRIV),
+}
+
+
 TRACE_SEEDS = {
     "map": b"map 0x40000000 512 0x11\n",
     "fault": b"fault 0x40200000 0x1000 private\n",
@@ -199,7 +310,8 @@ TRACE_SEEDS = {
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
-    for target, seeds in (("fuzz_exits", SEEDS), ("fuzz_trace_parse", TRACE_SEEDS)):
+    for target, seeds in (("fuzz_exits", SEEDS), ("fuzz_exits_fast", FAST_SEEDS),
+                          ("fuzz_trace_parse", TRACE_SEEDS)):
         d = os.path.join(out, target)
         os.makedirs(d, exist_ok=True)
         for name, data in seeds.items():
