@@ -59,7 +59,7 @@
 #define PG 4096ULL
 #define HPG (2ULL << 20)
 #define NREG 3
-#define MAX_OPS 32
+#define MAX_OPS 16
 #define NW 36 /* bitmap words of the model window (2,210 pages) */
 #define GPA_LIMIT (1ULL << 52)
 #define RETRY_MAX 1000 /* src/kvm.c KVM_RETRY_MAX */
