@@ -371,12 +371,19 @@ static void vmm_convert(uint64_t p0, uint64_t n, bool to_private)
 	model_convert(p0, n, to_private);
 }
 
-/* The window: stripes of 300 pages, alternating, starting with @first. */
+/* The window: stripes, alternating, starting with @first. */
 static void prepare_stripes(uint64_t p0, uint64_t n, bool first)
 {
+	/* 300 pages; on hugetlb whole huge pages, so that a huge page made
+	 * private is given back and turning it shared must allocate it again
+	 * (in the window of scenario_kernel_faults: region 0's last huge page
+	 * and region 1's first are of the two states) */
+	uint64_t width = W.huge ? 512 : 300;
+	uint64_t s = W.huge ? (p0 + 511) / 512 * 512 : p0 + 300;
+
 	vmm_convert(p0, n, first);
-	for (uint64_t s = p0 + 300; s < p0 + n; s += 600)
-		vmm_convert(s, s + 300 <= p0 + n ? 300 : p0 + n - s, !first);
+	for (; s < p0 + n; s += 2 * width)
+		vmm_convert(s, s + width <= p0 + n ? width : p0 + n - s, !first);
 	guest_write(&W.vcpus[0], p0, n);
 	if (cvmconv_flush(W.c))
 		die("cvmconv_flush (preparing a case)", EIO);
@@ -534,31 +541,34 @@ static void case_guest(const char *what, uint64_t p0, uint64_t n, bool to_privat
 	W.exit_handler = NULL;
 }
 
-/* A VMM batch: entries of both directions over both regions. */
+/* A VMM batch: entries of both directions over both regions, one per
+ * huge page (on hugetlb the ones turning shared must allocate theirs). */
+#define NBATCH 4
+
 static void case_batch(const char *what, uint64_t p0, struct case_figures *f)
 {
-	struct cvmconv_range r[6];
-	const uint64_t n = 6 * 512;
+	struct cvmconv_range r[NBATCH];
+	const uint64_t n = NBATCH * 512;
 
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < NBATCH; i++)
 		r[i] = (struct cvmconv_range){ .gpa = gpa_of(p0 + (uint64_t)i * 512 + 40),
-					       .size = 400 * PAGE,
+					       .size = 200 * PAGE,
 					       .to_private = (uint32_t)(i & 1) };
 	for (unsigned pos = 1; pos <= MAX_POSITIONS && W.failures < 20; pos++) {
 		int ret;
 
 		/* each entry changes: the even ones start private, the odd shared */
-		for (int i = 0; i < 6; i++)
+		for (int i = 0; i < NBATCH; i++)
 			vmm_convert(p0 + (uint64_t)i * 512, 512, !(i & 1));
 		guest_write(&W.vcpus[0], p0, n);
 		if (cvmconv_flush(W.c))
 			die("cvmconv_flush (preparing a case)", EIO);
 		kmsg_collect();
 		nth_arm(pos);
-		ret = cvmconv_convert_batch(W.c, r, 6, 0, NULL);
+		ret = cvmconv_convert_batch(W.c, r, NBATCH, 0, NULL);
 		met = nth_disarm();
 		if (ret == 0) {
-			for (int i = 0; i < 6; i++)
+			for (int i = 0; i < NBATCH; i++)
 				model_convert((r[i].gpa - BASE) / PAGE, r[i].size / PAGE,
 					      r[i].to_private);
 			guest_write(&W.vcpus[0], p0, n);
@@ -682,12 +692,12 @@ static void case_gmem_alloc(uint64_t p0, uint64_t n, struct gmem_figures *g)
 
 void scenario_kernel_faults(void)
 {
-	/* 6 huge pages and a bit across the boundary of the two regions */
-	const uint64_t p0 = RSIZE / PAGE - 3 * 512 - 100, n = 6 * 512 + 200;
+	/* 1324 pages across the boundary of the two regions */
+	const uint64_t p0 = RSIZE / PAGE - 512 - 150, n = 2 * 512 + 300;
 	static const char *const names[] = {
 		"guest request to private (multi-run, 2 regions)",
 		"guest request to shared (multi-run, 2 regions)",
-		"VMM batch of 6 entries, both directions, 2 regions",
+		"VMM batch of 4 entries, both directions, 2 regions",
 		"cvmconv_flush of failed punches",
 	};
 	struct case_figures f[4] = { 0 };
@@ -698,9 +708,9 @@ void scenario_kernel_faults(void)
 	fi_setup();
 	case_guest(names[0], p0, n, true, &f[0]);
 	case_guest(names[1], p0, n, false, &f[1]);
-	case_batch(names[2], RSIZE / PAGE - 3 * 512, &f[2]);
+	case_batch(names[2], RSIZE / PAGE - 2 * 512, &f[2]);
 	case_flush(names[3], p0, n, &f[3]);
-	case_gmem_alloc(RSIZE / PAGE + 512, 512, &gm);
+	case_gmem_alloc(RSIZE / PAGE + 512, 128, &gm);
 	kmsg_collect();
 	cvmconv_get_stats(W.c, &st);
 	printf("lab-guest-random: kernel faults, bursts of %u (%s shared side%s):\n",
@@ -710,7 +720,7 @@ void scenario_kernel_faults(void)
 		printf("  %-52s %4u positions: %u failed and rolled back whole, %u succeeded, "
 		       "%u left punches for cvmconv_flush\n",
 		       names[i], f[i].positions, f[i].failed, f[i].succeeded, f[i].pending_flushed);
-	printf("  guest's first write of 512 private pages (guest_memfd allocates in "
+	printf("  guest's first write of 128 private pages (guest_memfd allocates in "
 	       "KVM_RUN)    %4u positions: KVM_RUN failed %u times (last errno %s), %u memory "
 	       "fault exits, cvmconv_handle_exit answered 1 x%u, -ELOOP x%u, other x%u; the "
 	       "VMM re-entered and every write completed\n",
