@@ -32,21 +32,10 @@ void fixture_print_skip(const char *test, const char *fmt, ...)
 /* The value of "<key>:" in /proc/meminfo (first number on the line), or -1. */
 static long meminfo_value(const char *key)
 {
-	char line[256];
-	size_t klen = strlen(key);
-	long val = -1;
-	FILE *fp = fopen("/proc/meminfo", "re");
+	char name[64];
 
-	if (!fp)
-		return -1;
-	while (fgets(line, sizeof(line), fp)) {
-		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-			val = strtol(line + klen + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(fp);
-	return val;
+	snprintf(name, sizeof(name), "%s:", key);
+	return meminfo_count(name);
 }
 
 long hugepages_free(void)

@@ -15,6 +15,10 @@
  * restores it). */
 uint64_t meminfo_unevictable_bytes(void);
 
+/* A /proc/meminfo field without a unit (@name with its colon, e.g.
+ * "HugePages_Free:"), or -1. Thread safety: thread-safe. */
+long meminfo_count(const char *name);
+
 /* Bytes the kernel has allocated to the file: st_blocks * 512, or for a
  * guest_memfd (which keeps no block count) its pages resident by mincore()
  * on a mapping of it; UINT64_MAX when neither can be had (a guest_memfd

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "pool_hog.h"
 
+#include "kernel_accounting.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -25,19 +27,7 @@ struct hog_cmd {
 
 static long free_huge_pages(void)
 {
-	char line[128];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "HugePages_Free:", 15)) {
-			v = strtol(line + 15, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
+	return meminfo_count("HugePages_Free:");
 }
 
 static uint64_t now_ms(void)

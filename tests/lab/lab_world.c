@@ -125,19 +125,7 @@ uint64_t st_blocks_bytes(int fd)
 /* A /proc/meminfo field without a unit (HugePages_*), or -1. */
 long meminfo_field(const char *name)
 {
-	char line[128];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, name, strlen(name))) {
-			v = strtol(line + strlen(name), NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
+	return meminfo_count(name);
 }
 
 /* ---- the model (docs/semantics.md punch rules) ---- */
