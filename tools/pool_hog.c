@@ -167,8 +167,13 @@ int pool_hog_start(struct pool_hog *h)
 
 static long hog_call(struct pool_hog *h, char op, long a, long b, long *second)
 {
-	struct hog_cmd c = { op, a, b };
+	struct hog_cmd c;
 	long answer[2];
+
+	memset(&c, 0, sizeof(c)); /* the padding goes down the pipe too */
+	c.op = op;
+	c.a = a;
+	c.b = b;
 
 	if (write(h->cmd, &c, sizeof(c)) != sizeof(c))
 		return -EPIPE;
