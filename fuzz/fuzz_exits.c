@@ -506,7 +506,7 @@ static int fz_discard(void *opaque, void *hva, uint64_t len)
 	return ret;
 }
 
-static const struct cvmconv_ops fz_ops = { fz_set_attrs, fz_punch, fz_discard };
+static const struct cvmconv_ops fz_ops = { fz_set_attrs, fz_punch, fz_discard, NULL };
 
 static int fz_before(void *opaque, uint64_t gpa, uint64_t size, bool to_private)
 {

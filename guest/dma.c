@@ -112,6 +112,22 @@ static void set_del(struct coherent_set *s, uint64_t key)
 	s->len--;
 }
 
+int coherent_set_add(struct coherent_set *s, uint64_t key)
+{
+	return set_add(s, key);
+}
+
+bool coherent_set_has(const struct coherent_set *s, uint64_t key)
+{
+	return set_has(s, key);
+}
+
+void coherent_set_del(struct coherent_set *s, uint64_t key)
+{
+	if (set_has(s, key))
+		set_del(s, key);
+}
+
 void coherent_set_destroy(struct coherent_set *s)
 {
 	free(s->keys);

@@ -72,6 +72,8 @@ struct layout {
 int layout_init(struct cvmg *m);
 bool layout_is_ram(const struct layout *l, uint64_t start, uint64_t end);
 int layout_reserve(struct layout *l, uint64_t start, uint64_t size);
+/* memblock_free(): give [start, start + size) back (splits a reserved range). */
+int layout_unreserve(struct layout *l, uint64_t start, uint64_t size);
 /* memblock_alloc_range_nid() top-down: highest fit below @limit. */
 int layout_alloc_top_down(struct layout *l, uint64_t size, uint64_t align, uint64_t limit,
 			  uint64_t *out);
@@ -135,9 +137,18 @@ void directmap_destroy(struct directmap *d);
 /* One leaf covering @addr: its base and size (after any split). */
 void directmap_leaf(const struct directmap *d, uint64_t addr, uint64_t *base, uint64_t *size);
 int set_memory(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private, enum cvmg_site site);
+/* early_set_memory_{de,en}crypted() on @size bytes at @addr: no checker. */
+int set_memory_early(struct cvmg *m, uint64_t addr, uint64_t size, bool to_private);
 
 /* ---- shape.c ---- */
 int shape_exits(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private);
+/* SNP early_set_pages_state(): the GHCB MSR protocol, one exit per 4 KiB page;
+ * a failure terminates the guest (-ENOTRECOVERABLE). */
+int shape_snp_msr_psc(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private);
+/* KVM PV enc_dec_hypercall() over [gpa, gpa + size): one exit per direct-map leaf. */
+void shape_pv_hypercalls(struct cvmg *m, uint64_t gpa, uint64_t size, bool to_private);
+/* One KVM_HC_MAP_GPA_RANGE exactly as given (kvm_init_platform); result ignored. */
+void shape_raw_exit(struct cvmg *m, uint64_t gpa, uint64_t npages, uint64_t attrs);
 
 /* ---- swiotlb.c ---- */
 #define IO_TLB_SHIFT 11
@@ -176,6 +187,8 @@ int swiotlb_boot_decrypt(struct cvmg *m);		  /* swiotlb_update_mem_attributes() 
 int swiotlb_map_slots(struct cvmg *m, uint32_t dev, uint32_t cpu, uint64_t orig_addr, uint64_t size,
 		      uint64_t alloc_align_mask, uint64_t *tlb_addr);
 int swiotlb_unmap_slots(struct cvmg *m, uint64_t tlb_addr);
+/* swiotlb_free(): release the slots only; a transient pool is never deleted. */
+int swiotlb_free_slots(struct cvmg *m, uint64_t tlb_addr);
 bool swiotlb_owns(const struct cvmg *m, uint64_t addr);
 int swiotlb_run_worker(struct cvmg *m);
 void swiotlb_destroy(struct swiotlb *s);
@@ -221,6 +234,9 @@ struct coherent_set {
 	uint64_t cap, len;
 };
 void coherent_set_destroy(struct coherent_set *s);
+int coherent_set_add(struct coherent_set *s, uint64_t key);
+bool coherent_set_has(const struct coherent_set *s, uint64_t key);
+void coherent_set_del(struct coherent_set *s, uint64_t key); /* absent: nothing */
 /* Runs scheduled background work (swiotlb growth, atomic pool expansion). */
 int run_workers(struct cvmg *m);
 
@@ -234,6 +250,7 @@ struct counters {
 	uint64_t sw_maps, sw_map_failures, sw_used;
 	uint64_t ap_expansions, ap_expand_failures;
 	uint64_t dma_allocs, dma_alloc_failures, dma_frees, dma_leaked_pages;
+	uint64_t early_conversions, early_exits, sw_transient_leaked;
 };
 
 struct churn_alloc {
@@ -254,6 +271,8 @@ struct cvmg {
 	struct device *devs;
 	uint32_t ndevs, devs_cap;
 	struct coherent_set coherent;
+	struct coherent_set early_shared;	/* pages early_set_memory_decrypted() made shared */
+	uint64_t bss_dec_start, bss_dec_unused; /* .bss..decrypted; its unused tail (pages) */
 	struct churn_alloc *churn;
 	size_t churn_len, churn_cap;
 	uint64_t churn_pages, churn_kernel_pages;

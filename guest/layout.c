@@ -63,6 +63,41 @@ int layout_reserve(struct layout *l, uint64_t start, uint64_t size)
 	return 0;
 }
 
+int layout_unreserve(struct layout *l, uint64_t start, uint64_t size)
+{
+	uint64_t end = start + size;
+
+	if (!size)
+		return 0;
+	for (int i = 0; i < l->nresv; i++) {
+		struct range *r = &l->resv[i];
+
+		if (r->end <= start || r->start >= end)
+			continue;
+		if (r->start < start && r->end > end) { /* a hole in the middle: split */
+			if (l->nresv == MAX_RESERVED)
+				return -ENOMEM;
+			memmove(r + 2, r + 1, (size_t)(l->nresv - i - 1) * sizeof(*r));
+			l->nresv++;
+			r[1].start = end;
+			r[1].end = r->end;
+			r->end = start;
+			return 0;
+		}
+		if (r->start >= start && r->end <= end) { /* covered: drop it */
+			memmove(r, r + 1, (size_t)(l->nresv - i - 1) * sizeof(*r));
+			l->nresv--;
+			i--;
+			continue;
+		}
+		if (r->start < start)
+			r->end = start;
+		else
+			r->start = end;
+	}
+	return 0;
+}
+
 static bool fit_in_gap(uint64_t gap_start, uint64_t gap_end, uint64_t size, uint64_t align,
 		       uint64_t *out)
 {

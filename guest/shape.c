@@ -27,6 +27,14 @@
  * was changed, one KVM_HC_MAP_GPA_RANGE per mapping leaf over the range
  * (1, 512 or 262144 pages), always with the 4K hint. The return value is
  * ignored by the guest.
+ *
+ * Early boot (no GHCB yet, no checker): SNP early_set_pages_state()
+ * (arch/x86/coco/sev/core.c) uses the GHCB MSR protocol, one VMGEXIT and so
+ * one 1-page exit per 4 KiB page (KVM: snp_begin_psc_msr), failures
+ * terminate; KVM PV early_set_mem_enc_dec_hypercall() ->
+ * enc_dec_hypercall() (arch/x86/mm/mem_encrypt_amd.c) is one hypercall per
+ * leaf like the runtime path; kvm_init_platform() (arch/x86/kernel/kvm.c)
+ * also sends raw KVM_HC_MAP_GPA_RANGE hypercalls (shape_raw_exit).
  */
 #include <errno.h>
 
@@ -136,6 +144,34 @@ static int pv_exits(struct cvmg *m, uint64_t p, uint64_t end, uint64_t op)
 		p = base + size;
 	}
 	return 0;
+}
+
+int shape_snp_msr_psc(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private)
+{
+	uint64_t op = to_private ? CVMG_MAP_GPA_RANGE_ENCRYPTED : 0;
+
+	for (uint64_t i = 0; i < npages; i++) {
+		m->n.early_exits++;
+		if (emit(m, gpa + i * PAGE_SZ, 1, op | CVMG_MAP_GPA_RANGE_PAGE_SZ_4K)) {
+			m->terminated = true;
+			return -ENOTRECOVERABLE;
+		}
+	}
+	return 0;
+}
+
+void shape_pv_hypercalls(struct cvmg *m, uint64_t gpa, uint64_t size, bool to_private)
+{
+	uint64_t before = m->n.exits;
+
+	(void)pv_exits(m, gpa, gpa + size, to_private ? CVMG_MAP_GPA_RANGE_ENCRYPTED : 0);
+	m->n.early_exits += m->n.exits - before;
+}
+
+void shape_raw_exit(struct cvmg *m, uint64_t gpa, uint64_t npages, uint64_t attrs)
+{
+	m->n.early_exits++;
+	(void)emit(m, gpa, npages, attrs);
 }
 
 int shape_exits(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private)

@@ -88,6 +88,14 @@ struct cvmconv_ops {
 				     uint64_t attributes);
 	int (*punch)(void *opaque, int fd, uint64_t offset, uint64_t len);
 	int (*discard_hva)(void *opaque, void *hva, uint64_t len);
+	/* In-place regions (CVMCONV_REGION_INPLACE): KVM_SET_MEMORY_ATTRIBUTES2
+	 * on the region's guest_memfd, @offset and @size in the file, @flags a
+	 * content mode (CVMCONV_CONTENT_*). On -EAGAIN (a page of the range
+	 * still has host references: a mapping, a pin) it stores the offset of
+	 * that page in *@error_offset. Read only when cvmconv_config.sz covers
+	 * cvmconv_config.inplace_retries (a caller built against this header). */
+	int (*set_gmem_attributes)(void *opaque, int gmem_fd, uint64_t offset, uint64_t size,
+				   uint64_t attributes, uint64_t flags, uint64_t *error_offset);
 };
 
 struct cvmconv_config {
@@ -102,8 +110,16 @@ struct cvmconv_config {
 	 * may be called with region locks held: must not call back. */
 	void (*log)(void *opaque, int level, const char *msg);
 	void *log_opaque;
-	uint32_t flags; /* CVMCONV_DEFER_PUNCH, or 0 */
+	uint32_t flags; /* CVMCONV_DEFER_PUNCH | CVMCONV_GMEM_ATTRIBUTES, or 0 */
+	/* fields below may be absent for callers compiled against older headers */
+	/* In-place regions: how many times a conversion that found a page busy
+	 * (-EAGAIN) is tried again before it is rolled back; 0 = default
+	 * (CVMCONV_INPLACE_RETRIES), at most CVMCONV_INPLACE_RETRIES_MAX. */
+	uint32_t inplace_retries;
 };
+
+#define CVMCONV_INPLACE_RETRIES 4
+#define CVMCONV_INPLACE_RETRIES_MAX 64
 
 /* cvmconv_config.flags: punch stale memory later, not during conversions.
  * By default a conversion punches what it made stale before it returns
@@ -118,6 +134,12 @@ struct cvmconv_config {
  * double_alloc_bytes. */
 #define CVMCONV_DEFER_PUNCH (1u << 0)
 #define CVMCONV_DEFER_RANGES 32
+
+/* cvmconv_config.flags: the VM keeps memory attributes per guest_memfd only
+ * (the in-place series' module switch turns per-VM attributes off), so
+ * KVM_CAP_MEMORY_ATTRIBUTES is not probed on the VM fd, and only in-place
+ * regions may be added unless a set_memory_attributes op is given. */
+#define CVMCONV_GMEM_ATTRIBUTES (1u << 4)
 
 /* cvmconv_region.flags */
 #define CVMCONV_REGION_PRIVATE (1u << 0) /* starts private: attributes set at add */
@@ -141,6 +163,30 @@ struct cvmconv_config {
  * guest's access, KVM_RUN failing with EFAULT and no memory fault exit
  * (Linux 6.12) until the pool has a page. */
 #define CVMCONV_REGION_ALLOC_SHARED (1u << 2)
+/* guest_memfd in-place conversion: private_fd is a guest_memfd created
+ * with GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED that holds both
+ * the private and the shared pages (its mapping, if the VMM has one, is
+ * shared_hva; shared_fd must be -1). Conversions are
+ * KVM_SET_MEMORY_ATTRIBUTES2 calls on that fd (ops->set_gmem_attributes)
+ * over private_offset + (gpa - region gpa); nothing is punched and nothing
+ * is allocated twice (double_alloc_bytes stays 0 for the region). With
+ * the default op, cvmconv_add_region() probes the ioctl on the fd and
+ * refuses the region with -EOPNOTSUPP where the kernel lacks it. Not with
+ * ATTRS_ONLY or ALLOC_SHARED. docs/semantics.md compares both models. */
+#define CVMCONV_REGION_INPLACE (1u << 3)
+
+/* cvmconv_region.content_mode (KVM_SET_MEMORY_ATTRIBUTES2 flags): what an
+ * in-place conversion does to the contents of the pages it converts.
+ * UNSPECIFIED: not guaranteed (the kernel may zero or keep them). ZERO:
+ * pages turning shared read as zero (the guest's private data never
+ * reaches the host); the kernel refuses ZERO for to-private, so pages
+ * turning private are converted UNSPECIFIED. PRESERVE: kept both ways (on
+ * TDX and SNP only for to-private before launch). With the default op the
+ * mode must be one the kernel enumerates (KVM_CAP_MEMORY_ATTRIBUTES2_FLAGS);
+ * a rollback always uses UNSPECIFIED, or PRESERVE in a PRESERVE region. */
+#define CVMCONV_CONTENT_UNSPECIFIED 0ULL
+#define CVMCONV_CONTENT_ZERO (1ULL << 0)
+#define CVMCONV_CONTENT_PRESERVE (1ULL << 1)
 
 struct cvmconv_region {
 	size_t sz;	    /* sizeof(struct cvmconv_region) */
@@ -152,6 +198,8 @@ struct cvmconv_region {
 	void *shared_hva; /* host mapping of the shared side; may be NULL if shared_fd set */
 	uint32_t flags;	  /* CVMCONV_REGION_* */
 	int unaligned;	  /* -1 = context default, else enum cvmconv_unaligned */
+	/* fields below may be absent for callers compiled against older headers */
+	uint64_t content_mode; /* CVMCONV_REGION_INPLACE: CVMCONV_CONTENT_*; else 0 */
 };
 
 /**
@@ -187,7 +235,13 @@ CVMCONV_API void cvmconv_destroy(struct cvmconv *c);
  *     reports its huge page size; an hva is looked up in /proc/self/smaps).
  *
  * Return: 0, or -EINVAL (bad sz/alignment/flags/policy, size 0, overflow, ALLOC_SHARED
- * without shared_fd, ATTRS_ONLY with a private_fd),
+ * without shared_fd, ATTRS_ONLY with a private_fd; INPLACE without a
+ * private_fd, with a shared_fd, with ATTRS_ONLY or ALLOC_SHARED; a
+ * content_mode with unknown bits, ZERO and PRESERVE together, or set on a
+ * region that is not INPLACE), -EOPNOTSUPP (INPLACE with the default op on
+ * a kernel without KVM_SET_MEMORY_ATTRIBUTES2 on that fd, or a content
+ * mode it does not enumerate; a two-backing region on a context created
+ * with CVMCONV_GMEM_ATTRIBUTES and no set_memory_attributes op),
  * -E2BIG (unknown non-zero tail), -EEXIST (overlaps a region), -EBADF (an fd
  * that fstat rejects), -ENOMEM, -ENOTRECOVERABLE (context broken), or the
  * error of the attribute update.
@@ -431,6 +485,11 @@ struct cvmconv_stats {
 	/* requests rolled back because the shared backing of pages turning
 	 * shared could not be allocated (CVMCONV_REGION_ALLOC_SHARED) */
 	uint64_t shared_alloc_failures;
+	/* in-place regions: conversions tried again because a page of their
+	 * range had host references (KVM_SET_MEMORY_ATTRIBUTES2 -EAGAIN), and
+	 * requests rolled back because it still had them after the retries */
+	uint64_t gmem_busy_retries;
+	uint64_t gmem_busy_failures;
 };
 
 /**

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 {
 	struct cvmconv_config cfg;
 	struct cvmconv *c;
+	bool gmem_attributes;
 	int err;
 
 	if (!cfg_in || !out)
@@ -46,11 +48,14 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 	if (cfg.granule < PAGE_4K || (cfg.granule & (cfg.granule - 1)) ||
 	    (unsigned)cfg.unaligned > CVMCONV_UNALIGNED_REJECT)
 		return -EINVAL;
-	if (cfg.vm_fd < 0 && !(cfg.ops && cfg.ops->set_memory_attributes))
+	gmem_attributes = cfg.flags & CVMCONV_GMEM_ATTRIBUTES;
+	if (cfg.vm_fd < 0 && !gmem_attributes && !(cfg.ops && cfg.ops->set_memory_attributes))
 		return -EINVAL;
-	if (cfg.flags & ~CVMCONV_DEFER_PUNCH)
+	if (cfg.flags & ~(CVMCONV_DEFER_PUNCH | CVMCONV_GMEM_ATTRIBUTES))
 		return -EINVAL;
-	if (!(cfg.ops && cfg.ops->set_memory_attributes)) {
+	if (cfg.inplace_retries > CVMCONV_INPLACE_RETRIES_MAX)
+		return -EINVAL;
+	if (!gmem_attributes && !(cfg.ops && cfg.ops->set_memory_attributes)) {
 		err = kvm_probe_private_attribute(cfg.vm_fd);
 		if (err)
 			return err;
@@ -89,8 +94,18 @@ int cvmconv_create(const struct cvmconv_config *cfg_in, struct cvmconv **out)
 	c->granule = cfg.granule;
 	c->unaligned = cfg.unaligned;
 	c->defer_punch = cfg.flags & CVMCONV_DEFER_PUNCH;
-	if (cfg.ops)
-		c->ops = *cfg.ops;
+	if (cfg.ops) {
+		/* struct cvmconv_ops has no sz: a caller whose config ends
+		 * before inplace_retries was built before set_gmem_attributes
+		 * existed, and its ops struct ends before it too */
+		c->ops.set_memory_attributes = cfg.ops->set_memory_attributes;
+		c->ops.punch = cfg.ops->punch;
+		c->ops.discard_hva = cfg.ops->discard_hva;
+		if (cfg_in->sz >= offsetofend(struct cvmconv_config, inplace_retries))
+			c->ops.set_gmem_attributes = cfg.ops->set_gmem_attributes;
+	}
+	c->gmem_attributes = gmem_attributes;
+	c->inplace_retries = cfg.inplace_retries ? cfg.inplace_retries : CVMCONV_INPLACE_RETRIES;
 	c->ops_opaque = cfg.ops_opaque;
 	c->log_fn = cfg.log;
 	c->log_opaque = cfg.log_opaque;
@@ -178,15 +193,49 @@ static int check_region(const struct cvmconv_region *r)
 	if (r->private_offset > (uint64_t)INT64_MAX - r->size ||
 	    r->shared_offset > (uint64_t)INT64_MAX - r->size)
 		return -EINVAL;
-	if (r->flags &
-	    ~(CVMCONV_REGION_PRIVATE | CVMCONV_REGION_ATTRS_ONLY | CVMCONV_REGION_ALLOC_SHARED))
+	if (r->flags & ~(CVMCONV_REGION_PRIVATE | CVMCONV_REGION_ATTRS_ONLY |
+			 CVMCONV_REGION_ALLOC_SHARED | CVMCONV_REGION_INPLACE))
 		return -EINVAL;
+	if (r->flags & CVMCONV_REGION_INPLACE) {
+		/* one guest_memfd holds both sides */
+		if (r->private_fd < 0 || r->shared_fd >= 0 ||
+		    (r->flags & (CVMCONV_REGION_ATTRS_ONLY | CVMCONV_REGION_ALLOC_SHARED)))
+			return -EINVAL;
+		/* a mode, not a mask: the kernel takes one of them */
+		if ((r->content_mode & ~(CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE)) ||
+		    r->content_mode == (CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE))
+			return -EINVAL;
+	} else if (r->content_mode) {
+		return -EINVAL;
+	}
 	if ((r->flags & CVMCONV_REGION_ALLOC_SHARED) && r->shared_fd < 0)
 		return -EINVAL; /* fallocate needs the file */
 	if ((r->flags & CVMCONV_REGION_ATTRS_ONLY) && r->private_fd >= 0)
 		return -EINVAL; /* attribute tracking only: no private backing */
 	if (r->unaligned < -1 || r->unaligned > CVMCONV_UNALIGNED_REJECT)
 		return -EINVAL;
+	return 0;
+}
+
+/* What the kernel (the default ops) must offer for region @r: probed on
+ * the real fds, never assumed from a capability number. A VMM that passes
+ * its own op gets no probe (DESIGN.md). */
+static int check_kernel_support(struct cvmconv *c, const struct cvmconv_region *r)
+{
+	struct stat st;
+	int err;
+
+	if (!(r->flags & CVMCONV_REGION_INPLACE))
+		return c->gmem_attributes && !c->ops.set_memory_attributes ? -EOPNOTSUPP : 0;
+	if (fstat(r->private_fd, &st))
+		return -errno;
+	if (c->ops.set_gmem_attributes)
+		return 0;
+	err = kvm_probe_gmem_attributes2(r->private_fd);
+	if (err)
+		return err;
+	if (r->content_mode && !(kvm_gmem_content_modes(c->vm_fd) & r->content_mode))
+		return -EOPNOTSUPP;
 	return 0;
 }
 
@@ -207,6 +256,8 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 	if (r_in->sz < offsetofend(struct cvmconv_region, unaligned))
 		in.unaligned = -1;
 	err = check_region(&in);
+	if (!err)
+		err = check_kernel_support(c, &in);
 	if (err)
 		return err;
 	private = in.flags & CVMCONV_REGION_PRIVATE;
@@ -225,12 +276,19 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 	r->alloc_shared = in.flags & CVMCONV_REGION_ALLOC_SHARED;
 	r->npages = in.size >> PAGE_SHIFT_4K;
 	r->shared.fd = r->private_.fd = -1;
+	r->inplace = in.flags & CVMCONV_REGION_INPLACE;
+	r->gmem_fd = r->inplace ? in.private_fd : -1;
+	r->gmem_offset = in.private_offset;
+	r->content_mode = in.content_mode;
 	err = tracker_init(&r->tr, in.gpa, in.size, private);
+	/* in place: the pages a conversion leaves are the ones it enters,
+	 * so neither side has anything to punch or to hold twice */
 	if (!err)
-		err = side_init(&r->shared, in.shared_fd, in.shared_hva, in.shared_offset,
-				r->npages);
+		err = side_init(&r->shared, r->inplace ? -1 : in.shared_fd,
+				r->inplace ? NULL : in.shared_hva, in.shared_offset, r->npages);
 	if (!err)
-		err = side_init(&r->private_, in.private_fd, NULL, in.private_offset, r->npages);
+		err = side_init(&r->private_, r->inplace ? -1 : in.private_fd, NULL,
+				in.private_offset, r->npages);
 	if (err) {
 		region_free(c, r);
 		return err;
@@ -256,19 +314,23 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 	}
 	if (!err && private) {
 		COUNT(c, attr_updates, 1);
-		err = op_set_memory_attributes(c, in.gpa, in.size, CVMCONV_ATTR_PRIVATE);
+		err = r->inplace ? inplace_set(c, r, 0, r->npages, true, false)
+				 : op_set_memory_attributes(c, in.gpa, in.size, CVMCONV_ATTR_PRIVATE);
 	}
 	if (!err) {
 		memmove(&c->regions[idx + 1], &c->regions[idx],
 			(c->nregions - idx) * sizeof(*c->regions));
 		c->regions[idx] = r;
 		c->nregions++;
+		if (r->inplace)
+			atomic_fetch_add(&c->ninplace, 1);
 		/* held huge pages whose pages are stale from the start count */
 		atomic_fetch_add(&c->double_alloc_pages,
 				 r->shared.double_alloc_pages + r->private_.double_alloc_pages);
 		log_msg(c, LOG_INFO,
-			"region gpa 0x%llx size 0x%llx: shared page %llu, private page %llu%s",
+			"region gpa 0x%llx size 0x%llx: %s page %llu, private page %llu%s",
 			(unsigned long long)in.gpa, (unsigned long long)in.size,
+			r->inplace ? "in place (guest_memfd holds both sides), shared" : "shared",
 			(unsigned long long)r->shared.page_size,
 			(unsigned long long)r->private_.page_size, private ? ", private" : "");
 	}
@@ -294,6 +356,8 @@ int cvmconv_remove_region(struct cvmconv *c, uint64_t gpa)
 	memmove(&c->regions[idx], &c->regions[idx + 1],
 		(c->nregions - idx - 1) * sizeof(*c->regions));
 	c->nregions--;
+	if (r->inplace)
+		atomic_fetch_sub(&c->ninplace, 1);
 	COUNT(c, steps_removed, region_steps(r));
 	region_free(c, r);
 	regions_write_unlock(&c->regions_lock);

@@ -139,6 +139,87 @@ static int set_attributes(struct cvmconv *c, uint64_t gpa, uint64_t end, bool pr
 	return ret;
 }
 
+/* The kernel calls of one run [gpa, end) of a request over regions
+ * [first, last]: one KVM_SET_MEMORY_ATTRIBUTES for each stretch of
+ * adjacent two-backing regions, one KVM_SET_MEMORY_ATTRIBUTES2 per
+ * in-place region piece (its own guest_memfd). */
+struct piece_iter {
+	struct cvmconv *c;
+	uint32_t i, last;
+	uint64_t pos, end;
+};
+
+/* Next piece [*from, *to) (gpa) and its in-place region, or NULL for a
+ * stretch of two-backing regions; false when the run is done. */
+static bool piece_next(struct piece_iter *it, uint64_t *from, uint64_t *to, struct region **inplace)
+{
+	*inplace = NULL;
+	*from = it->pos;
+	for (; it->pos < it->end && it->i <= it->last; it->i++) {
+		struct region *r = it->c->regions[it->i];
+		uint64_t r_end = r->gpa + r->size;
+
+		if (r_end <= it->pos)
+			continue;
+		if (r->inplace) {
+			if (it->pos > *from)
+				break; /* the two-backing stretch before it first */
+			*inplace = r;
+			it->pos = r_end < it->end ? r_end : it->end;
+			it->i++;
+			break;
+		}
+		it->pos = r_end < it->end ? r_end : it->end;
+	}
+	*to = it->pos;
+	return *to > *from;
+}
+
+static int set_piece(struct cvmconv *c, struct region *inplace, uint64_t gpa, uint64_t end,
+		     bool private, bool rollback)
+{
+	if (!inplace)
+		return set_attributes(c, gpa, end, private);
+	return inplace_set(c, inplace, (gpa - inplace->gpa) >> PAGE_SHIFT_4K,
+			   (end - inplace->gpa) >> PAGE_SHIFT_4K, private, rollback);
+}
+
+/* Update run [gpa, end) of a request on regions [first, last]. On a
+ * failure the pieces already updated are set back (not when @rollback:
+ * the caller is setting back already, and breaks the context). */
+static int update_run(struct cvmconv *c, uint32_t first, uint32_t last, uint64_t gpa, uint64_t end,
+		      bool private, bool rollback)
+{
+	struct piece_iter it = { c, first, last, gpa, end }, undo = it;
+	struct region *r;
+	uint64_t a, b, failed_at = end;
+	int err = 0;
+
+	if (!atomic_load_explicit(&c->ninplace, memory_order_relaxed))
+		return set_attributes(c, gpa, end, private);
+	while (piece_next(&it, &a, &b, &r)) {
+		err = set_piece(c, r, a, b, private, rollback);
+		if (err) {
+			failed_at = a;
+			break;
+		}
+	}
+	if (!err || rollback || err == -ENOTRECOVERABLE)
+		return err;
+	/* the pieces before the failed one (a failed piece changed nothing) */
+	while (piece_next(&undo, &a, &b, &r) && b <= failed_at) {
+		if (set_piece(c, r, a, b, !private, true)) {
+			atomic_store(&c->broken, true);
+			log_msg(c, LOG_CRIT,
+				"rollback of gpa 0x%llx size 0x%llx failed; attributes no "
+				"longer known, the VM must be stopped",
+				(unsigned long long)a, (unsigned long long)(b - a));
+			return -ENOTRECOVERABLE;
+		}
+	}
+	return err;
+}
+
 /* One validated request of a transaction, the regions it covers and its
  * runs. Planning walks the tracker once; the few runs of a typical request
  * are kept here for every later phase. A request with more runs (a hostile
@@ -210,12 +291,15 @@ static int rollback(struct cvmconv *c, const struct planned *p, size_t n, uint64
 
 		runs_start(&it, c, &p[k]);
 		while (applied && runs_next(&it, &gpa, &end)) {
-			int ret = set_attributes(c, gpa, end, !p[k].cv->to_private);
+			int ret = update_run(c, p[k].first, p[k].last, gpa, end,
+					     !p[k].cv->to_private, true);
 
 			PROBE(rollback, gpa, end - gpa, ret);
 			applied--;
 			if (ret) {
 				atomic_store(&c->broken, true);
+				if (ret == -ENOTRECOVERABLE)
+					return ret; /* logged where it broke */
 				log_msg(c, LOG_CRIT,
 					"%s: rollback of gpa 0x%llx size 0x%llx failed: %s; "
 					"attributes "
@@ -252,9 +336,12 @@ static int apply(struct cvmconv *c, const struct planned *p, size_t n)
 
 		runs_start(&it, c, &p[k]);
 		while (runs_next(&it, &gpa, &end)) {
-			int err = set_attributes(c, gpa, end, p[k].cv->to_private);
+			int err = update_run(c, p[k].first, p[k].last, gpa, end,
+					     p[k].cv->to_private, false);
 
 			if (err) {
+				if (err == -ENOTRECOVERABLE)
+					return err;
 				apply_failed(c, p[k].cv, gpa, end - gpa, err);
 				int undo = rollback(c, p, n, applied);
 
@@ -509,7 +596,7 @@ static bool private_backed(struct cvmconv *c, uint32_t first, uint32_t last)
 	for (uint32_t i = first; i <= last; i++) {
 		const struct region *r = c->regions[i];
 
-		if (!r->attrs_only && r->private_.fd < 0)
+		if (!r->attrs_only && !r->inplace && r->private_.fd < 0)
 			return false;
 	}
 	return true;
@@ -633,11 +720,13 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 			*err = -ENOMEM;
 			return true;
 		}
-		*err = set_attributes(c, r->gpa + (a << PAGE_SHIFT_4K),
-				      r->gpa + (b << PAGE_SHIFT_4K), cv->to_private);
+		*err = r->inplace ? inplace_set(c, r, a, b, cv->to_private, false)
+				  : set_attributes(c, r->gpa + (a << PAGE_SHIFT_4K),
+						   r->gpa + (b << PAGE_SHIFT_4K), cv->to_private);
 		if (*err) {
-			apply_failed(c, cv, r->gpa + (a << PAGE_SHIFT_4K), (b - a) << PAGE_SHIFT_4K,
-				     *err);
+			if (*err != -ENOTRECOVERABLE)
+				apply_failed(c, cv, r->gpa + (a << PAGE_SHIFT_4K),
+					     (b - a) << PAGE_SHIFT_4K, *err);
 			return true;
 		}
 		tracker_set(&r->tr, a, b, cv->to_private);

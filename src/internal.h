@@ -177,6 +177,12 @@ struct region {
 	int unaligned;	   /* enum cvmconv_unaligned */
 	bool attrs_only;   /* CVMCONV_REGION_ATTRS_ONLY */
 	bool alloc_shared; /* CVMCONV_REGION_ALLOC_SHARED */
+	/* CVMCONV_REGION_INPLACE: one guest_memfd holds both sides; both
+	 * struct sides are empty (nothing to punch, nothing held twice) */
+	bool inplace;
+	int gmem_fd;
+	uint64_t gmem_offset;	/* file offset of @gpa */
+	uint64_t content_mode;	/* CVMCONV_CONTENT_* for conversions */
 	uint64_t steps;	   /* tracker walks and updates of requests, under @lock */
 	struct tracker tr;
 	struct side shared, private_;
@@ -261,6 +267,7 @@ struct counters {
 	_Atomic uint64_t double_alloc_peak_bytes;
 	_Atomic uint64_t steps_removed; /* bookkeeping steps of removed regions */
 	_Atomic uint64_t shared_alloc_failures;
+	_Atomic uint64_t gmem_busy_retries, gmem_busy_failures;
 };
 
 #define COUNT(c, field, v) atomic_fetch_add_explicit(&(c)->n.field, (v), memory_order_relaxed)
@@ -282,6 +289,9 @@ struct cvmconv {
 	uint64_t granule;
 	enum cvmconv_unaligned unaligned;
 	bool defer_punch;	/* CVMCONV_DEFER_PUNCH: stale memory waits for flush */
+	bool gmem_attributes;	/* CVMCONV_GMEM_ATTRIBUTES: no per-VM attributes */
+	uint32_t inplace_retries; /* tries after an -EAGAIN of an in-place update */
+	_Atomic uint32_t ninplace; /* in-place regions registered */
 	struct cvmconv_ops ops; /* the VMM's; NULL members: kernel ops (kvm.c) */
 	void *ops_opaque;
 	void (*log_fn)(void *opaque, int level, const char *msg);
@@ -315,6 +325,14 @@ HIDDEN int kvm_discard_hva(void *opaque, void *hva, uint64_t len);
 HIDDEN int kvm_discard_private_hva(void *opaque, void *hva, uint64_t len);
 HIDDEN int kvm_allocate(int fd, uint64_t offset, uint64_t len);
 HIDDEN int kvm_probe_private_attribute(int vm_fd);
+HIDDEN int kvm_set_gmem_attributes(void *opaque, int gmem_fd, uint64_t offset, uint64_t size,
+				   uint64_t attributes, uint64_t flags, uint64_t *error_offset);
+/* 0 when @gmem_fd takes KVM_SET_MEMORY_ATTRIBUTES2, -EOPNOTSUPP when the
+ * kernel lacks it, or another -errno (EBADF). */
+HIDDEN int kvm_probe_gmem_attributes2(int gmem_fd);
+/* Content modes the kernel enumerates (0 when it enumerates none or the
+ * answer cannot be trusted). */
+HIDDEN uint64_t kvm_gmem_content_modes(int vm_fd);
 
 /* Kernel calls go through these: the VMM's op with its opaque, or ours. */
 static inline int op_set_memory_attributes(struct cvmconv *c, uint64_t gpa, uint64_t size,
@@ -323,6 +341,17 @@ static inline int op_set_memory_attributes(struct cvmconv *c, uint64_t gpa, uint
 	if (c->ops.set_memory_attributes)
 		return c->ops.set_memory_attributes(c->ops_opaque, gpa, size, attributes);
 	return kvm_set_memory_attributes(c, gpa, size, attributes);
+}
+
+static inline int op_set_gmem_attributes(struct cvmconv *c, int gmem_fd, uint64_t offset,
+					 uint64_t size, uint64_t attributes, uint64_t flags,
+					 uint64_t *error_offset)
+{
+	if (c->ops.set_gmem_attributes)
+		return c->ops.set_gmem_attributes(c->ops_opaque, gmem_fd, offset, size, attributes,
+						  flags, error_offset);
+	return kvm_set_gmem_attributes(c, gmem_fd, offset, size, attributes, flags,
+				       error_offset);
 }
 
 static inline int op_punch(struct cvmconv *c, int fd, uint64_t offset, uint64_t len)
@@ -338,6 +367,16 @@ static inline int op_discard_hva(struct cvmconv *c, void *hva, uint64_t len)
 		return c->ops.discard_hva(c->ops_opaque, hva, len);
 	return kvm_discard_hva(c, hva, len);
 }
+
+/* inplace.c: KVM_SET_MEMORY_ATTRIBUTES2 over pages [from, to) of the
+ * in-place region @r, tried again (at most c->inplace_retries times) while
+ * a page is busy (-EAGAIN). Returns 0 or -errno, and then nothing of
+ * [from, to) has changed (what a kernel converted before the busy page is
+ * set back), or -ENOTRECOVERABLE (that failed: broken). @rollback: the
+ * call sets back an earlier one (content mode UNSPECIFIED or PRESERVE; no
+ * set back of its own). */
+HIDDEN int inplace_set(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to,
+		       bool to_private, bool rollback);
 
 /* log.c: rate-limited for anything a guest can trigger. */
 HIDDEN void log_msg(struct cvmconv *c, int level, const char *fmt, ...)

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/types.h>
@@ -18,6 +19,10 @@
 /* Bound on retries of a call that keeps being interrupted: a signal storm
  * must not turn into an endless loop on a vCPU thread. */
 #define KVM_RETRY_MAX 1000
+
+_Static_assert(KVM_SET_MEMORY_ATTRIBUTES2_ZERO == CVMCONV_CONTENT_ZERO, "content mode ZERO");
+_Static_assert(KVM_SET_MEMORY_ATTRIBUTES2_PRESERVE == CVMCONV_CONTENT_PRESERVE,
+	       "content mode PRESERVE");
 
 int kvm_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
 {
@@ -122,4 +127,84 @@ int kvm_probe_private_attribute(int vm_fd)
 		return -errno;
 	}
 	return ((uint64_t)mask & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? 0 : -EOPNOTSUPP;
+}
+
+int kvm_set_gmem_attributes(void *opaque, int gmem_fd, uint64_t offset, uint64_t size,
+			    uint64_t attributes, uint64_t flags, uint64_t *error_offset)
+{
+	struct kvm_memory_attributes2 attr;
+	int err = EINTR;
+
+	(void)opaque;
+	for (int i = 0; i < KVM_RETRY_MAX && err == EINTR; i++) {
+		memset(&attr, 0, sizeof(attr)); /* reserved[] must be 0 */
+		attr.offset = offset;
+		attr.size = size;
+		attr.attributes = attributes;
+		attr.flags = flags;
+		if (ioctl(gmem_fd, KVM_SET_MEMORY_ATTRIBUTES2, &attr) == 0)
+			return 0;
+		err = errno;
+	}
+	/* EAGAIN: a page had unexpected references; the series writes its
+	 * offset back. The caller decides whether to retry (it must tell
+	 * listeners and count it), so it is returned here, not looped on. */
+	if (err == EAGAIN && error_offset)
+		*error_offset = attr.error_offset;
+	return -err;
+}
+
+int kvm_probe_gmem_attributes2(int gmem_fd)
+{
+	struct kvm_memory_attributes2 attr;
+
+	for (int i = 0; i < KVM_RETRY_MAX; i++) {
+		/* A zero-size request converts nothing: a kernel with the
+		 * ioctl refuses it with EINVAL (or accepts it); one without
+		 * it answers ENOTTY (guest_memfd has no ioctls in 6.12, and
+		 * a tmpfs/hugetlbfs file none of KVM's). */
+		memset(&attr, 0, sizeof(attr));
+		if (ioctl(gmem_fd, KVM_SET_MEMORY_ATTRIBUTES2, &attr) == 0 || errno == EINVAL)
+			return 0;
+		if (errno != EINTR)
+			break;
+	}
+	if (errno == ENOTTY || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINTR)
+		return -EOPNOTSUPP;
+	return -errno;
+}
+
+/* One KVM_CHECK_EXTENSION answer (>= 0), or -1. */
+static int check_extension(int fd, long cap)
+{
+	int ret = -1;
+
+	for (int i = 0; i < KVM_RETRY_MAX; i++) {
+		ret = ioctl(fd, KVM_CHECK_EXTENSION, cap);
+		if (ret >= 0 || errno != EINTR)
+			break;
+	}
+	return ret;
+}
+
+uint64_t kvm_gmem_content_modes(int vm_fd)
+{
+	int attrs, modes;
+
+	if (vm_fd < 0)
+		return 0;
+	/* Capability numbers moved between versions of the series: an
+	 * answer counts only when both agree with what the ioctl (already
+	 * found on the fd) implies, guest_memfd attributes with PRIVATE in
+	 * them and a mode mask with no unknown bit. Otherwise only
+	 * CVMCONV_CONTENT_UNSPECIFIED (0), which every version takes. */
+	attrs = check_extension(vm_fd, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES);
+	if (attrs <= 0 || !((uint64_t)attrs & KVM_MEMORY_ATTRIBUTE_PRIVATE) ||
+	    ((uint64_t)attrs & ~KVM_MEMORY_ATTRIBUTE_PRIVATE))
+		return 0;
+	modes = check_extension(vm_fd, KVM_CAP_MEMORY_ATTRIBUTES2_FLAGS);
+	if (modes <= 0 ||
+	    ((uint64_t)modes & ~(KVM_SET_MEMORY_ATTRIBUTES2_ZERO | KVM_SET_MEMORY_ATTRIBUTES2_PRESERVE)))
+		return 0;
+	return (uint64_t)modes;
 }

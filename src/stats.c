@@ -89,6 +89,8 @@ int cvmconv_get_stats(struct cvmconv *c, struct cvmconv_stats *st)
 	}
 	s.bookkeeping_steps += READ(c, steps_removed);
 	s.shared_alloc_failures = READ(c, shared_alloc_failures);
+	s.gmem_busy_retries = READ(c, gmem_busy_retries);
+	s.gmem_busy_failures = READ(c, gmem_busy_failures);
 	for (uint32_t i = 0; i < c->nregions; i++)
 		pthread_mutex_unlock(&c->regions[i]->lock);
 	pthread_mutex_lock(&c->log_lock);
@@ -135,6 +137,8 @@ int cvmconv_stats_json(struct cvmconv *c, char *buf, size_t len)
 		F(broken),
 		F(bookkeeping_steps),
 		F(shared_alloc_failures),
+		F(gmem_busy_retries),
+		F(gmem_busy_failures),
 #undef F
 	};
 

@@ -37,6 +37,8 @@ void fake_kvm_fini(struct fake_kvm *f)
 	f->npriv = 0;
 	f->cap = 0;
 	f->nbind = 0;
+	f->ngmem = 0;
+	f->ninplace = 0;
 }
 
 /* First range whose end is > @gpa (or >= @gpa when @touching). */
@@ -237,7 +239,7 @@ static uint64_t live_in_punch_locked(struct fake_kvm *f, int fd, uintptr_t hva, 
 		 * loss just the same */
 		lo = b->gpa + ((lo - base) & ~(FAKE_PAGE - 1));
 		hi = b->gpa + ((hi - base + FAKE_PAGE - 1) & ~(FAKE_PAGE - 1));
-		n = live_pages(f, lo, hi, b->private_side);
+		n = b->inplace ? (hi - lo) / FAKE_PAGE : live_pages(f, lo, hi, b->private_side);
 		if (!n)
 			continue;
 		live += n;
@@ -266,6 +268,14 @@ uint64_t fake_kvm_live_in_punch(struct fake_kvm *f, int fd, const void *hva, uin
 	return live;
 }
 
+static struct fake_gmem *gmem_of_locked(const struct fake_kvm *f, int fd)
+{
+	for (unsigned i = 0; i < f->ngmem; i++)
+		if (fd >= 0 && f->gmem[i]->fd == fd)
+			return f->gmem[i];
+	return NULL;
+}
+
 static void bind_one(struct fake_kvm *f, int fd, uintptr_t hva, uint64_t off, uint64_t gpa,
 		     uint64_t size, bool private_side)
 {
@@ -275,12 +285,29 @@ static void bind_one(struct fake_kvm *f, int fd, uintptr_t hva, uint64_t off, ui
 		fprintf(stderr, "fake_kvm: more than %u bindings; oracle incomplete\n", f->nbind);
 		abort();
 	}
-	f->bind[f->nbind++] = (struct fake_binding){ fd, hva, off, gpa, size, private_side };
+	f->bind[f->nbind++] = (struct fake_binding){ fd, hva, off, gpa, size, private_side, false };
 }
 
 void fake_kvm_bind_region(struct fake_kvm *f, const struct cvmconv_region *r)
 {
 	pthread_mutex_lock(&fake_lock);
+	if (r->flags & CVMCONV_REGION_INPLACE) {
+		struct fake_gmem *g = gmem_of_locked(f, r->private_fd);
+
+		/* one file holds both sides: every page of it is live, any
+		 * punch of it by the library is a loss */
+		bind_one(f, r->private_fd, 0, r->private_offset, r->gpa, r->size, true);
+		f->bind[f->nbind - 1].inplace = true;
+		if (r->shared_hva) {
+			bind_one(f, -1, (uintptr_t)r->shared_hva, 0, r->gpa, r->size, false);
+			f->bind[f->nbind - 1].inplace = true;
+		}
+		if (g && f->ninplace < sizeof(f->inplace) / sizeof(f->inplace[0]))
+			f->inplace[f->ninplace++] =
+				(struct fake_inplace){ g, r->gpa, r->size, r->private_offset };
+		pthread_mutex_unlock(&fake_lock);
+		return;
+	}
 	bind_one(f, r->shared_fd, r->shared_fd < 0 ? (uintptr_t)r->shared_hva : 0, r->shared_offset,
 		 r->gpa, r->size, false);
 	bind_one(f, r->private_fd, 0, r->private_offset, r->gpa, r->size, true);
@@ -355,15 +382,52 @@ static int fake_discard_hva(void *opaque, void *hva, uint64_t len)
 	return 0;
 }
 
+void fake_kvm_attach_gmem(struct fake_kvm *f, struct fake_gmem *g)
+{
+	pthread_mutex_lock(&fake_lock);
+	if (f->ngmem == sizeof(f->gmem) / sizeof(f->gmem[0])) {
+		fprintf(stderr, "fake_kvm: more than %u guest_memfds\n", f->ngmem);
+		abort();
+	}
+	f->gmem[f->ngmem++] = g;
+	pthread_mutex_unlock(&fake_lock);
+}
+
+static int fake_set_gmem_attributes(void *opaque, int gmem_fd, uint64_t offset, uint64_t size,
+				    uint64_t attributes, uint64_t flags, uint64_t *error_offset)
+{
+	struct fake_kvm *f = opaque;
+	struct fake_gmem *g;
+	int ret;
+
+	if (!f)
+		return -EFAULT;
+	pthread_mutex_lock(&fake_lock);
+	ret = count_and_inject(f, FAKE_CALL_GMEM);
+	g = gmem_of_locked(f, gmem_fd);
+	pthread_mutex_unlock(&fake_lock);
+	if (ret)
+		return ret; /* injected: before anything changed */
+	if (!g)
+		return -ENOTTY; /* not a guest_memfd: no such ioctl */
+	return fake_gmem_set_attributes(g, offset, size, attributes, flags, error_offset);
+}
+
 const struct cvmconv_ops fake_kvm_ops = {
 	.set_memory_attributes = fake_set_memory_attributes,
 	.punch = fake_punch,
 	.discard_hva = fake_discard_hva,
+	.set_gmem_attributes = fake_set_gmem_attributes,
 };
 
 static int is_private_locked(const struct fake_kvm *f, uint64_t gpa)
 {
 	unsigned i = first_ending_after(f, gpa, false);
+
+	for (unsigned k = 0; k < f->ninplace; k++)
+		if (gpa >= f->inplace[k].gpa && gpa - f->inplace[k].gpa < f->inplace[k].size)
+			return fake_gmem_is_private(f->inplace[k].g,
+						    f->inplace[k].off + (gpa - f->inplace[k].gpa));
 
 	return i < f->npriv && f->priv[i].start <= gpa;
 }

@@ -11,11 +11,18 @@
 #include <stdint.h>
 
 #include "cvmconv.h"
+#include "fake_gmem.h"
 
 enum fake_vm_type { FAKE_VM_DEFAULT = 0, FAKE_VM_SW_PROTECTED = 1 };
 
 /* Which kernel call an injected failure hits. */
-enum fake_call { FAKE_CALL_ATTR, FAKE_CALL_PUNCH, FAKE_CALL_DISCARD, FAKE_CALL_COUNT };
+enum fake_call {
+	FAKE_CALL_ATTR,
+	FAKE_CALL_PUNCH,
+	FAKE_CALL_DISCARD,
+	FAKE_CALL_GMEM, /* set_gmem_attributes */
+	FAKE_CALL_COUNT
+};
 
 struct fake_kvm {
 	enum fake_vm_type type;
@@ -44,11 +51,23 @@ struct fake_kvm {
 		uint64_t off;  /* file offset of @gpa */
 		uint64_t gpa, size;
 		bool private_side;
+		bool inplace; /* an in-place guest_memfd: every page is live */
 	} bind[64];
 	unsigned nbind;
 	uint64_t live_punches;	  /* punches that hit a live page */
 	uint64_t checked_punches; /* punches the oracle looked at */
 	bool abort_on_live;
+	/* In-place regions: the fake guest_memfds the gmem op serves (by
+	 * fd; any other fd answers ENOTTY, as a file without the ioctl), and
+	 * the gpa ranges they hold, which fake_kvm_is_private() reads from
+	 * the guest_memfd's own attributes. */
+	struct fake_gmem *gmem[8];
+	unsigned ngmem;
+	struct fake_inplace {
+		struct fake_gmem *g;
+		uint64_t gpa, size, off;
+	} inplace[16];
+	unsigned ninplace;
 	/* log of attribute calls, for order checks: last 64 */
 	struct fake_attr_call {
 		uint64_t gpa, size, attributes;
@@ -65,6 +84,8 @@ extern const struct cvmconv_ops fake_kvm_ops;
  * op has none: it always sends 0). 0 or -errno, as the kernel answers. */
 int fake_kvm_set_attributes_ioctl(struct fake_kvm *f, uint64_t gpa, uint64_t size,
 				  uint64_t attributes, uint64_t flags);
+/* Serve @g's fd through fake_kvm_ops.set_gmem_attributes. */
+void fake_kvm_attach_gmem(struct fake_kvm *f, struct fake_gmem *g);
 /* 1 private, 0 shared */
 int fake_kvm_is_private(const struct fake_kvm *f, uint64_t gpa);
 /* Inject: the n-th (1-based, counted from now) call of @kind fails with -err. */

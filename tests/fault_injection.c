@@ -370,7 +370,7 @@ static int w_discard(void *opaque, void *hva, uint64_t len)
 	return err ? -err : fake_kvm_ops.discard_hva(&w->fake, hva, len);
 }
 
-static const struct cvmconv_ops w_ops = { w_attr, w_punch, w_discard };
+static const struct cvmconv_ops w_ops = { w_attr, w_punch, w_discard, NULL };
 
 static int l_before(void *opaque, uint64_t gpa, uint64_t size, bool to_private)
 {

@@ -90,7 +90,7 @@ static int m_discard(void *opaque, void *hva, uint64_t len)
 	return 0;
 }
 
-static const struct cvmconv_ops m_ops = { m_attrs, m_punch, m_discard };
+static const struct cvmconv_ops m_ops = { m_attrs, m_punch, m_discard, NULL };
 
 static int veto_before(void *opaque, uint64_t gpa, uint64_t size, bool to_private)
 {

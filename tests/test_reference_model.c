@@ -224,7 +224,7 @@ static void check_all(struct cvmconv *c)
 
 static void run_model(uint64_t seed, unsigned steps)
 {
-	struct cvmconv_ops ops = { fwd_attrs, rec_punch, rec_discard };
+	struct cvmconv_ops ops = { fwd_attrs, rec_punch, rec_discard, NULL };
 	struct cvmconv_config cfg;
 	struct cvmconv *c;
 	/* awkward geometry: base 2 MiB + 12 KiB; region sizes not multiples

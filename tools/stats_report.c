@@ -25,7 +25,7 @@ static const struct stats_field {
 	F(unaligned, COUNT, "guest requests not aligned to the granule"),
 	F(to_private_bytes, BYTES, "memory that changed shared -> private"),
 	F(to_shared_bytes, BYTES, "memory that changed private -> shared"),
-	F(attr_updates, COUNT, "KVM_SET_MEMORY_ATTRIBUTES calls (rollbacks included)"),
+	F(attr_updates, COUNT, "attribute update calls, in place included (and rollbacks)"),
 	F(punches, COUNT, "punch / discard calls issued"),
 	F(punch_failures, COUNT, "of those, failed (retried by cvmconv_flush)"),
 	F(double_alloc_bytes, BYTES, "live on one side while still held on the other"),
@@ -40,6 +40,8 @@ static const struct stats_field {
 	F(broken, FLAG, "1 once a rollback failed (stop the VM)"),
 	F(bookkeeping_steps, COUNT, "tracker and punch-run lookups, punch calls"),
 	F(shared_alloc_failures, COUNT, "requests rolled back: shared backing not allocated"),
+	F(gmem_busy_retries, COUNT, "in-place updates tried again: a page had host references"),
+	F(gmem_busy_failures, COUNT, "requests rolled back: in-place pages stayed busy"),
 #undef F
 };
 

@@ -147,16 +147,21 @@ static void test_dma_sites(void **state)
 	cvmg_destroy(m);
 }
 
-/* SNP: two shared pages per CPU at early boot, one conversion each. */
+/* SNP: the early per-CPU shared pages go through early_set_memory_enc_dec(),
+ * which the checker never sees (was 4 flagged here before issue 18; see
+ * test_guest_early). What is flagged on a 16 GiB RFC guest is the
+ * .bss..decrypted tail at free_initmem(). */
 static void test_early_percpu(void **state)
 {
 	struct cvmg_config c = test_config(16 * GiB, 2, CVMG_MODE_RFC, CVMG_PLATFORM_SNP, NULL);
 	struct cvmg *m = make_model(&c, 1);
 
 	(void)state;
-	assert_int_equal(get_stats(m).unaligned_by_site[CVMG_SITE_EARLY_PERCPU], 4);
+	assert_int_equal(get_stats(m).unaligned_by_site[CVMG_SITE_EARLY_PERCPU], 0);
+	assert_int_equal(get_stats(m).unaligned_by_site[CVMG_SITE_BSS_DECRYPTED], 1);
+	assert_int_equal(get_stats(m).unaligned, 1);
 	cvmg_destroy(m);
-	c.flags = CVMG_F_NO_EARLY_PERCPU;
+	c.flags = CVMG_F_NO_EARLY_PERCPU | CVMG_F_NO_BSS_DECRYPTED;
 	m = make_model(&c, 1);
 	assert_int_equal(get_stats(m).unaligned, 0);
 	cvmg_destroy(m);

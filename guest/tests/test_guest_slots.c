@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * SWIOTLB slot allocator rules. Every case uses a legacy TDX guest of 1 GiB
- * with 4 CPUs: its 64 MiB boot pool sits at 0x39800000 (see
- * test_guest_swiotlb_size) and has 4 areas of 8192 slots (16 MiB), area k at
- * 0x39800000 + k * 16 MiB. The pool is empty after boot (legacy coherent
+ * with 4 CPUs: its 64 MiB boot pool sits at 0x39600000 (see
+ * test_guest_swiotlb_size; 0x39800000 before the per-CPU first chunk was
+ * modelled) and has 4 areas of 8192 slots (16 MiB), area k at
+ * 0x39600000 + k * 16 MiB. The pool is empty after boot (legacy coherent
  * memory comes from the buddy allocator).
  */
 #include "guest_test_util.h"
 
-#define POOL 0x39800000ULL
+#define POOL 0x39600000ULL
 #define AREA (16 * MiB)
 
 static struct cvmg *setup(uint32_t flags, uint32_t min_align, uint32_t *dev)

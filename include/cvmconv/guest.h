@@ -75,13 +75,16 @@ enum cvmg_platform {
 /* Which model function asked for a conversion (the checker's call site). */
 enum cvmg_site {
 	CVMG_SITE_USER = 0,	       /* cvmg_set_memory_{de,en}crypted() called directly */
-	CVMG_SITE_EARLY_PERCPU = 1,    /* per-CPU shared pages at early boot (GHCB, PV data) */
+	CVMG_SITE_EARLY_PERCPU = 1,    /* per-CPU shared pages at early boot (GHCB, PV data);
+	                                * early_set_memory_decrypted() bypasses the checker,
+	                                * so this site never counts (kept for the ABI) */
 	CVMG_SITE_SWIOTLB_BOOT = 2,    /* swiotlb_update_mem_attributes(): the boot pool */
 	CVMG_SITE_SWIOTLB_DYNAMIC = 3, /* swiotlb_dyn_alloc(): a dynamic pool */
 	CVMG_SITE_ATOMIC_POOL = 4,     /* atomic_pool_expand(): a DMA atomic pool chunk */
 	CVMG_SITE_DMA_ALLOC = 5,       /* dma_direct_alloc(): dma_set_decrypted() */
 	CVMG_SITE_DMA_FREE = 6,	       /* dma_direct_free(): dma_set_encrypted() */
-	CVMG_SITE_COUNT = 7,
+	CVMG_SITE_BSS_DECRYPTED = 7,   /* free_initmem(): mem_encrypt_free_decrypted_mem() */
+	CVMG_SITE_COUNT = 8,
 };
 #define CVMG_SITE_SLOTS 16 /* array size in struct cvmg_stats; sites are < this */
 
@@ -93,9 +96,23 @@ enum cvmg_site {
 #define CVMG_F_SHUFFLE (1u << 4)	    /* page_alloc.shuffle=1 (seeded free-list order) */
 #define CVMG_F_NO_GBPAGES (1u << 5)	    /* direct map without 1 GiB leaves */
 #define CVMG_F_NO_EARLY_PERCPU (1u << 6)    /* skip the early per-CPU shared pages */
-#define CVMG_F_ALL                                                                     \
-	(CVMG_F_SWIOTLB_DYNAMIC | CVMG_F_SWIOTLB_EXACT_SIZE | CVMG_F_CHECKER_ENFORCE | \
-	 CVMG_F_TDX_SPLIT_ALIGNED | CVMG_F_SHUFFLE | CVMG_F_NO_GBPAGES | CVMG_F_NO_EARLY_PERCPU)
+#define CVMG_F_NO_BSS_DECRYPTED (1u << 7)   /* skip the .bss..decrypted section's exits */
+/* Kernel-version switches; the default (flag clear) is Linux 6.12. */
+#define CVMG_F_AP_NEEDS_NORMAL \
+	(1u << 8) /* newer kernel/dma/pool.c: the kernel atomic pool
+                                             * only when ZONE_NORMAL has managed pages */
+#define CVMG_F_SWIOTLB_GROW_ANY_SIZE \
+	(1u << 9) /* swiotlb_find_slots() without its
+                                                * 256 KiB check (older kernels): a larger
+                                                * request schedules growth first */
+#define CVMG_F_SWIOTLB_OLD_ALIGN \
+	(1u << 10) /* pre-6.9 slot search: orig_addr matched under
+                                             * the page mask too (not min_align_mask only) */
+#define CVMG_F_ALL                                                                                \
+	(CVMG_F_SWIOTLB_DYNAMIC | CVMG_F_SWIOTLB_EXACT_SIZE | CVMG_F_CHECKER_ENFORCE |            \
+	 CVMG_F_TDX_SPLIT_ALIGNED | CVMG_F_SHUFFLE | CVMG_F_NO_GBPAGES | CVMG_F_NO_EARLY_PERCPU | \
+	 CVMG_F_NO_BSS_DECRYPTED | CVMG_F_AP_NEEDS_NORMAL | CVMG_F_SWIOTLB_GROW_ANY_SIZE |        \
+	 CVMG_F_SWIOTLB_OLD_ALIGN)
 
 /*
  * The VMM side of one exit: @gpa, @npages (4 KiB units, also for 2 MiB
@@ -356,6 +373,13 @@ struct cvmg_stats {
 	uint64_t free_2m_blocks; /* free 2 MiB-aligned 2 MiB blocks (order >= 9) */
 	uint64_t churn_live_pages;
 	uint64_t free_blocks_zone[3][CVMG_MAX_ORDER + 1]; /* [0] DMA, [1] DMA32, [2] Normal */
+	/* early boot paths (no checker): early_set_memory_{de,en}crypted(), the SNP
+	 * MSR-protocol page state changes and kvm_init_platform()'s hypercalls; their
+	 * exits are also in `exits`, their calls in `conversions` */
+	uint64_t early_conversions, early_exits;
+	uint64_t bss_decrypted_start;		 /* .bss..decrypted (one PMD in the image) */
+	uint64_t bss_decrypted_unused_pages;	 /* its tail given back at free_initmem() */
+	uint64_t swiotlb_transient_leaked_bytes; /* swiotlb_free() of a transient pool */
 };
 
 /**

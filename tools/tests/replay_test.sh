@@ -95,7 +95,7 @@ expect_in "$tmp/out" "ftrace default" 'agrees with the recorded attributes on al
 expect_in "$tmp/out" "ftrace default" '^  double_alloc_peak_bytes +0 '
 expect_in "$tmp/err" "ftrace default" '^line 35: cvmconv: .*reserved attribute bits'
 # CSV: the field names, then the same values as the JSON
-head -n1 "$tmp/a.csv" | grep -q '^exits,rejected,unaligned,to_private_bytes,to_shared_bytes,attr_updates,punches,punch_failures,double_alloc_bytes,double_alloc_peak_bytes,mixed_extents,extents,guest_bytes,huge_mappable_bytes,punch_pending_bytes,tracker_bytes,log_suppressed,broken,bookkeeping_steps,shared_alloc_failures$' ||
+head -n1 "$tmp/a.csv" | grep -q '^exits,rejected,unaligned,to_private_bytes,to_shared_bytes,attr_updates,punches,punch_failures,double_alloc_bytes,double_alloc_peak_bytes,mixed_extents,extents,guest_bytes,huge_mappable_bytes,punch_pending_bytes,tracker_bytes,log_suppressed,broken,bookkeeping_steps,shared_alloc_failures,gmem_busy_retries,gmem_busy_failures$' ||
 	fail "csv header: $(head -n1 "$tmp/a.csv")"
 sed -n 2p "$tmp/a.csv" | grep -q '^11,2,8,8396800,2101248,8,8,0,0,0,3,512,1073741824,1067450368,0,' ||
 	fail "csv values: $(sed -n 2p "$tmp/a.csv")"
