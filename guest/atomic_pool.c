@@ -3,8 +3,10 @@
  * DMA atomic pools (kernel/dma/pool.c). dma_atomic_pool_init() sizes each
  * pool at totalram_pages() / (1 GiB / 128 KiB) pages, at most
  * MAX_ORDER_NR_PAGES (4 MiB) and at least 128 KiB, and creates the kernel
- * pool (GFP_KERNEL), the DMA pool (when ZONE_DMA has managed pages) and the
- * DMA32 pool. atomic_pool_expand() takes one buddy block of
+ * pool (GFP_KERNEL; unconditionally in 6.12, pool.c:dma_atomic_pool_init;
+ * newer kernels only when ZONE_NORMAL has managed pages, has_managed_zone:
+ * CVMG_F_AP_NEEDS_NORMAL, so a q35 guest below 2.75 GiB has two pools), the
+ * DMA pool (when ZONE_DMA has managed pages) and the DMA32 pool. atomic_pool_expand() takes one buddy block of
  * min(get_order(size), MAX_ORDER), retrying lower orders down to 0, and
  * decrypts the whole block (1 << order pages): one conversion per chunk,
  * never converted back (the pools do not shrink). If the decryption fails
@@ -85,13 +87,15 @@ int atomic_pools_init(struct cvmg *m)
 	struct atomic_pools *a = &m->ap;
 	uint64_t pages = m->buddy.managed / (SZ_1G / (128 * 1024));
 	static const int order[3] = { AP_KERNEL, AP_DMA, AP_DMA32 };
-	bool has_dma = false;
+	bool has_dma = false, has_normal = false;
 	int ret;
 
 	pages = MIN(pages, 1ULL << MAX_ORDER);
 	a->atomic_pool_size = MAX(pages << PAGE_SHIFT, 128 * 1024);
-	for (int i = 0; i <= MAX_ORDER; i++)
+	for (int i = 0; i <= MAX_ORDER; i++) {
 		has_dma = has_dma || m->buddy.lists[ZONE_DMA][i].count;
+		has_normal = has_normal || m->buddy.lists[ZONE_NORMAL][i].count;
+	}
 	a->pool[AP_DMA].zone = ZONE_DMA;
 	a->pool[AP_DMA32].zone = ZONE_DMA32;
 	a->pool[AP_KERNEL].zone = ZONE_NORMAL;
@@ -100,6 +104,8 @@ int atomic_pools_init(struct cvmg *m)
 
 		if (order[k] == AP_DMA && !has_dma)
 			continue;
+		if (order[k] == AP_KERNEL && !has_normal && (m->cfg.flags & CVMG_F_AP_NEEDS_NORMAL))
+			continue; /* newer pool.c: has_managed_zone(ZONE_NORMAL) */
 		p->present = true;
 		ret = pool_expand(m, p, a->atomic_pool_size);
 		if (ret == -ENOTRECOVERABLE)

@@ -251,9 +251,9 @@ int cvmg_dma_alloc(struct cvmg *m, uint32_t dev, uint64_t size, uint32_t flags, 
 	if (m->cfg.mode == CVMG_MODE_RFC) {
 		uint64_t align = (PAGE_SZ << get_order(size)) - 1;
 
-		ret = size > IO_TLB_SIZE * IO_TLB_SEGSIZE
-			      ? -ENOMEM
-			      : swiotlb_map_slots(m, dev, 0, 0, size, align, &addr);
+		/* swiotlb_alloc() has no size check of its own: swiotlb_find_slots()
+		 * decides (refusing > 256 KiB up front in 6.12) */
+		ret = swiotlb_map_slots(m, dev, 0, 0, size, align, &addr);
 	} else if (flags & CVMG_DMA_ATOMIC) {
 		ret = atomic_pool_alloc(m, d->dma_limit, size, &addr);
 	} else {
@@ -276,12 +276,21 @@ int cvmg_dma_free(struct cvmg *m, uint32_t dev, uint64_t gpa, uint64_t size)
 	ret = check(m, dev, size);
 	if (ret)
 		return ret;
+	/* dma_direct_free(): dma_free_from_pool() comes first. An RFC
+	 * allocation served by a transient SWIOTLB pool lives in atomic-pool
+	 * memory, so it goes back there; swiotlb_free() is never reached and
+	 * the transient pool (slots still taken) stays for good. */
+	if (swiotlb_in_transient(m, gpa) && atomic_pool_free(m, gpa, size)) {
+		m->n.dma_frees++;
+		m->n.sw_transient_stale++;
+		return finish(m, 0);
+	}
 	if (atomic_pool_free(m, gpa, size)) {
 		m->n.dma_frees++;
 		return finish(m, 0);
 	}
 	if (swiotlb_owns(m, gpa)) {
-		ret = swiotlb_unmap_slots(m, gpa);
+		ret = swiotlb_free_slots(m, gpa); /* swiotlb_free(): slots only */
 		if (!ret)
 			m->n.dma_frees++;
 		return finish(m, ret);

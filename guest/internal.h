@@ -189,6 +189,8 @@ int swiotlb_map_slots(struct cvmg *m, uint32_t dev, uint32_t cpu, uint64_t orig_
 int swiotlb_unmap_slots(struct cvmg *m, uint64_t tlb_addr);
 /* swiotlb_free(): release the slots only; a transient pool is never deleted. */
 int swiotlb_free_slots(struct cvmg *m, uint64_t tlb_addr);
+/* The transient pool holding @addr, or NULL. */
+bool swiotlb_in_transient(const struct cvmg *m, uint64_t addr);
 bool swiotlb_owns(const struct cvmg *m, uint64_t addr);
 int swiotlb_run_worker(struct cvmg *m);
 void swiotlb_destroy(struct swiotlb *s);
@@ -250,7 +252,7 @@ struct counters {
 	uint64_t sw_maps, sw_map_failures, sw_used;
 	uint64_t ap_expansions, ap_expand_failures;
 	uint64_t dma_allocs, dma_alloc_failures, dma_frees, dma_leaked_pages;
-	uint64_t early_conversions, early_exits, sw_transient_leaked;
+	uint64_t early_conversions, early_exits, sw_transient_stale;
 };
 
 struct churn_alloc {

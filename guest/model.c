@@ -493,7 +493,7 @@ int cvmg_get_stats(const struct cvmg *m, struct cvmg_stats *st)
 	s.early_exits = m->n.early_exits;
 	s.bss_decrypted_start = m->bss_dec_start;
 	s.bss_decrypted_unused_pages = m->bss_dec_unused;
-	s.swiotlb_transient_leaked_bytes = m->n.sw_transient_leaked;
+	s.swiotlb_transient_stale_pools = m->n.sw_transient_stale;
 	memcpy(st, &s, MIN(sz, sizeof(s)));
 	st->sz = sz;
 	return 0;

@@ -28,9 +28,18 @@
  * already decrypted, no conversion) and is freed at unmap. The worker
  * allocates min(default_nslabs, 4 MiB) from the buddy (GFP_DMA32: the pool's
  * phys_limit is 4 GiB), halving on failure down to IO_TLB_MIN_SLABS = 1 MiB,
- * and decrypts PFN_UP(bytes) pages of a buddy block of get_order(bytes). In
- * RFC mode the model stops halving at 2 MiB: a smaller pool could not be
- * converted 2 MiB aligned (the RFC's stated goal, patch 5's check).
+ * and decrypts PFN_UP(bytes) pages of a buddy block of get_order(bytes)
+ * (alloc_dma_pages; if that fails it encrypts them again and frees them, or
+ * leaks them when that fails too — under an enforcing checker a 1 MiB pool
+ * is refused both ways and leaked). The RFC keeps IO_TLB_MIN_SLABS: its
+ * growth also halves down to 1 MiB (swiotlb_dyn_alloc is unchanged by it).
+ * Slot search and the 256 KiB refusal: see slot_masks() and
+ * swiotlb_map_slots() (6.12 by default, CVMG_F_SWIOTLB_OLD_ALIGN and
+ * CVMG_F_SWIOTLB_GROW_ANY_SIZE for older kernels). swiotlb_free() never
+ * deletes a transient pool (release_slots); an RFC coherent allocation that
+ * a transient pool served does not even reach it: dma_direct_free() first
+ * tries dma_free_from_pool() (kernel/dma/direct.c), which takes the memory
+ * back into the atomic pool, and the transient pool stays (dma.c).
  * When no block of the needed order is free, growth fails (counted) and the
  * mapping fails unless the transient pool could serve it.
  */
@@ -199,14 +208,14 @@ int swiotlb_boot_decrypt(struct cvmg *m)
 /* swiotlb_area_find_slots(): the first slot at or after the area's index
  * (wrapping inside the area) whose address matches @orig_addr under @mask
  * and that starts @nslots free slots within its segment. */
-static int64_t area_find(struct swiotlb_pool *p, uint32_t a, uint64_t orig_addr,
+static int64_t area_find(struct swiotlb_pool *p, uint32_t a, uint64_t want_addr,
 			 uint64_t alloc_size, uint64_t mask)
 {
 	struct swiotlb_area *area = &p->areas[a];
 	uint64_t nslots = nr_slots(alloc_size);
 	uint64_t base = (uint64_t)a * p->area_nslabs;
 	uint64_t stride = (mask >> IO_TLB_SHIFT) + 1;
-	uint64_t want = ((orig_addr & mask) >> IO_TLB_SHIFT) & (stride - 1);
+	uint64_t want = ((want_addr & mask) >> IO_TLB_SHIFT) & (stride - 1);
 	uint64_t have = ((p->start >> IO_TLB_SHIFT) + base) & (stride - 1);
 	uint64_t first = (want - have) & (stride - 1); /* first matching index */
 	uint64_t idx = area->index, i;
@@ -239,13 +248,13 @@ found:
 	return (int64_t)(base + i);
 }
 
-static int64_t pool_find(struct swiotlb_pool *p, uint32_t cpu, uint64_t orig_addr,
+static int64_t pool_find(struct swiotlb_pool *p, uint32_t cpu, uint64_t want_addr,
 			 uint64_t alloc_size, uint64_t mask)
 {
 	uint32_t start = cpu & (p->nareas - 1), a = start;
 
 	do {
-		int64_t idx = area_find(p, a, orig_addr, alloc_size, mask);
+		int64_t idx = area_find(p, a, want_addr, alloc_size, mask);
 
 		if (idx >= 0)
 			return idx;
@@ -255,26 +264,67 @@ static int64_t pool_find(struct swiotlb_pool *p, uint32_t cpu, uint64_t orig_add
 	return -1;
 }
 
+/*
+ * The slot constraint as two masks folded into one: the slot address must
+ * equal @want under @mask. 6.12 (swiotlb_search_pool_area, since v6.9):
+ * alloc_align_mask, or PAGE_SIZE - 1 for >= 4 KiB when neither it nor the
+ * device's min_align_mask is set, plus the slot bits, must be zero; the
+ * min_align_mask bits above those must match orig_addr (not checked for
+ * orig_addr 0); the offset kept is orig_addr & min_align_mask &
+ * (alloc_align_mask | slot bits) (swiotlb_align_offset).
+ * CVMG_F_SWIOTLB_OLD_ALIGN: v6.6 swiotlb_area_find_slots(), one mask
+ * (min_align_mask | alloc_align_mask | PAGE_SIZE - 1 for >= 4 KiB, slot bits
+ * cleared) under which the slot must match orig_addr, offset
+ * orig_addr & min_align_mask & slot bits.
+ */
+static void slot_masks(const struct cvmg *m, const struct device *d, uint64_t orig_addr,
+		       uint64_t size, uint64_t alloc_align_mask, uint64_t *offset,
+		       uint64_t *alloc_size, uint64_t *mask, uint64_t *want)
+{
+	if (m->cfg.flags & CVMG_F_SWIOTLB_OLD_ALIGN) {
+		*offset = orig_addr & d->min_align_mask & (IO_TLB_SIZE - 1);
+		*alloc_size = size + *offset;
+		*mask = (uint64_t)d->min_align_mask | alloc_align_mask;
+		if (*alloc_size >= PAGE_SZ)
+			*mask |= PAGE_SZ - 1;
+		*mask &= ~(IO_TLB_SIZE - 1);
+		*want = orig_addr & *mask;
+	} else {
+		uint64_t amask = alloc_align_mask, imask = d->min_align_mask;
+
+		*offset = orig_addr & imask & (amask | (IO_TLB_SIZE - 1));
+		*alloc_size = size + *offset;
+		if (!amask && !imask && *alloc_size >= PAGE_SZ)
+			amask = PAGE_SZ - 1;
+		amask |= IO_TLB_SIZE - 1;
+		imask = orig_addr ? imask & ~amask : 0;
+		*mask = (amask | imask) & ~(IO_TLB_SIZE - 1);
+		*want = orig_addr & imask;
+	}
+}
+
 int swiotlb_map_slots(struct cvmg *m, uint32_t dev, uint32_t cpu, uint64_t orig_addr, uint64_t size,
 		      uint64_t alloc_align_mask, uint64_t *tlb_addr)
 {
 	struct swiotlb *s = &m->swiotlb;
 	struct device *d = dev_get(m, dev);
-	uint64_t offset = orig_addr & d->min_align_mask & (IO_TLB_SIZE - 1);
-	uint64_t alloc_size = size + offset;
-	uint64_t mask = (uint64_t)d->min_align_mask | alloc_align_mask;
+	uint64_t offset, alloc_size, mask, want;
 	struct swiotlb_pool *p;
 	uint64_t backing;
 	int64_t idx;
 
-	if (alloc_size >= PAGE_SZ)
-		mask |= PAGE_SZ - 1;
-	mask &= ~(IO_TLB_SIZE - 1);
+	slot_masks(m, d, orig_addr, size, alloc_align_mask, &offset, &alloc_size, &mask, &want);
+	/* swiotlb_find_slots() in 6.12 refuses more than one segment before
+	 * searching (so before scheduling growth); older kernels searched,
+	 * grew and tried a transient pool that could not serve it either */
+	if (alloc_size > IO_TLB_SIZE * IO_TLB_SEGSIZE &&
+	    !(m->cfg.flags & CVMG_F_SWIOTLB_GROW_ANY_SIZE))
+		return -ENOMEM;
 	for (size_t i = s->npools; i-- > 0;) {
 		p = s->pools[i];
 		if (p->transient)
 			continue;
-		idx = pool_find(p, cpu, orig_addr, alloc_size, mask);
+		idx = pool_find(p, cpu, want, alloc_size, mask);
 		if (idx >= 0)
 			goto found;
 	}
@@ -292,7 +342,7 @@ int swiotlb_map_slots(struct cvmg *m, uint32_t dev, uint32_t cpu, uint64_t orig_
 	}
 	p->backing_bytes = nr_slots(alloc_size) << IO_TLB_SHIFT;
 	m->n.sw_transient++;
-	idx = pool_find(p, 0, orig_addr, alloc_size, mask);
+	idx = pool_find(p, 0, want, alloc_size, mask);
 	if (idx < 0) {
 		pool_remove(s, p);
 		atomic_pool_free(m, p->start, p->backing_bytes);
@@ -316,14 +366,23 @@ static struct swiotlb_pool *pool_of(const struct swiotlb *s, uint64_t addr)
 	return NULL;
 }
 
+bool swiotlb_in_transient(const struct cvmg *m, uint64_t addr)
+{
+	const struct swiotlb_pool *p = pool_of(&m->swiotlb, addr);
+
+	return p && p->transient;
+}
+
 bool swiotlb_owns(const struct cvmg *m, uint64_t addr)
 {
 	return pool_of(&m->swiotlb, addr) != NULL;
 }
 
-/* swiotlb_tbl_unmap_single(): a transient pool is deleted whole
- * (swiotlb_del_transient); otherwise swiotlb_release_slots() */
-int swiotlb_unmap_slots(struct cvmg *m, uint64_t tlb_addr)
+/* swiotlb_release_slots() / swiotlb_tbl_unmap_single(): a mapping's
+ * transient pool is deleted whole (swiotlb_del_transient) when @del_transient;
+ * swiotlb_free() (the RFC's coherent frees) only releases the slots, so a
+ * transient pool stays, unsearchable, and its atomic-pool memory leaks. */
+static int release_slots(struct cvmg *m, uint64_t tlb_addr, bool del_transient)
 {
 	struct swiotlb_pool *p = pool_of(&m->swiotlb, tlb_addr);
 	uint64_t idx, nslots, seg_end;
@@ -336,7 +395,7 @@ int swiotlb_unmap_slots(struct cvmg *m, uint64_t tlb_addr)
 	if (!nslots)
 		return -EINVAL;
 	m->n.sw_used -= nslots;
-	if (p->transient) {
+	if (p->transient && del_transient) {
 		pool_remove(&m->swiotlb, p);
 		atomic_pool_free(m, p->start, p->backing_bytes);
 		pool_free(p);
@@ -355,6 +414,16 @@ int swiotlb_unmap_slots(struct cvmg *m, uint64_t tlb_addr)
 	return 0;
 }
 
+int swiotlb_unmap_slots(struct cvmg *m, uint64_t tlb_addr)
+{
+	return release_slots(m, tlb_addr, true);
+}
+
+int swiotlb_free_slots(struct cvmg *m, uint64_t tlb_addr)
+{
+	return release_slots(m, tlb_addr, false);
+}
+
 /* swiotlb_dyn_alloc() -> swiotlb_alloc_pool(NULL, IO_TLB_MIN_SLABS,
  * default_nslabs, default_nareas, phys_limit, GFP_KERNEL) */
 int swiotlb_run_worker(struct cvmg *m)
@@ -362,7 +431,7 @@ int swiotlb_run_worker(struct cvmg *m)
 	struct swiotlb *s = &m->swiotlb;
 	uint64_t nslabs =
 		s->default_nslabs ? s->default_nslabs : IO_TLB_DEFAULT_SIZE >> IO_TLB_SHIFT;
-	uint64_t minslabs = m->cfg.mode == CVMG_MODE_RFC ? SZ_2M >> IO_TLB_SHIFT : IO_TLB_MIN_SLABS;
+	const uint64_t minslabs = IO_TLB_MIN_SLABS; /* also in RFC mode */
 	uint32_t nareas = s->default_nareas ? s->default_nareas : 1;
 	const uint64_t max_slabs = (PAGE_SZ >> IO_TLB_SHIFT) << MAX_ORDER;
 	struct swiotlb_pool *p;
@@ -382,13 +451,22 @@ int swiotlb_run_worker(struct cvmg *m)
 		order = get_order(bytes);
 		/* alloc_dma_pages(): buddy block, then decrypt PFN_UP(bytes) */
 		if (!buddy_alloc(&m->buddy, ZONE_DMA32, ZONE_DMA32, order, &pfn)) {
-			ret = set_memory(m, pfn << PAGE_SHIFT, ALIGN_UP(bytes, PAGE_SZ) / PAGE_SZ,
-					 false, CVMG_SITE_SWIOTLB_DYNAMIC);
+			uint64_t np = ALIGN_UP(bytes, PAGE_SZ) / PAGE_SZ;
+
+			ret = set_memory(m, pfn << PAGE_SHIFT, np, false,
+					 CVMG_SITE_SWIOTLB_DYNAMIC);
 			if (!ret)
 				break;
-			buddy_free(&m->buddy, pfn, order);
 			if (ret == -ENOTRECOVERABLE)
 				return ret;
+			/* "Intentional leak if pages cannot be encrypted again." */
+			ret = set_memory(m, pfn << PAGE_SHIFT, np, true, CVMG_SITE_SWIOTLB_DYNAMIC);
+			if (ret == -ENOTRECOVERABLE)
+				return ret;
+			if (!ret)
+				buddy_free(&m->buddy, pfn, order);
+			else
+				m->n.dma_leaked_pages += 1ULL << order;
 		}
 		if (nslabs <= minslabs) {
 			m->n.sw_growth_failures++;

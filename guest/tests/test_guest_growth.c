@@ -47,7 +47,8 @@ static uint64_t dma32_free_at_least(const struct cvmg_stats *st, unsigned order)
  * (~250k pages, so within 400k churn steps), reclaim frees scattered pages,
  * and no free block of order >= 9 is left in ZONE_DMA32. The 128 MiB pool
  * (8 % of 1 GiB, rounded up) full, a 256 KiB mapping schedules growth,
- * which wants 4 MiB then 2 MiB (RFC stops there) and fails. The transient
+ * which wants 4 MiB, 2 MiB, then 1 MiB (IO_TLB_MIN_SLABS; the model's RFC
+ * stopped at 2 MiB before issue 18) and fails. The transient
  * pool would come from the atomic pools, 128 KiB each on a 1 GiB guest
  * (1 GiB / 8192 < 32 pages -> the 128 KiB minimum): too small for 256 KiB,
  * so the mapping fails.

@@ -34,11 +34,12 @@ static uint64_t map_ok(struct cvmg *m, uint32_t dev, uint32_t cpu, uint64_t orig
 }
 
 /* A mapping is at most one 128-slot segment: 256 KiB fits, one byte more
- * cannot be placed anywhere; without dynamic SWIOTLB nothing grows. */
+ * cannot be placed anywhere; without dynamic SWIOTLB nothing grows. The
+ * odd-offset part is the pre-6.9 search (CVMG_F_SWIOTLB_OLD_ALIGN). */
 static void test_segment_limit(void **state)
 {
 	uint32_t dev;
-	struct cvmg *m = setup(0, 0, &dev);
+	struct cvmg *m = setup(CVMG_F_SWIOTLB_OLD_ALIGN, 0, &dev);
 	uint64_t tlb;
 
 	(void)state;
@@ -57,6 +58,34 @@ static void test_segment_limit(void **state)
 	 * never be bounced (v6.6 swiotlb_area_find_slots semantics). */
 	assert_int_equal(cvmg_dma_map(m, dev, 0, 0x100800, 256 * KiB, &tlb), -ENOMEM);
 	assert_int_equal(map_ok(m, dev, 0, 0x100800, 254 * KiB), POOL + 385 * 2048);
+	cvmg_destroy(m);
+}
+
+/* 6.12 (swiotlb_search_pool_area, since v6.9): without min_align_mask the
+ * slot is only page aligned for >= 4 KiB, orig_addr is not matched, so the
+ * 256 KiB buffer at an odd 2 KiB offset takes a whole segment. The old
+ * model (v6.6 search only) refused it with -ENOMEM. Dynamic SWIOTLB or
+ * not, more than a segment is refused before growth is scheduled
+ * (swiotlb_find_slots); CVMG_F_SWIOTLB_GROW_ANY_SIZE schedules it first,
+ * as kernels before that check did (the old model always did). */
+static void test_odd_offset_and_oversize_612(void **state)
+{
+	uint32_t dev;
+	struct cvmg *m = setup(0, 0, &dev);
+	uint64_t tlb;
+
+	(void)state;
+	assert_int_equal(map_ok(m, dev, 0, 0x100800, 256 * KiB), POOL);
+	assert_int_equal(map_ok(m, dev, 0, 0x100800, 254 * KiB), POOL + 128 * 2048);
+	cvmg_destroy(m);
+	m = setup(CVMG_F_SWIOTLB_DYNAMIC, 0, &dev);
+	assert_int_equal(cvmg_dma_map(m, dev, 0, 0x100000, 256 * KiB + 1, &tlb), -ENOMEM);
+	assert_int_equal(get_stats(m).swiotlb_growth_attempts, 0);
+	cvmg_destroy(m);
+	m = setup(CVMG_F_SWIOTLB_DYNAMIC | CVMG_F_SWIOTLB_GROW_ANY_SIZE, 0, &dev);
+	assert_int_equal(cvmg_dma_map(m, dev, 0, 0x100000, 256 * KiB + 1, &tlb), -ENOMEM);
+	assert_int_equal(get_stats(m).swiotlb_growth_attempts, 1);
+	assert_int_equal(get_stats(m).swiotlb_dyn_pools, 1);
 	cvmg_destroy(m);
 }
 
@@ -165,6 +194,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_segment_limit),
+		cmocka_unit_test(test_odd_offset_and_oversize_612),
 		cmocka_unit_test(test_areas_next_fit),
 		cmocka_unit_test(test_page_alignment),
 		cmocka_unit_test(test_min_align_mask),

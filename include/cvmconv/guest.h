@@ -377,9 +377,12 @@ struct cvmg_stats {
 	 * MSR-protocol page state changes and kvm_init_platform()'s hypercalls; their
 	 * exits are also in `exits`, their calls in `conversions` */
 	uint64_t early_conversions, early_exits;
-	uint64_t bss_decrypted_start;		 /* .bss..decrypted (one PMD in the image) */
-	uint64_t bss_decrypted_unused_pages;	 /* its tail given back at free_initmem() */
-	uint64_t swiotlb_transient_leaked_bytes; /* swiotlb_free() of a transient pool */
+	uint64_t bss_decrypted_start;		/* .bss..decrypted (one PMD in the image) */
+	uint64_t bss_decrypted_unused_pages;	/* its tail given back at free_initmem() */
+	uint64_t swiotlb_transient_stale_pools; /* transient pools that served a coherent
+	                                         * allocation: dma_direct_free() gave the
+	                                         * memory back to the atomic pool, the
+	                                         * pool itself is never deleted */
 };
 
 /**
