@@ -145,7 +145,13 @@ int layout_init(struct cvmg *m)
 
 	memset(l, 0, sizeof(*l));
 	l->lowmem = c->lowmem_size;
-	l->total = c->ram_size;
+	/* memblock_phys_mem_size(): the e820 RAM entries only — without the ISA
+	 * hole [640 KiB, 1 MiB) and the firmware area (ACPI tables and runtime
+	 * data, e820 reserved/ACPI); arch/x86/mm/mem_encrypt.c sizes the boot
+	 * SWIOTLB pool from it */
+	l->total = c->ram_size - (SZ_1M - 0xa0000) - c->fw_reserved;
+	if (c->flags & CVMG_F_SWIOTLB_TOTAL_RAM)
+		l->total = c->ram_size;
 	l->ram[l->nram++] = (struct range){ 0, l->lowmem };
 	if (c->ram_size > l->lowmem)
 		l->ram[l->nram++] = (struct range){ SZ_4G, SZ_4G + c->ram_size - l->lowmem };

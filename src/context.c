@@ -314,8 +314,9 @@ int cvmconv_add_region(struct cvmconv *c, const struct cvmconv_region *r_in)
 	}
 	if (!err && private) {
 		COUNT(c, attr_updates, 1);
-		err = r->inplace ? inplace_set(c, r, 0, r->npages, true, false)
-				 : op_set_memory_attributes(c, in.gpa, in.size, CVMCONV_ATTR_PRIVATE);
+		err = r->inplace
+			      ? inplace_set(c, r, 0, r->npages, true, false)
+			      : op_set_memory_attributes(c, in.gpa, in.size, CVMCONV_ATTR_PRIVATE);
 	}
 	if (!err) {
 		memmove(&c->regions[idx + 1], &c->regions[idx],

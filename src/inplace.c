@@ -78,16 +78,18 @@ NOINLINE static void busy_failed(struct cvmconv *c, const struct region *r, uint
 			  "in-place conversion of gpa 0x%llx size 0x%llx to %s: guest_memfd "
 			  "offset 0x%llx (gpa 0x%llx) still has host references after %u "
 			  "tries (a mapping or pin: vhost, VFIO, a VMM thread); rolling back",
-			  (unsigned long long)gpa, (unsigned long long)((to - from) << PAGE_SHIFT_4K),
+			  (unsigned long long)gpa,
+			  (unsigned long long)((to - from) << PAGE_SHIFT_4K),
 			  to_private ? "private" : "shared", (unsigned long long)error_offset,
 			  (unsigned long long)(error_offset - r->gmem_offset + r->gpa), tries);
 	else
-		log_guest(c, LOG_ERR,
-			  "in-place conversion of gpa 0x%llx size 0x%llx to %s: a page still "
-			  "has host references after %u tries (error_offset 0x%llx outside "
-			  "the range); rolling back",
-			  (unsigned long long)gpa, (unsigned long long)((to - from) << PAGE_SHIFT_4K),
-			  to_private ? "private" : "shared", tries, (unsigned long long)error_offset);
+		log_guest(
+			c, LOG_ERR,
+			"in-place conversion of gpa 0x%llx size 0x%llx to %s: a page still "
+			"has host references after %u tries (error_offset 0x%llx outside "
+			"the range); rolling back",
+			(unsigned long long)gpa, (unsigned long long)((to - from) << PAGE_SHIFT_4K),
+			to_private ? "private" : "shared", tries, (unsigned long long)error_offset);
 }
 
 int inplace_set(struct cvmconv *c, struct region *r, uint64_t from, uint64_t to, bool to_private,

@@ -181,9 +181,9 @@ struct region {
 	 * struct sides are empty (nothing to punch, nothing held twice) */
 	bool inplace;
 	int gmem_fd;
-	uint64_t gmem_offset;	/* file offset of @gpa */
-	uint64_t content_mode;	/* CVMCONV_CONTENT_* for conversions */
-	uint64_t steps;	   /* tracker walks and updates of requests, under @lock */
+	uint64_t gmem_offset;  /* file offset of @gpa */
+	uint64_t content_mode; /* CVMCONV_CONTENT_* for conversions */
+	uint64_t steps;	       /* tracker walks and updates of requests, under @lock */
 	struct tracker tr;
 	struct side shared, private_;
 };
@@ -288,11 +288,11 @@ struct cvmconv {
 	int vm_fd;
 	uint64_t granule;
 	enum cvmconv_unaligned unaligned;
-	bool defer_punch;	/* CVMCONV_DEFER_PUNCH: stale memory waits for flush */
-	bool gmem_attributes;	/* CVMCONV_GMEM_ATTRIBUTES: no per-VM attributes */
-	uint32_t inplace_retries; /* tries after an -EAGAIN of an in-place update */
+	bool defer_punch;	   /* CVMCONV_DEFER_PUNCH: stale memory waits for flush */
+	bool gmem_attributes;	   /* CVMCONV_GMEM_ATTRIBUTES: no per-VM attributes */
+	uint32_t inplace_retries;  /* tries after an -EAGAIN of an in-place update */
 	_Atomic uint32_t ninplace; /* in-place regions registered */
-	struct cvmconv_ops ops; /* the VMM's; NULL members: kernel ops (kvm.c) */
+	struct cvmconv_ops ops;	   /* the VMM's; NULL members: kernel ops (kvm.c) */
 	void *ops_opaque;
 	void (*log_fn)(void *opaque, int level, const char *msg);
 	void *log_opaque;
@@ -350,8 +350,7 @@ static inline int op_set_gmem_attributes(struct cvmconv *c, int gmem_fd, uint64_
 	if (c->ops.set_gmem_attributes)
 		return c->ops.set_gmem_attributes(c->ops_opaque, gmem_fd, offset, size, attributes,
 						  flags, error_offset);
-	return kvm_set_gmem_attributes(c, gmem_fd, offset, size, attributes, flags,
-				       error_offset);
+	return kvm_set_gmem_attributes(c, gmem_fd, offset, size, attributes, flags, error_offset);
 }
 
 static inline int op_punch(struct cvmconv *c, int fd, uint64_t offset, uint64_t len)

@@ -203,8 +203,8 @@ uint64_t kvm_gmem_content_modes(int vm_fd)
 	    ((uint64_t)attrs & ~KVM_MEMORY_ATTRIBUTE_PRIVATE))
 		return 0;
 	modes = check_extension(vm_fd, KVM_CAP_MEMORY_ATTRIBUTES2_FLAGS);
-	if (modes <= 0 ||
-	    ((uint64_t)modes & ~(KVM_SET_MEMORY_ATTRIBUTES2_ZERO | KVM_SET_MEMORY_ATTRIBUTES2_PRESERVE)))
+	if (modes <= 0 || ((uint64_t)modes & ~(KVM_SET_MEMORY_ATTRIBUTES2_ZERO |
+					       KVM_SET_MEMORY_ATTRIBUTES2_PRESERVE)))
 		return 0;
 	return (uint64_t)modes;
 }

@@ -89,17 +89,20 @@ enum site {
 	S_KVM_FALLOCATE,
 	S_KVM_MADVISE,
 	S_ALLOC_SHARED,
+	S_GMEM_FWD,
+	S_GMEM_ROLLBACK,
 	S_ALLOC,
 	S_COUNT
 };
 
 static const char *const site_names[S_COUNT] = {
-	"attr update, forward",	    "attr update, rollback",
-	"attr update, add_region",  "punch 4 KiB (shmem)",
-	"punch huge (hugetlb)",	    "punch in flush",
-	"madvise (shared_hva)",	    "kvm.c ioctl",
-	"kvm.c fallocate",	    "kvm.c madvise",
-	"alloc shared (fallocate)", "malloc/calloc/realloc",
+	"attr update, forward",	     "attr update, rollback",
+	"attr update, add_region",   "punch 4 KiB (shmem)",
+	"punch huge (hugetlb)",	     "punch in flush",
+	"madvise (shared_hva)",	     "kvm.c ioctl",
+	"kvm.c fallocate",	     "kvm.c madvise",
+	"alloc shared (fallocate)",  "in-place update, forward",
+	"in-place update, rollback", "malloc/calloc/realloc",
 };
 
 static uint64_t injected[S_COUNT][NERR];
@@ -208,11 +211,12 @@ struct sched {
 	uint64_t calls;
 };
 
-enum kcall { K_PROBE, K_ATTR, K_FALLOCATE, K_MADVISE, K_COUNT };
+enum kcall { K_PROBE, K_ATTR, K_FALLOCATE, K_MADVISE, K_GMEM, K_COUNT };
 
 static struct {
 	int vm_fd;		 /* the fd the wrapped ioctl serves as a KVM VM */
 	struct fake_kvm *fake;	 /* its attribute state */
+	struct fake_gmem *gmem;	 /* the guest_memfd the wrapped ioctl serves */
 	struct sched s[K_COUNT]; /* only for calls on vm_fd / while armed */
 	bool armed;		 /* fallocate/madvise injection on */
 } kern = { .vm_fd = -2 };
@@ -244,6 +248,22 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 	va_start(ap, req);
 	arg = va_arg(ap, void *);
 	va_end(ap);
+	if (kern.gmem && fd == kern.gmem->fd && req == KVM_SET_MEMORY_ATTRIBUTES2) {
+		/* the in-place ioctl no kernel here has: the strict fake */
+		err = sched_next(&kern.s[K_GMEM]);
+		if (err) {
+			errno = err;
+			return -1;
+		}
+		alloc.in_fake++;
+		ret = fake_gmem_ioctl(kern.gmem, arg);
+		alloc.in_fake--;
+		if (ret) {
+			errno = -ret;
+			return -1;
+		}
+		return 0;
+	}
 	if (fd != kern.vm_fd)
 		return __real_ioctl(fd, req, arg);
 	if (req == KVM_CHECK_EXTENSION) {
@@ -252,9 +272,13 @@ int __wrap_ioctl(int fd, unsigned long req, ...)
 			errno = err;
 			return -1;
 		}
-		return (uintptr_t)arg == KVM_CAP_MEMORY_ATTRIBUTES
-			       ? (int)KVM_MEMORY_ATTRIBUTE_PRIVATE
-			       : 0;
+		if ((uintptr_t)arg == KVM_CAP_MEMORY_ATTRIBUTES)
+			return (int)KVM_MEMORY_ATTRIBUTE_PRIVATE;
+		if ((uintptr_t)arg == KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES && kern.gmem)
+			return (int)KVM_MEMORY_ATTRIBUTE_PRIVATE;
+		if ((uintptr_t)arg == KVM_CAP_MEMORY_ATTRIBUTES2_FLAGS && kern.gmem)
+			return (int)kern.gmem->modes;
+		return 0;
 	}
 	if (req == KVM_SET_MEMORY_ATTRIBUTES) {
 		const struct kvm_memory_attributes *a = arg;
@@ -313,7 +337,9 @@ int __wrap_madvise(void *addr, size_t len, int advice)
 
 /* shared side: shmem fd, hugetlb fd, a MAP_SHARED shmem mapping given as
  * an address, or anonymous MAP_PRIVATE memory given as an address */
-enum backing { B_SHMEM, B_HUGE, B_HVA, B_ANON };
+/* B_INPLACE: an in-place region (CVMCONV_REGION_INPLACE, content mode
+ * PRESERVE) over a strict fake guest_memfd: one file for both sides */
+enum backing { B_SHMEM, B_HUGE, B_HVA, B_ANON, B_INPLACE };
 
 struct wregion {
 	uint64_t gpa;
@@ -323,6 +349,7 @@ struct wregion {
 	uint64_t shared_size;
 	bool priv[RPAGES];
 	bool written[2][RPAGES]; /* the side holds the test's pattern */
+	struct fake_gmem gmem;	 /* B_INPLACE */
 };
 
 struct world {
@@ -370,7 +397,25 @@ static int w_discard(void *opaque, void *hva, uint64_t len)
 	return err ? -err : fake_kvm_ops.discard_hva(&w->fake, hva, len);
 }
 
-static const struct cvmconv_ops w_ops = { w_attr, w_punch, w_discard, NULL };
+static int w_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64_t attrs,
+		  uint64_t flags, uint64_t *error_offset)
+{
+	struct world *w = opaque;
+	int err = sched_next(&w->s[FAKE_CALL_GMEM]), ret;
+
+	if (err) {
+		if (err == EAGAIN)
+			*error_offset = offset; /* the first page, as the kernel would */
+		return -err;
+	}
+	alloc.in_fake++;
+	ret = fake_kvm_ops.set_gmem_attributes(&w->fake, fd, offset, size, attrs, flags,
+					       error_offset);
+	alloc.in_fake--;
+	return ret;
+}
+
+static const struct cvmconv_ops w_ops = { w_attr, w_punch, w_discard, w_gmem };
 
 static int l_before(void *opaque, uint64_t gpa, uint64_t size, bool to_private)
 {
@@ -476,6 +521,29 @@ static void world_region(struct world *w, enum backing kind)
 	r->gpa = BASE + ri * RSIZE;
 	r->kind = kind;
 	r->shared_size = RSIZE;
+	if (kind == B_INPLACE) {
+		assert_int_equal(fake_gmem_init(&r->gmem, RSIZE,
+						CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE),
+				 0);
+		fake_kvm_attach_gmem(&w->fake, &r->gmem);
+		if (w->default_ops)
+			kern.gmem = &r->gmem;
+		r->shared_fd = -1;
+		r->private_fd = r->gmem.fd;
+		r->shared_map = r->private_map = r->gmem.map;
+		reg.flags |= CVMCONV_REGION_INPLACE;
+		reg.content_mode = CVMCONV_CONTENT_PRESERVE;
+		reg.gpa = r->gpa;
+		reg.size = RSIZE;
+		reg.private_fd = r->private_fd;
+		reg.shared_fd = -1;
+		reg.shared_hva = r->shared_map;
+		assert_int_equal(fake_kvm_add_region(&w->fake, w->c, &reg), 0);
+		w->nreg++;
+		for (uint64_t p = 0; p < RPAGES; p++)
+			write_live(w, ri, p);
+		return;
+	}
 	if (kind == B_ANON) {
 		r->shared_fd = -1;
 		r->shared_map = mmap(NULL, RSIZE, PROT_READ | PROT_WRITE,
@@ -524,6 +592,12 @@ static void world_free(struct world *w)
 {
 	cvmconv_destroy(w->c);
 	for (unsigned i = 0; i < w->nreg; i++) {
+		if (w->r[i].kind == B_INPLACE) {
+			if (kern.gmem == &w->r[i].gmem)
+				kern.gmem = NULL;
+			fake_gmem_fini(&w->r[i].gmem);
+			continue;
+		}
 		munmap(w->r[i].shared_map, w->r[i].shared_size);
 		munmap(w->r[i].private_map, RSIZE);
 		if (w->r[i].shared_fd >= 0)
@@ -632,6 +706,8 @@ static void check_allocation(struct world *w, uint64_t extra)
 		for (uint64_t p = 0; p < RPAGES; p++)
 			want += r->priv[p] || r->kind != B_HUGE ? SZ_4K : 0;
 		got += fd_allocated_bytes(r->private_fd);
+		if (r->kind == B_INPLACE)
+			continue; /* one file: every page once */
 		if (r->kind == B_ANON)
 			got += resident_bytes(r->shared_map, RSIZE);
 		else if (r->kind != B_HUGE)
@@ -1590,6 +1666,7 @@ static const char *const callees[] = {
 	"op_set_memory_attributes",
 	"op_punch",
 	"op_discard_hva",
+	"op_set_gmem_attributes",
 	"ioctl",
 	"fallocate",
 	"madvise",
@@ -1603,6 +1680,222 @@ static const char *const callees[] = {
 	"strndup",
 	"asprintf",
 };
+
+/* ---- in-place regions: KVM_SET_MEMORY_ATTRIBUTES2 forward and rollback ---- */
+
+/* R0 two-backing (shmem), R1 in place: a request over the second extent of
+ * R0 and the first of R1 is one run and two kernel calls, the VM-wide
+ * update, then the guest_memfd one, which fails with @err (@persistent:
+ * every try). */
+static void gmem_forward_case(enum entry e, int err, bool persistent)
+{
+	struct world *w = world_get();
+	const uint64_t gpa = BASE + SZ_2M, size = RSIZE;
+	struct cvmconv_stats before, after;
+	uint64_t hc, vm_calls;
+	int ret;
+
+	world_ctx(w, false);
+	world_region(w, B_SHMEM);
+	world_region(w, B_INPLACE);
+	before = stats(w);
+	vm_calls = w->fake.calls[FAKE_CALL_ATTR];
+	w->befores = w->afters_ok = w->afters_cancel = 0;
+	sched_set(&w->s[FAKE_CALL_GMEM], &err, 1, persistent);
+	ret = request(w, e, gpa, size, true, &hc);
+	injected[S_GMEM_FWD][err_index(err)]++;
+	after = stats(w);
+	assert_int_equal(w->befores, 1); /* listeners heard the range first */
+	if (err == EAGAIN && !persistent) {
+		/* one busy answer: tried again, and done */
+		assert_int_equal(ret, 0);
+		if (entry_has_hc(e))
+			assert_int_equal(hc, 0);
+		assert_int_equal(after.gmem_busy_retries - before.gmem_busy_retries, 1);
+		assert_int_equal(after.gmem_busy_failures, before.gmem_busy_failures);
+		assert_int_equal(w->afters_ok, 1);
+		model_set(w, gpa, size, true);
+		write_converted(w, gpa, size);
+		check_world(w);
+		world_free(w);
+		return;
+	}
+	assert_int_equal(ret, -err);
+	if (entry_has_hc(e))
+		assert_int_equal(hc, HC(CVMCONV_KVM_EFAULT));
+	/* the VM-wide piece was applied, then set back */
+	assert_int_equal(w->fake.calls[FAKE_CALL_ATTR] - vm_calls, 2);
+	if (err == EAGAIN) {
+		assert_int_equal(after.gmem_busy_retries - before.gmem_busy_retries,
+				 CVMCONV_INPLACE_RETRIES);
+		assert_int_equal(after.gmem_busy_failures - before.gmem_busy_failures, 1);
+	}
+	assert_int_equal(after.to_private_bytes, before.to_private_bytes);
+	assert_int_equal(after.broken, 0);
+	assert_int_equal(after.double_alloc_bytes, 0);
+	assert_int_equal(w->afters_cancel, 1);
+	assert_int_equal(w->afters_ok, 0);
+	check_world(w);
+	check_allocation(w, 0);
+	/* nothing half done: the same request goes through now */
+	sched_set(&w->s[FAKE_CALL_GMEM], NULL, 0, false);
+	assert_int_equal(request(w, e, gpa, size, true, &hc), 0);
+	model_set(w, gpa, size, true);
+	write_converted(w, gpa, size);
+	check_world(w);
+	assert_int_equal(fake_kvm_mismatches(&w->fake, w->c, BASE, 2 * RSIZE), 0);
+	world_free(w);
+}
+
+static void test_gmem_forward(void **state)
+{
+	(void)state;
+	for (unsigned i = 0; i < NERR; i++)
+		for (int persistent = 0; persistent < 2; persistent++)
+			gmem_forward_case(E_MAP, errnos[i], persistent);
+	for (unsigned e = 0; e < E_COUNT; e++)
+		gmem_forward_case((enum entry)e, errnos[(e + 1) % NERR], e & 1);
+}
+
+/* R0 in place, R1 two-backing: the guest_memfd piece goes first and is
+ * applied; the VM-wide piece fails with @fwd_err; setting the first piece
+ * back fails with @back_err. A busy page in the rollback is tried again;
+ * any other failure leaves the attributes unknown: broken. */
+static void gmem_rollback_case(enum entry e, int fwd_err, int back_err)
+{
+	struct world *w = world_get();
+	const uint64_t gpa = BASE + SZ_2M, size = RSIZE;
+	struct cvmconv_stats st;
+	uint64_t hc;
+	int ret, gm_errs[2] = { 0, back_err };
+
+	world_ctx(w, false);
+	world_region(w, B_INPLACE);
+	world_region(w, B_SHMEM);
+	sched_set(&w->s[FAKE_CALL_ATTR], &fwd_err, 1, false);
+	sched_set(&w->s[FAKE_CALL_GMEM], gm_errs, 2, false);
+	ret = request(w, e, gpa, size, true, &hc);
+	injected[S_ATTR_FWD][err_index(fwd_err)]++;
+	injected[S_GMEM_ROLLBACK][err_index(back_err)]++;
+	st = stats(w);
+	if (entry_has_hc(e))
+		assert_int_equal(hc, HC(CVMCONV_KVM_EFAULT));
+	if (back_err == EAGAIN) {
+		assert_int_equal(ret, -fwd_err);
+		assert_int_equal(st.broken, 0);
+		assert_int_equal(st.gmem_busy_retries, 1);
+		check_world(w);
+		assert_int_equal(fake_kvm_mismatches(&w->fake, w->c, BASE, 2 * RSIZE), 0);
+	} else {
+		assert_int_equal(ret, -ENOTRECOVERABLE);
+		assert_int_equal(st.broken, 1);
+		assert_int_equal(request(w, E_MAP, BASE, SZ_4K, true, &hc), -ENOTRECOVERABLE);
+	}
+	assert_int_equal(st.punches, 0);
+	/* whatever the attributes, no page lost its data (PRESERVE region) */
+	for (unsigned ri = 0; ri < 2; ri++)
+		for (uint64_t p = 0; p < RPAGES; p++)
+			assert_true(
+				pattern_check(side_map(&w->r[ri], false), p, seed_of(ri, false)));
+	world_free(w);
+}
+
+static void test_gmem_rollback(void **state)
+{
+	(void)state;
+	for (unsigned i = 0; i < NERR; i++)
+		for (unsigned j = 0; j < NERR; j++)
+			gmem_rollback_case(E_MAP, errnos[i], errnos[j]);
+	for (unsigned e = 0; e < E_COUNT; e++)
+		gmem_rollback_case((enum entry)e, errnos[e % NERR], errnos[(e + 2) % NERR]);
+}
+
+/* The default in-place op: KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd
+ * (the wrapped ioctl serves the strict fake), its probe at add_region and
+ * the capability reads of the content modes. */
+static void test_default_ops_gmem(void **state)
+{
+	(void)state;
+	for (unsigned i = 0; i < NERR; i++) {
+		int err = errnos[i];
+
+		/* the probe: EINTR is retried, EINVAL is how a kernel with
+		 * the ioctl answers a zero-size call, anything else stops */
+		for (int what = 0; what < 2; what++) {
+			struct world *w = world_get();
+			struct wregion *r = &w->r[0];
+			int fd = dummy_vm_fd(), want;
+			struct cvmconv_region reg = { .sz = sizeof(reg),
+						      .gpa = BASE,
+						      .size = RSIZE,
+						      .shared_fd = -1,
+						      .flags = CVMCONV_REGION_INPLACE,
+						      .unaligned = -1,
+						      .content_mode = CVMCONV_CONTENT_PRESERVE };
+
+			world_ctx(w, true);
+			assert_int_equal(fake_gmem_init(&r->gmem, RSIZE, CVMCONV_CONTENT_PRESERVE),
+					 0);
+			kern.gmem = &r->gmem;
+			reg.private_fd = r->gmem.fd;
+			if (what == 0) {
+				sched_set(&kern.s[K_GMEM], &err, 1, false);
+				want = err == EINTR || err == EINVAL ? 0 : -err;
+			} else {
+				/* capability read fails: no mode can be trusted */
+				sched_set(&kern.s[K_PROBE], &err, 1, false);
+				want = err == EINTR ? 0 : -EOPNOTSUPP;
+			}
+			assert_int_equal(cvmconv_add_region(w->c, &reg), want);
+			injected[S_KVM_IOCTL][i]++;
+			assert_int_equal(stats(w).guest_bytes, want ? 0 : RSIZE);
+			kern.gmem = NULL;
+			fake_gmem_fini(&r->gmem);
+			world_free(w);
+			close(fd);
+			kern.vm_fd = -2;
+		}
+		/* the conversion */
+		for (int persistent = 0; persistent < 2; persistent++) {
+			struct world *w = world_get();
+			int fd = dummy_vm_fd();
+			bool absorbed = !persistent && (err == EINTR || err == EAGAIN);
+			struct cvmconv_stats st;
+			uint64_t hc;
+			int ret;
+
+			world_ctx(w, true);
+			world_region(w, B_INPLACE);
+			sched_set(&kern.s[K_GMEM], &err, 1, persistent);
+			ret = request(w, E_MAP, BASE, SZ_2M, true, &hc);
+			injected[S_KVM_IOCTL][i]++;
+			st = stats(w);
+			if (absorbed) {
+				assert_int_equal(ret, 0);
+				assert_int_equal(hc, 0);
+				/* EINTR by kvm.c, EAGAIN by the library (counted) */
+				assert_int_equal(st.gmem_busy_retries, err == EAGAIN);
+				model_set(w, BASE, SZ_2M, true);
+				write_converted(w, BASE, SZ_2M);
+			} else {
+				assert_int_equal(ret, -err);
+				assert_int_equal(hc, HC(CVMCONV_KVM_EFAULT));
+				if (err == EAGAIN)
+					assert_int_equal(st.gmem_busy_failures, 1);
+				/* persistent EINTR gives up, bounded */
+				if (err == EINTR)
+					assert_true(kern.s[K_GMEM].calls > 1 &&
+						    kern.s[K_GMEM].calls <= 100000);
+			}
+			check_world(w);
+			assert_int_equal(st.punches, 0);
+			assert_int_equal(st.double_alloc_bytes, 0);
+			world_free(w);
+			close(fd);
+			kern.vm_fd = -2;
+		}
+	}
+}
 
 /* Every call site and the test that injects failures there. */
 static const struct call_site {
@@ -1619,6 +1912,11 @@ static const struct call_site {
 	{ "backing.c", "punch_call", "op_discard_hva", 1, "test_discard_hva, test_flush_failure" },
 	{ "kvm.c", "kvm_set_memory_attributes", "ioctl", 1, "test_default_ops_attr" },
 	{ "kvm.c", "kvm_probe_private_attribute", "ioctl", 1, "test_default_ops_probe" },
+	{ "kvm.c", "kvm_set_gmem_attributes", "ioctl", 1, "test_default_ops_gmem" },
+	{ "kvm.c", "kvm_probe_gmem_attributes2", "ioctl", 1, "test_default_ops_gmem" },
+	{ "kvm.c", "check_extension", "ioctl", 1, "test_default_ops_gmem (content modes)" },
+	{ "inplace.c", "gmem_call", "op_set_gmem_attributes", 1,
+	  "test_gmem_forward, test_gmem_rollback" },
 	{ "kvm.c", "kvm_punch", "fallocate", 1, "test_default_ops_punch_madvise" },
 	{ "kvm.c", "kvm_discard_hva", "madvise", 1, "test_default_ops_punch_madvise" },
 	{ "kvm.c", "kvm_allocate", "fallocate", 1, "test_alloc_shared" },
@@ -1874,6 +2172,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_punch_huge, teardown_worlds),
 		cmocka_unit_test_teardown(test_default_ops_probe, teardown_worlds),
 		cmocka_unit_test_teardown(test_default_ops_attr, teardown_worlds),
+		cmocka_unit_test_teardown(test_gmem_forward, teardown_worlds),
+		cmocka_unit_test_teardown(test_gmem_rollback, teardown_worlds),
+		cmocka_unit_test_teardown(test_default_ops_gmem, teardown_worlds),
 		cmocka_unit_test_teardown(test_default_ops_punch_madvise, teardown_worlds),
 		cmocka_unit_test_teardown(test_alloc_shared, teardown_worlds),
 		cmocka_unit_test_teardown(test_alloc_create, teardown_worlds),

@@ -107,8 +107,9 @@ static void test_boot_sites(void **state)
 	cvmg_destroy(m);
 }
 
-/* RFC with the exact (not power-of-two) size: 1066 MiB asks 85.5 MiB,
- * placed 2 MiB aligned, but 85.5 MiB is not a 2 MiB multiple: flagged. */
+/* RFC with the exact (not power-of-two) size: 1066 MiB asks 85.5 MiB (8 % of
+ * all RAM: CVMG_F_SWIOTLB_TOTAL_RAM), placed 2 MiB aligned, but 85.5 MiB is
+ * not a 2 MiB multiple: flagged. */
 static void test_rfc_exact_size_flagged(void **state)
 {
 	struct cvmg_config c = test_config(1066 * MiB, 1, CVMG_MODE_RFC, CVMG_PLATFORM_TDX, NULL);
@@ -116,7 +117,7 @@ static void test_rfc_exact_size_flagged(void **state)
 	struct cvmg_unaligned r;
 
 	(void)state;
-	c.flags = CVMG_F_SWIOTLB_EXACT_SIZE;
+	c.flags = CVMG_F_SWIOTLB_EXACT_SIZE | CVMG_F_SWIOTLB_TOTAL_RAM;
 	m = make_model(&c, 1);
 	assert_int_equal(get_stats(m).unaligned_by_site[CVMG_SITE_SWIOTLB_BOOT], 1);
 	r = rec_at(m, 0);

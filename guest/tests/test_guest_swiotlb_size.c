@@ -7,6 +7,9 @@
  * area of 0x1711000 bytes at the top of low RAM, the memmap (2 MiB per
  * 128 MiB section) top-down from the top of RAM, then the pool top-down
  * below 4 GiB.
+ * The size cases below are percentages of all RAM (CVMG_F_SWIOTLB_TOTAL_RAM,
+ * set by boot_pool()); test_memblock_phys_mem_size shows the default, which
+ * takes them of memblock_phys_mem_size() as arch/x86/mm/mem_encrypt.c does.
  */
 #include "guest_test_util.h"
 
@@ -21,11 +24,41 @@ static uint64_t boot_pool(uint64_t ram, enum cvmg_mode mode, uint32_t flags, str
 	struct cvmg_config c = test_config(ram, 1, mode, CVMG_PLATFORM_TDX, NULL);
 	struct cvmg *m;
 
-	c.flags = flags;
+	c.flags = flags | CVMG_F_SWIOTLB_TOTAL_RAM;
 	m = make_model(&c, 1);
 	*out = get_stats(m);
 	cvmg_destroy(m);
 	return out->swiotlb_boot_bytes;
+}
+
+/*
+ * "Also" item of issue 18: mem_encrypt_setup_arch() takes 6 % of
+ * memblock_phys_mem_size(), the e820 RAM: RAM less the ISA hole (384 KiB)
+ * and the firmware area (0x1711000). The exact-size threshold above 64 MiB
+ * moves from 1066/1067 MiB (6 % of all RAM, the old model) to 1090/1091 MiB:
+ * 1067 MiB now gets 64 MiB, 1091 MiB gets 64.25 MiB.
+ */
+static void test_memblock_phys_mem_size(void **state)
+{
+	static const uint64_t ram[3] = { 1067 * MiB, 1090 * MiB, 1091 * MiB };
+	static const uint64_t want[3] = { 64 * MiB, 64 * MiB, 32896 * 2048 };
+	struct cvmg_stats st;
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		struct cvmg_config c =
+			test_config(ram[i], 1, CVMG_MODE_LEGACY, CVMG_PLATFORM_TDX, NULL);
+		struct cvmg *m;
+
+		c.flags = CVMG_F_SWIOTLB_EXACT_SIZE;
+		m = make_model(&c, 1);
+		st = get_stats(m);
+		assert_int_equal(st.swiotlb_boot_bytes, want[i]);
+		cvmg_destroy(m);
+	}
+	/* the old sizing, all RAM: 1067 MiB -> 64.25 MiB */
+	assert_int_equal(boot_pool(1067 * MiB, CVMG_MODE_LEGACY, CVMG_F_SWIOTLB_EXACT_SIZE, &st),
+			 32896 * 2048);
 }
 
 /*
@@ -167,9 +200,9 @@ static void test_boot_conversion(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_legacy_sizes),	cmocka_unit_test(test_rfc_sizes),
-		cmocka_unit_test(test_alignment),	cmocka_unit_test(test_areas),
-		cmocka_unit_test(test_boot_conversion),
+		cmocka_unit_test(test_legacy_sizes), cmocka_unit_test(test_rfc_sizes),
+		cmocka_unit_test(test_alignment),    cmocka_unit_test(test_memblock_phys_mem_size),
+		cmocka_unit_test(test_areas),	     cmocka_unit_test(test_boot_conversion),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

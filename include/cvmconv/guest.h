@@ -97,22 +97,26 @@ enum cvmg_site {
 #define CVMG_F_NO_GBPAGES (1u << 5)	    /* direct map without 1 GiB leaves */
 #define CVMG_F_NO_EARLY_PERCPU (1u << 6)    /* skip the early per-CPU shared pages */
 #define CVMG_F_NO_BSS_DECRYPTED (1u << 7)   /* skip the .bss..decrypted section's exits */
-/* Kernel-version switches; the default (flag clear) is Linux 6.12. */
-#define CVMG_F_AP_NEEDS_NORMAL \
-	(1u << 8) /* newer kernel/dma/pool.c: the kernel atomic pool
-                                             * only when ZONE_NORMAL has managed pages */
-#define CVMG_F_SWIOTLB_GROW_ANY_SIZE \
-	(1u << 9) /* swiotlb_find_slots() without its
-                                                * 256 KiB check (older kernels): a larger
-                                                * request schedules growth first */
-#define CVMG_F_SWIOTLB_OLD_ALIGN \
-	(1u << 10) /* pre-6.9 slot search: orig_addr matched under
-                                             * the page mask too (not min_align_mask only) */
+/*
+ * Kernel-version switches; the default (flag clear) is Linux 6.12.
+ * CVMG_F_AP_NEEDS_NORMAL: newer kernel/dma/pool.c, the kernel atomic pool
+ *   only when ZONE_NORMAL has managed pages (has_managed_zone).
+ * CVMG_F_SWIOTLB_GROW_ANY_SIZE: swiotlb_find_slots() without its 256 KiB
+ *   check (older kernels): a larger request schedules growth first.
+ * CVMG_F_SWIOTLB_OLD_ALIGN: the pre-6.9 slot search, orig_addr matched
+ *   under the page mask too (not under min_align_mask only).
+ * CVMG_F_SWIOTLB_TOTAL_RAM: the boot pool sized from all RAM instead of
+ *   memblock_phys_mem_size() (what the model did before issue 18).
+ */
+#define CVMG_F_AP_NEEDS_NORMAL (1u << 8)
+#define CVMG_F_SWIOTLB_GROW_ANY_SIZE (1u << 9)
+#define CVMG_F_SWIOTLB_OLD_ALIGN (1u << 10)
+#define CVMG_F_SWIOTLB_TOTAL_RAM (1u << 11)
 #define CVMG_F_ALL                                                                                \
 	(CVMG_F_SWIOTLB_DYNAMIC | CVMG_F_SWIOTLB_EXACT_SIZE | CVMG_F_CHECKER_ENFORCE |            \
 	 CVMG_F_TDX_SPLIT_ALIGNED | CVMG_F_SHUFFLE | CVMG_F_NO_GBPAGES | CVMG_F_NO_EARLY_PERCPU | \
 	 CVMG_F_NO_BSS_DECRYPTED | CVMG_F_AP_NEEDS_NORMAL | CVMG_F_SWIOTLB_GROW_ANY_SIZE |        \
-	 CVMG_F_SWIOTLB_OLD_ALIGN)
+	 CVMG_F_SWIOTLB_OLD_ALIGN | CVMG_F_SWIOTLB_TOTAL_RAM)
 
 /*
  * The VMM side of one exit: @gpa, @npages (4 KiB units, also for 2 MiB

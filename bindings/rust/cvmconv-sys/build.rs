@@ -23,7 +23,12 @@ use std::process::Command;
 const STRUCTS: &[(&str, &[&str])] = &[
     (
         "cvmconv_ops",
-        &["set_memory_attributes", "punch", "discard_hva"],
+        &[
+            "set_memory_attributes",
+            "punch",
+            "discard_hva",
+            "set_gmem_attributes",
+        ],
     ),
     (
         "cvmconv_config",
@@ -37,6 +42,7 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "log",
             "log_opaque",
             "flags",
+            "inplace_retries",
         ],
     ),
     (
@@ -52,6 +58,7 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "shared_hva",
             "flags",
             "unaligned",
+            "content_mode",
         ],
     ),
     (
@@ -83,6 +90,8 @@ const STRUCTS: &[(&str, &[&str])] = &[
             "broken",
             "bookkeeping_steps",
             "shared_alloc_failures",
+            "gmem_busy_retries",
+            "gmem_busy_failures",
         ],
     ),
 ];
@@ -110,9 +119,16 @@ const CONSTANTS: &[&str] = &[
     "CVMCONV_UNALIGNED_REJECT",
     "CVMCONV_DEFER_PUNCH",
     "CVMCONV_DEFER_RANGES",
+    "CVMCONV_GMEM_ATTRIBUTES",
+    "CVMCONV_INPLACE_RETRIES",
+    "CVMCONV_INPLACE_RETRIES_MAX",
     "CVMCONV_REGION_PRIVATE",
     "CVMCONV_REGION_ATTRS_ONLY",
     "CVMCONV_REGION_ALLOC_SHARED",
+    "CVMCONV_REGION_INPLACE",
+    "CVMCONV_CONTENT_UNSPECIFIED",
+    "CVMCONV_CONTENT_ZERO",
+    "CVMCONV_CONTENT_PRESERVE",
     "CVMCONV_LISTENER_REPLAY",
     "CVMCONV_MAX_LISTENERS",
     "CVMCONV_BATCH_GUEST",

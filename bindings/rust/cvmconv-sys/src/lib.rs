@@ -52,11 +52,20 @@ pub const CVMCONV_UNALIGNED_REJECT: cvmconv_unaligned = 2;
 /// `cvmconv_config.flags`.
 pub const CVMCONV_DEFER_PUNCH: u32 = 1 << 0;
 pub const CVMCONV_DEFER_RANGES: u32 = 32;
+pub const CVMCONV_GMEM_ATTRIBUTES: u32 = 1 << 4;
+pub const CVMCONV_INPLACE_RETRIES: u32 = 4;
+pub const CVMCONV_INPLACE_RETRIES_MAX: u32 = 64;
 
 /// `cvmconv_region.flags`.
 pub const CVMCONV_REGION_PRIVATE: u32 = 1 << 0;
 pub const CVMCONV_REGION_ATTRS_ONLY: u32 = 1 << 1;
 pub const CVMCONV_REGION_ALLOC_SHARED: u32 = 1 << 2;
+pub const CVMCONV_REGION_INPLACE: u32 = 1 << 3;
+
+/// `cvmconv_region.content_mode` (`KVM_SET_MEMORY_ATTRIBUTES2` flags).
+pub const CVMCONV_CONTENT_UNSPECIFIED: u64 = 0;
+pub const CVMCONV_CONTENT_ZERO: u64 = 1 << 0;
+pub const CVMCONV_CONTENT_PRESERVE: u64 = 1 << 1;
 
 /// `cvmconv_listener.flags`.
 pub const CVMCONV_LISTENER_REPLAY: u32 = 1 << 0;
@@ -90,6 +99,18 @@ pub struct cvmconv_ops {
     >,
     pub discard_hva:
         Option<unsafe extern "C" fn(opaque: *mut c_void, hva: *mut c_void, len: u64) -> c_int>,
+    /// In-place regions: `KVM_SET_MEMORY_ATTRIBUTES2` on the guest_memfd.
+    pub set_gmem_attributes: Option<
+        unsafe extern "C" fn(
+            opaque: *mut c_void,
+            gmem_fd: c_int,
+            offset: u64,
+            size: u64,
+            attributes: u64,
+            flags: u64,
+            error_offset: *mut u64,
+        ) -> c_int,
+    >,
 }
 
 #[repr(C)]
@@ -104,6 +125,7 @@ pub struct cvmconv_config {
     pub log: Option<unsafe extern "C" fn(opaque: *mut c_void, level: c_int, msg: *const c_char)>,
     pub log_opaque: *mut c_void,
     pub flags: u32,
+    pub inplace_retries: u32,
 }
 
 #[repr(C)]
@@ -119,6 +141,7 @@ pub struct cvmconv_region {
     pub shared_hva: *mut c_void,
     pub flags: u32,
     pub unaligned: c_int,
+    pub content_mode: u64,
 }
 
 #[repr(C)]
@@ -174,6 +197,8 @@ pub struct cvmconv_stats {
     pub broken: u64,
     pub bookkeeping_steps: u64,
     pub shared_alloc_failures: u64,
+    pub gmem_busy_retries: u64,
+    pub gmem_busy_failures: u64,
 }
 
 extern "C" {

@@ -239,6 +239,7 @@ impl ConverterBuilder {
                 .map(|_| tramp_set_attr as _),
             punch: callbacks.punch.as_ref().map(|_| tramp_punch as _),
             discard_hva: callbacks.discard_hva.as_ref().map(|_| tramp_discard as _),
+            set_gmem_attributes: None,
         };
         let cfg = sys::cvmconv_config {
             sz: std::mem::size_of::<sys::cvmconv_config>(),
@@ -254,6 +255,7 @@ impl ConverterBuilder {
             } else {
                 0
             },
+            inplace_retries: 0,
         };
         let mut raw = ptr::null_mut();
         // SAFETY: cfg and ops are valid for the call (the library copies

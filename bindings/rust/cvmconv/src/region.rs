@@ -41,6 +41,7 @@ impl Region {
                 shared_hva: std::ptr::null_mut(),
                 flags: 0,
                 unaligned: -1,
+                content_mode: 0,
             },
         }
     }
