@@ -251,6 +251,28 @@ static int percpu_first_chunk(struct cvmg *m, uint64_t *base, uint64_t *unit)
 	return ret;
 }
 
+/* What the freed unit tails still hold after the model's own memblock
+ * allocations (the GHCB blocks take the highest) is treated as taken by the
+ * early memblock and slab allocations the model does not make (log buffer,
+ * hash tables, page tables, slab caches): reserved again, so the buddy
+ * allocator does not get a few small blocks that a real kernel would have
+ * used long before the first DMA allocation. */
+static int percpu_tails_taken(struct cvmg *m, uint64_t base, uint64_t u)
+{
+	uint64_t nunits = SZ_2M / u * ((m->cfg.cpus + SZ_2M / u - 1) / (SZ_2M / u));
+	int ret = 0;
+
+	for (uint64_t i = 0; !ret && i < nunits; i++) {
+		uint64_t b = base + i * u;
+
+		if (i >= m->cfg.cpus)
+			ret = layout_reserve(&m->layout, b, u);
+		else if (u > PCPU_SIZE_SUM)
+			ret = layout_reserve(&m->layout, b + PCPU_SIZE_SUM, u - PCPU_SIZE_SUM);
+	}
+	return ret;
+}
+
 static uint64_t bss_decrypted_start(const struct cvmg *m)
 {
 	uint64_t img = ALIGN_DOWN(MIN(m->cfg.kernel_size, KERNEL_IMAGE_MAX), SZ_2M);
@@ -407,6 +429,8 @@ int cvmg_boot(struct cvmg *m)
 		ret = percpu_first_chunk(m, &pcpu_base, &pcpu_unit);
 	if (!ret)
 		ret = boot_early_percpu(m, pcpu_base, pcpu_unit);
+	if (!ret)
+		ret = percpu_tails_taken(m, pcpu_base, pcpu_unit);
 	if (ret)
 		return ret;
 	ret = swiotlb_boot_reserve(m);

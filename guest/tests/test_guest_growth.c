@@ -119,10 +119,9 @@ static size_t eat_2m_blocks(struct cvmg *m, uint32_t dev, uint64_t *held, size_t
 	return n;
 }
 
-/* Then the free 1 MiB blocks that are left: the 1 MiB at the top of the
- * 1-CPU per-CPU first chunk's freed tail (pcpu_embed_first_chunk keeps
- * 256 KiB of its 2 MiB unit) and the one in .bss..decrypted's unused tail
- * (free_initmem). Kept until the model is destroyed. */
+/* Then the free 1 MiB blocks that are left: the one in .bss..decrypted's
+ * unused tail (free_initmem frees [62 MiB + 12 KiB, 64 MiB)), and any other.
+ * Kept until the model is destroyed. */
 static void eat_1m_blocks(struct cvmg *m, uint32_t dev)
 {
 	struct cvmg_stats st = get_stats(m);
