@@ -13,6 +13,12 @@
  * Punches are recorded, not executed, so the test needs no reserved huge
  * pages: an MFD_HUGETLB memfd reports its page size through fstatfs even
  * when no page was ever allocated.
+ *
+ * The in-place runs make some regions CVMCONV_REGION_INPLACE over the
+ * strict fake guest_memfd (tests/fake_gmem.h): there nothing is ever held
+ * twice or punched, and host references (pins) on random pages make
+ * conversions busy — transient ones must be absorbed by the retries,
+ * lasting ones must fail the request with -EAGAIN and change nothing.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -35,6 +41,8 @@
 struct model_region {
 	uint64_t gpa, size, shared_offset;
 	int shared_fd, private_fd;
+	bool inplace;
+	struct fake_gmem gmem;
 };
 
 struct model {
@@ -78,6 +86,13 @@ static int rec_discard(void *opaque, void *hva, uint64_t len)
 static int fwd_attrs(void *opaque, uint64_t gpa, uint64_t size, uint64_t attrs)
 {
 	return fake_kvm_ops.set_memory_attributes(opaque, gpa, size, attrs);
+}
+
+static int fwd_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64_t attrs,
+		    uint64_t flags, uint64_t *error_offset)
+{
+	return fake_kvm_ops.set_gmem_attributes(opaque, fd, offset, size, attrs, flags,
+						error_offset);
 }
 
 static uint64_t xs(uint64_t *s)
@@ -126,7 +141,7 @@ static void model_convert(uint64_t p0, uint64_t p1, bool to_private)
 		if (M->priv[p] == to_private)
 			continue;
 		M->priv[p] = to_private;
-		if (!to_private)
+		if (!to_private && !M->reg[r].inplace)
 			M->held_r[r][hpage_of(r, p)] = true; /* live on shared again */
 	}
 	/* stale shared huge pages touched by the range: freed when whole+all private */
@@ -150,7 +165,7 @@ static uint64_t model_double_alloc(void)
 	uint64_t pages = 0;
 	for (uint64_t p = 0; p < M->npages; p++) {
 		int r = region_of(p);
-		if (M->priv[p] && M->held_r[r][hpage_of(r, p)])
+		if (M->priv[p] && !M->reg[r].inplace && M->held_r[r][hpage_of(r, p)])
 			pages++;
 	}
 	return pages * SZ_4K;
@@ -188,6 +203,7 @@ static void check_punches(void)
 			if (pr->fd == M->reg[r].shared_fd || pr->fd == M->reg[r].private_fd)
 				break;
 		assert_true(r < NREG);
+		assert_false(M->reg[r].inplace); /* one file: nothing is ever stale */
 		bool shared = pr->fd == M->reg[r].shared_fd;
 		uint64_t file_base = shared ? M->reg[r].shared_offset : 0;
 		assert_true(pr->len > 0);
@@ -222,9 +238,10 @@ static void check_all(struct cvmconv *c)
 	check_punches();
 }
 
-static void run_model(uint64_t seed, unsigned steps)
+static void run_model(uint64_t seed, unsigned steps, unsigned inplace_mask)
 {
-	struct cvmconv_ops ops = { fwd_attrs, rec_punch, rec_discard, NULL };
+	struct cvmconv_ops ops = { fwd_attrs, rec_punch, rec_discard, fwd_gmem };
+	uint64_t busy_failures = 0;
 	struct cvmconv_config cfg;
 	struct cvmconv *c;
 	/* awkward geometry: base 2 MiB + 12 KiB; region sizes not multiples
@@ -249,6 +266,28 @@ static void run_model(uint64_t seed, unsigned steps)
 		mr->gpa = gpa;
 		mr->size = sizes[r];
 		mr->shared_offset = offs[r];
+		if (inplace_mask & (1u << r)) {
+			/* one guest_memfd for both sides, contents preserved */
+			mr->inplace = true;
+			assert_int_equal(
+				fake_gmem_init(&mr->gmem, sizes[r], CVMCONV_CONTENT_PRESERVE), 0);
+			fake_kvm_attach_gmem(&M->fake, &mr->gmem);
+			mr->shared_fd = mr->private_fd = -1;
+			struct cvmconv_region reg = {
+				.sz = sizeof(reg),
+				.gpa = gpa,
+				.size = sizes[r],
+				.private_fd = mr->gmem.fd,
+				.shared_fd = -1,
+				.shared_hva = mr->gmem.map,
+				.flags = CVMCONV_REGION_INPLACE,
+				.unaligned = -1,
+				.content_mode = CVMCONV_CONTENT_PRESERVE,
+			};
+			assert_int_equal(fake_kvm_add_region(&M->fake, c, &reg), 0);
+			gpa += sizes[r];
+			continue;
+		}
 		mr->shared_fd = cvmconv_memfd_create("model-shared", fsize, SZ_2M);
 		if (mr->shared_fd < 0)
 			FIXTURE_SKIP("no MFD_HUGETLB memfd with 2 MiB pages: %s",
@@ -275,7 +314,7 @@ static void run_model(uint64_t seed, unsigned steps)
 		M->held_n[r] = last - first + 1;
 		M->held_r[r] = malloc(M->held_n[r] * sizeof(bool));
 		for (uint64_t h = 0; h < M->held_n[r]; h++)
-			M->held_r[r][h] = true; /* shared region: all held at add */
+			M->held_r[r][h] = !M->reg[r].inplace; /* shared region: all held at add */
 	}
 	check_all(c);
 
@@ -306,9 +345,29 @@ static void run_model(uint64_t seed, unsigned steps)
 			p0 = 0;
 		if (p0 + n > M->npages)
 			n = M->npages - p0;
-		uint64_t ret = 1;
-		int err;
-		if (xs(&seed) % 4 == 0) {
+		uint64_t ret = 1, pin = UINT64_MAX;
+		bool busy = false;
+		int err, pr;
+		/* in-place runs: a host reference on a random shared page of an
+		 * in-place region, lasting for this step (1 in 8) or released
+		 * after at most CVMCONV_INPLACE_RETRIES refusals (1 in 8) */
+		if (inplace_mask && xs(&seed) % 4 == 0) {
+			uint64_t q = xs(&seed) % M->npages;
+			uint32_t release =
+				xs(&seed) % 2 ? 0 : 1 + xs(&seed) % CVMCONV_INPLACE_RETRIES;
+
+			pr = region_of(q);
+			if (M->reg[pr].inplace && !M->priv[q]) {
+				uint64_t off = M->base + q * SZ_4K - M->reg[pr].gpa;
+
+				assert_int_equal(
+					fake_gmem_pin(&M->reg[pr].gmem, off, SZ_4K, release), 0);
+				pin = q;
+				busy = !release && to_private && q >= p0 && q < p0 + n;
+			}
+		}
+		bool via_map = xs(&seed) % 4 != 0;
+		if (!via_map) {
 			err = cvmconv_convert(c, M->base + p0 * SZ_4K, n * SZ_4K, to_private);
 			ret = 0;
 		} else {
@@ -316,15 +375,45 @@ static void run_model(uint64_t seed, unsigned steps)
 				c, M->base + p0 * SZ_4K, n,
 				to_private ? CVMCONV_MAP_GPA_RANGE_ENCRYPTED : 0, &ret);
 		}
+		if (pin != UINT64_MAX) {
+			pr = region_of(pin);
+			fake_gmem_unpin(&M->reg[pr].gmem, M->base + pin * SZ_4K - M->reg[pr].gpa,
+					SZ_4K);
+		}
+		if (busy) {
+			/* nothing changed: not here, not in the other regions */
+			assert_int_equal(err, -EAGAIN);
+			/* a guest hears -KVM_EFAULT should the VMM re-enter
+			 * (cvmconv_convert() has no guest: ret stays 0) */
+			assert_int_equal(ret, via_map ? (uint64_t)-CVMCONV_KVM_EFAULT : 0);
+			busy_failures++;
+			check_all(c);
+			continue;
+		}
 		assert_int_equal(err, 0);
 		assert_int_equal(ret, 0);
 		model_convert(p0, p0 + n, to_private);
 		check_all(c);
 	}
+	if (inplace_mask) {
+		struct cvmconv_stats st = { .sz = sizeof(st) };
+
+		assert_int_equal(cvmconv_get_stats(c, &st), 0);
+		assert_int_equal(st.gmem_busy_failures, busy_failures);
+		fprintf(stderr,
+			"reference model, in-place mask %u: %u steps, %llu busy retries, "
+			"%llu requests failed busy\n",
+			inplace_mask, steps, (unsigned long long)st.gmem_busy_retries,
+			(unsigned long long)busy_failures);
+	}
 	cvmconv_destroy(c);
 	for (int r = 0; r < NREG; r++) {
-		close(M->reg[r].shared_fd);
-		close(M->reg[r].private_fd);
+		if (M->reg[r].inplace) {
+			fake_gmem_fini(&M->reg[r].gmem);
+		} else {
+			close(M->reg[r].shared_fd);
+			close(M->reg[r].private_fd);
+		}
 		free(M->held_r[r]);
 	}
 	fake_kvm_fini(&M->fake);
@@ -335,13 +424,27 @@ static void run_model(uint64_t seed, unsigned steps)
 static void test_reference_model_seed1(void **state)
 {
 	(void)state;
-	run_model(1, 1500);
+	run_model(1, 1500, 0);
 }
 
 static void test_reference_model_seed2(void **state)
 {
 	(void)state;
-	run_model(0xC0FFEE, 1500);
+	run_model(0xC0FFEE, 1500, 0);
+}
+
+/* the middle region in place, between two two-backing ones */
+static void test_reference_model_inplace_middle(void **state)
+{
+	(void)state;
+	run_model(7, 1500, 1u << 1);
+}
+
+/* every region in place */
+static void test_reference_model_inplace_all(void **state)
+{
+	(void)state;
+	run_model(0xBADC0DE, 1500, 7);
 }
 
 int main(void)
@@ -349,6 +452,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reference_model_seed1),
 		cmocka_unit_test(test_reference_model_seed2),
+		cmocka_unit_test(test_reference_model_inplace_middle),
+		cmocka_unit_test(test_reference_model_inplace_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
