@@ -11,6 +11,8 @@
  *     attribute update and no punch;
  *   - finish within a generous wall-clock bound (the per-request cost is
  *     measured by bench/bounds.c, not asserted here).
+ * The flood runs twice, the second time with the first region in place
+ * (CVMCONV_REGION_INPLACE over the strict fake guest_memfd).
  * The flood runs for at least 3 s (more than 10^6 requests on a fast
  * machine) so that several rate-limit windows open and close.
  * CVMCONV_TEST_QUICK=1 sends 10^5 requests (valgrind).
@@ -89,12 +91,15 @@ static double now_s(void)
 
 struct env {
 	struct fake_kvm fake;
+	struct fake_gmem gmem;
+	bool inplace;
 	struct cvmconv *c;
 	int fds[2];
 };
 
-/* R0 (ALLOW, shmem backings) at BASE, R1 (REJECT, no backings) after it. */
-static void env_init(struct env *e)
+/* R0 (ALLOW, shmem backings) at BASE, R1 (REJECT, no backings) after it.
+ * @inplace: R0 is an in-place region over the strict fake guest_memfd. */
+static void env_init(struct env *e, bool inplace)
 {
 	struct cvmconv_config cfg;
 
@@ -118,7 +123,17 @@ static void env_init(struct env *e)
 				     .private_fd = -1,
 				     .shared_fd = -1,
 				     .unaligned = CVMCONV_UNALIGNED_REJECT };
-	assert_int_equal(cvmconv_add_region(e->c, &r0), 0);
+	e->inplace = inplace;
+	if (inplace) {
+		assert_int_equal(fake_gmem_init(&e->gmem, RSIZE, CVMCONV_CONTENT_PRESERVE), 0);
+		fake_kvm_attach_gmem(&e->fake, &e->gmem);
+		r0.private_fd = e->gmem.fd;
+		r0.shared_fd = -1;
+		r0.shared_hva = e->gmem.map;
+		r0.flags = CVMCONV_REGION_INPLACE;
+		r0.content_mode = CVMCONV_CONTENT_PRESERVE;
+	}
+	assert_int_equal(fake_kvm_add_region(&e->fake, e->c, &r0), 0);
 	assert_int_equal(cvmconv_add_region(e->c, &r1), 0);
 }
 
@@ -127,6 +142,8 @@ static void env_fini(struct env *e)
 	cvmconv_destroy(e->c);
 	close(e->fds[0]);
 	close(e->fds[1]);
+	if (e->inplace)
+		fake_gmem_fini(&e->gmem);
 	fake_kvm_fini(&e->fake);
 }
 
@@ -230,7 +247,7 @@ static bool hostile(struct env *e, uint64_t *s, unsigned long i)
 	return true;
 }
 
-static void test_bounds_hostile_flood(void **state)
+static void hostile_flood(bool inplace)
 {
 	struct env e;
 	uint64_t seed = 0xB0BB1E5ULL, refusals = 0, tracker_max = 0;
@@ -239,8 +256,7 @@ static void test_bounds_hostile_flood(void **state)
 	double t0 = 0, elapsed;
 	struct cvmconv_stats st;
 
-	(void)state;
-	env_init(&e);
+	env_init(&e, inplace);
 	/* at least n requests, and for at least 3 s: the rate limit windows */
 	for (unsigned long i = 0; i < n + warm || now_s() - t0 < 3.0; i++) {
 		if (i == warm) {
@@ -266,13 +282,14 @@ static void test_bounds_hostile_flood(void **state)
 	heap1 = heap_in_use();
 	st = stats_of(e.c);
 
-	printf("test_bounds: %lu requests (%llu refused) in %.2f s (%.0f ns each); %llu log "
+	printf("test_bounds%s: %lu requests (%llu refused) in %.2f s (%.0f ns each); %llu log "
 	       "lines (%llu summaries), %llu suppressed; heap %+lld bytes; tracker %llu bytes "
 	       "(max %llu)\n",
-	       n, (unsigned long long)refusals, elapsed, elapsed * 1e9 / (double)n,
-	       (unsigned long long)L.lines, (unsigned long long)L.summaries,
-	       (unsigned long long)st.log_suppressed, (long long)heap1 - (long long)heap0,
-	       (unsigned long long)st.tracker_bytes, (unsigned long long)tracker_max);
+	       inplace ? " (in place)" : "", n, (unsigned long long)refusals, elapsed,
+	       elapsed * 1e9 / (double)n, (unsigned long long)L.lines,
+	       (unsigned long long)L.summaries, (unsigned long long)st.log_suppressed,
+	       (long long)heap1 - (long long)heap0, (unsigned long long)st.tracker_bytes,
+	       (unsigned long long)tracker_max);
 
 	/* bounded work: a generous bound (about 1 us each on a laptop) */
 	assert_true(elapsed < 120.0);
@@ -294,17 +311,34 @@ static void test_bounds_hostile_flood(void **state)
 	assert_true(st.tracker_bytes <= tracker_max);
 	assert_int_equal(st.punch_pending_bytes, 0);
 	assert_int_equal(fake_kvm_mismatches(&e.fake, e.c, BASE, 2 * RSIZE), 0);
+	if (inplace) {
+		/* the valid requests went to the guest_memfd, and only they */
+		assert_true(e.gmem.calls > 0);
+		assert_int_equal(e.gmem.rejected, 0);
+		assert_int_equal(st.punches, 0);
+	}
 	env_fini(&e);
 }
 
+static void test_bounds_hostile_flood(void **state)
+{
+	(void)state;
+	hostile_flood(false);
+}
+
+static void test_bounds_hostile_flood_inplace(void **state)
+{
+	(void)state;
+	hostile_flood(true);
+}
+
 /* Requests that change nothing cost no kernel call, whatever their size. */
-static void test_bounds_no_kernel_call(void **state)
+static void no_kernel_call(bool inplace)
 {
 	static const uint64_t npages[] = { 1, 1ULL << 20, 1ULL << 40, 1ULL << 52, UINT64_MAX };
 	struct env e;
 
-	(void)state;
-	env_init(&e);
+	env_init(&e, inplace);
 	for (unsigned k = 0; k < sizeof(npages) / sizeof(npages[0]); k++) {
 		uint64_t calls[FAKE_CALL_COUNT], hc = 1, want;
 		struct cvmconv_stats before = stats_of(e.c), after;
@@ -328,7 +362,16 @@ static void test_bounds_no_kernel_call(void **state)
 				 npages[k] == 1 ? 0 : -EINVAL);
 		assert_memory_equal(calls, e.fake.calls, sizeof(calls));
 	}
+	if (inplace)
+		assert_int_equal(e.gmem.calls, 0);
 	env_fini(&e);
+}
+
+static void test_bounds_no_kernel_call(void **state)
+{
+	(void)state;
+	no_kernel_call(false);
+	no_kernel_call(true);
 }
 
 int main(void)
@@ -336,6 +379,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bounds_no_kernel_call),
 		cmocka_unit_test(test_bounds_hostile_flood),
+		cmocka_unit_test(test_bounds_hostile_flood_inplace),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
