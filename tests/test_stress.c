@@ -55,6 +55,7 @@ struct run {
 /* One context with its backings. */
 struct ctx {
 	struct fake_kvm fake;
+	struct fake_gmem gmem; /* in-place runs: R1's guest_memfd */
 	struct cvmconv *c;
 	int shared_fd[NREG], private_fd[NREG];
 	void *hva;
@@ -67,6 +68,10 @@ struct ctx {
 };
 
 static struct ctx A, B;
+/* R1 is an in-place region (CVMCONV_REGION_INPLACE) over the strict fake
+ * guest_memfd, between two two-backing ones: runs crossing it are one
+ * VM-wide update per two-backing part and one guest_memfd update */
+static bool inplace;
 static int stop_churn;
 static char failure[256];
 static int failed;
@@ -162,6 +167,16 @@ static void ctx_init(struct ctx *x)
 		assert_true(x->private_fd[i] >= 0);
 		reg.private_fd = x->private_fd[i];
 		reg.shared_fd = x->shared_fd[i];
+		if (i == 1 && inplace) {
+			assert_int_equal(
+				fake_gmem_init(&x->gmem, sizes[i], CVMCONV_CONTENT_PRESERVE), 0);
+			fake_kvm_attach_gmem(&x->fake, &x->gmem);
+			reg.private_fd = x->gmem.fd;
+			reg.shared_fd = -1;
+			reg.shared_hva = x->gmem.map;
+			reg.flags = CVMCONV_REGION_INPLACE;
+			reg.content_mode = CVMCONV_CONTENT_PRESERVE;
+		}
 		if (i == 2) {
 			x->hva = mmap(NULL, sizes[i], PROT_READ | PROT_WRITE, MAP_SHARED,
 				      x->shared_fd[i], 0);
@@ -183,6 +198,8 @@ static void ctx_fini(struct ctx *x)
 		close(x->private_fd[i]);
 	}
 	munmap(x->hva, sizes[2]);
+	if (inplace)
+		fake_gmem_fini(&x->gmem);
 	fake_kvm_fini(&x->fake);
 	free(x->log);
 	memset(x, 0, sizeof(*x));
@@ -348,15 +365,29 @@ static struct cvmconv_stats stats_of(struct ctx *x)
 	return st;
 }
 
-static void test_stress_replay(void **state)
+/* Kernel calls one committed run costs: one per part of it on either
+ * side of the in-place region R1 and one for R1 itself. */
+static uint64_t pieces_of(const struct run *r)
+{
+	uint64_t lo = BASE + sizes[0], hi = lo + sizes[1], end = r->gpa + r->size, n = 0;
+
+	if (!inplace)
+		return 1;
+	n += r->gpa < lo;
+	n += r->gpa < hi && end > lo;
+	n += end > hi;
+	return n;
+}
+
+static void stress_replay(void)
 {
 	struct vcpu v[NVCPU];
 	pthread_t churn;
-	uint64_t seed = 0x57E55ULL, pages;
+	uint64_t seed = 0x57E55ULL, pages, pieces = 0;
 	unsigned ops = scale(20000);
 	struct cvmconv_stats sa, sb;
 
-	(void)state;
+	stop_churn = 0;
 	ctx_init(&A);
 	pages = A.total / SZ_4K;
 	printf("test_stress: %d vCPU threads x %u operations + 1 observer thread, seed 0x%llx\n",
@@ -387,12 +418,16 @@ static void test_stress_replay(void **state)
 		const struct run *r = &A.log[k];
 		uint64_t updates = stats_of(&B).attr_updates;
 
-		if (r->gpa >= SIDE_GPA)
+		if (r->gpa >= SIDE_GPA) {
+			pieces++;
 			continue; /* the churn thread's region: not in B */
+		}
 		assert_int_equal(cvmconv_convert(B.c, r->gpa, r->size, r->to_private), 0);
-		/* the run was exactly the pages that changed: one update, one run */
+		/* the run was exactly the pages that changed: one run, one
+		 * update per kernel piece of it */
 		replayed++;
-		assert_int_equal(stats_of(&B).attr_updates, updates + 1);
+		pieces += pieces_of(r);
+		assert_int_equal(stats_of(&B).attr_updates, updates + pieces_of(r));
 		assert_int_equal(B.nlog, replayed);
 		assert_int_equal(B.log[B.nlog - 1].gpa, r->gpa);
 		assert_int_equal(B.log[B.nlog - 1].size, r->size);
@@ -418,20 +453,40 @@ static void test_stress_replay(void **state)
 	assert_int_equal(sa.broken, 0);
 	/* every attribute update the fake kernel saw made one committed run:
 	 * nothing was applied that the listeners did not hear about */
-	assert_int_equal(A.fake.calls[FAKE_CALL_ATTR], A.nlog);
-	assert_int_equal(sa.attr_updates, A.nlog);
-	printf("test_stress: %u runs committed, replayed into a fresh context: identical "
+	assert_int_equal(A.fake.calls[FAKE_CALL_ATTR] + (inplace ? A.gmem.calls : 0), pieces);
+	assert_int_equal(sa.attr_updates, pieces);
+	if (inplace) {
+		assert_true(A.gmem.calls > 0);
+		assert_int_equal(A.gmem.rejected, 0);
+	}
+	printf("test_stress%s: %u runs committed, replayed into a fresh context: identical "
 	       "(%llu bytes to private, %llu to shared, %llu mixed extents)\n",
-	       A.nlog, (unsigned long long)sa.to_private_bytes,
+	       inplace ? " (R1 in place)" : "", A.nlog, (unsigned long long)sa.to_private_bytes,
 	       (unsigned long long)sa.to_shared_bytes, (unsigned long long)sa.mixed_extents);
 	ctx_fini(&B);
 	ctx_fini(&A);
+}
+
+static void test_stress_replay(void **state)
+{
+	(void)state;
+	inplace = false;
+	stress_replay();
+}
+
+static void test_stress_replay_inplace(void **state)
+{
+	(void)state;
+	inplace = true;
+	stress_replay();
+	inplace = false;
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stress_replay),
+		cmocka_unit_test(test_stress_replay_inplace),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
