@@ -16,7 +16,12 @@
  * that is not huge page aligned, never touched so it needs no reserved huge
  * pages; optionally starting private). Every private side is a shmem
  * stand-in (R2's is not mapped, so never written). The strict fake KVM
- * serves the attribute updates.
+ * serves the attribute updates. Configuration bit 0x10 makes R1 an
+ * in-place region (CVMCONV_REGION_INPLACE, content mode PRESERVE) over the
+ * strict fake guest_memfd: one file for both sides, never punched, its
+ * data kept across conversions; injected failures reach its
+ * KVM_SET_MEMORY_ATTRIBUTES2 calls too, an EAGAIN being tried again by the
+ * library up to CVMCONV_INPLACE_RETRIES times.
  *
  * After every operation the harness checks, and aborts on any difference:
  *  - the library's view of every page == the fake kernel's == a plain
@@ -107,10 +112,12 @@ struct fz_region {
 	/* per input */
 	bool present;
 	bool by_hva;
-	int policy; /* -1 = context default */
+	bool inplace; /* R1 only: over the fake guest_memfd G1 */
+	int policy;   /* -1 = context default */
 };
 
 static struct fz_region R[NREG];
+static struct fake_gmem G1;	   /* R1's guest_memfd when it is in place */
 static uint64_t win_lo, win_pages; /* model window: all regions +- 2 MiB */
 
 /* ---- per-input state ---- */
@@ -147,6 +154,8 @@ static struct harness {
 		uint64_t gpa, size, flags;
 	} last_fault;
 	bool changed_since_fault;
+	/* in-place: consecutive EAGAIN answers to one guest_memfd update */
+	unsigned busy_streak;
 	/* injection schedules: bit i = the i-th next call fails */
 	uint32_t attr_fail_mask, punch_fail_mask;
 	int attr_errno, punch_errno;
@@ -329,7 +338,7 @@ static int region_of_gpa(uint64_t gpa)
 
 static uint8_t *side_page(const struct fz_region *r, bool private_side, uint64_t rel)
 {
-	uint8_t *map = private_side ? r->private_map : r->shared_map;
+	uint8_t *map = r->inplace ? G1.map : private_side ? r->private_map : r->shared_map;
 
 	return map ? map + rel * PG : NULL;
 }
@@ -506,7 +515,38 @@ static int fz_discard(void *opaque, void *hva, uint64_t len)
 	return ret;
 }
 
-static const struct cvmconv_ops fz_ops = { fz_set_attrs, fz_punch, fz_discard, NULL };
+/* The guest_memfd update of an in-place R1. An EAGAIN is tried again by
+ * the library: only the answer that ends its tries (the
+ * CVMCONV_INPLACE_RETRIES + 1st in a row) fails the update, the others
+ * are not failures. Injected EAGAINs name the first page of the range, so
+ * nothing before it is set back. */
+static int fz_set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64_t attrs,
+		       uint64_t flags, uint64_t *error_offset)
+{
+	bool fail = H.attr_fail_mask & 1;
+	int ret;
+
+	H.attr_fail_mask >>= 1;
+	H.kernel_calls++;
+	CHECK(!H.broken, "guest_memfd update issued on a broken context");
+	CHECK(R[1].inplace && fd == G1.fd, "guest_memfd update of fd %d", fd);
+	if (fail) {
+		ret = -H.attr_errno;
+		if (ret == -EAGAIN)
+			*error_offset = offset;
+	} else {
+		ret = fake_kvm_ops.set_gmem_attributes(opaque, fd, offset, size, attrs, flags,
+						       error_offset);
+	}
+	if (ret == -EAGAIN && ++H.busy_streak <= CVMCONV_INPLACE_RETRIES)
+		return ret; /* tried again */
+	H.busy_streak = 0;
+	if (ret && !H.attr_failures_this_op++)
+		H.first_attr_err = ret;
+	return ret;
+}
+
+static const struct cvmconv_ops fz_ops = { fz_set_attrs, fz_punch, fz_discard, fz_set_gmem };
 
 static int fz_before(void *opaque, uint64_t gpa, uint64_t size, bool to_private)
 {
@@ -626,6 +666,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 			r->shared_map_size = r->size;
 		}
 	}
+	CHECK(fake_gmem_init(&G1, R[1].size, CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE) == 0,
+	      "fake guest_memfd");
 	win_lo = R[0].gpa - 16 * PG;
 	win_pages = (R[2].gpa + R[2].size + 16 * PG - win_lo) / PG;
 	for (int i = 0; i < NREG; i++)
@@ -694,6 +736,15 @@ static void retag_changed(void)
 			page = side_page(r, priv, p);
 			if (!page)
 				continue;
+			if (r->inplace) {
+				/* one page for both: PRESERVE kept what it held */
+				CHECK(page_has(page, H.tag[!priv][w]),
+				      "R%d page %llu: in-place conversion lost the data", i,
+				      (unsigned long long)p);
+				H.tag[priv][w] = new_tag(priv, w);
+				write_tag(page, H.tag[priv][w]);
+				continue;
+			}
 			/* deferred: a page live again before its punch keeps
 			 * what it held */
 			CHECK(page_has(page, 0) || ((H.punch_failed_ever || H.defer) &&
@@ -734,6 +785,12 @@ static void check_views(void)
 		while (k < H.fake.npriv && fr[k].end <= gpa)
 			k++;
 		fake = k < H.fake.npriv && fr[k].start <= gpa;
+		if (R[1].inplace && gpa >= R[1].gpa && gpa - R[1].gpa < R[1].size) {
+			/* the guest_memfd holds these attributes, not the VM */
+			CHECK(!fake, "page 0x%llx of the in-place region private in the VM",
+			      (unsigned long long)gpa);
+			fake = fake_gmem_is_private(&G1, gpa - R[1].gpa) == 1;
+		}
 		CHECK(fake == H.priv[w], "page 0x%llx: fake kernel %d model %d",
 		      (unsigned long long)gpa, fake, H.priv[w]);
 	}
@@ -750,6 +807,8 @@ static bool side_present(int ri, bool private_side)
 {
 	const struct fz_region *r = &R[ri];
 
+	if (r->inplace)
+		return false; /* nothing on either side is ever stale */
 	return private_side ? r->private_fd >= 0 : r->shared_fd >= 0 || r->by_hva;
 }
 
@@ -777,6 +836,8 @@ static void check_events(void)
 						H.held[r2_hpage((a - R[2].gpa) / PG)] = true;
 			continue;
 		}
+		CHECK(!(R[1].inplace && ev->kind == EV_PUNCH && ev->fd == G1.fd),
+		      "punch of the in-place guest_memfd at 0x%llx", (unsigned long long)ev->a);
 		/* which side of which region, and the region pages covered */
 		int ri = -1;
 		bool private_side = false, huge = false;
@@ -850,6 +911,13 @@ static void check_accounting(void)
 
 		if (!r->present)
 			continue;
+		if (r->inplace) {
+			/* every page tagged once, never punched, never twice */
+			CHECK(allocated(G1.fd) == r->npages * PG,
+			      "in-place R%d: st_blocks say %llu bytes, %llu pages written", i,
+			      (unsigned long long)allocated(G1.fd), (unsigned long long)r->npages);
+			continue;
+		}
 		for (int side = 0; side < 2; side++) {
 			uint64_t live = 0, stale_pending = 0, got;
 
@@ -1483,6 +1551,7 @@ static void setup_input(struct rd *in)
 	H.punch_failed_ever = false;
 	H.attr_fail_mask = H.punch_fail_mask = 0;
 	H.attr_errno = H.punch_errno = EIO;
+	H.busy_streak = 0;
 	H.veto_armed = 0;
 	H.kernel_calls = 0;
 	H.log_lines = 0;
@@ -1496,11 +1565,12 @@ static void setup_input(struct rd *in)
 	H.defer = c0 & 0x20;
 	cfg.flags = H.defer ? CVMCONV_DEFER_PUNCH : 0;
 	CHECK(cvmconv_create(&cfg, &H.c) == 0, "create");
+	fake_kvm_attach_gmem(&H.fake, &G1);
 	trace("config: policy %d granule 0x%llx vm %s log %d listener-before %d hva %d "
-	      "R2-private %d R1/R2 policy %d/%d defer %d",
+	      "R2-private %d R1/R2 policy %d/%d defer %d R1-in-place %d",
 	      H.policy, (unsigned long long)H.granule, (c1 & 0x80) ? "default" : "sw-protected",
 	      !(c1 & 0x40), !!(c0 & 0x40), !!(c0 & 0x04), !!(c0 & 0x08), (int)(c1 & 3) - 1,
-	      (int)((c1 >> 2) & 3) - 1, H.defer);
+	      (int)((c1 >> 2) & 3) - 1, H.defer, !!(c0 & 0x10));
 	if (!H.granule)
 		H.granule = HPG;
 	H.has_before = c0 & 0x40;
@@ -1529,10 +1599,23 @@ static void setup_input(struct rd *in)
 		};
 		int ret;
 
-		r->by_hva = i == 1 && (c0 & 0x04);
+		r->inplace = i == 1 && (c0 & 0x10);
+		r->by_hva = i == 1 && (c0 & 0x04) && !r->inplace;
 		r->policy = i == 0 ? -1 : (int)((c1 >> (2 * (i - 1))) & 3) - 1;
 		reg.unaligned = r->policy;
-		if (r->by_hva) {
+		if (r->inplace) {
+			/* a fresh guest_memfd: all shared, nothing pinned or held */
+			memset(G1.priv, 0, G1.size / PG);
+			memset(G1.pins, 0, G1.size / PG * sizeof(*G1.pins));
+			CHECK(fallocate(G1.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+					(off_t)G1.size) == 0,
+			      "reset punch: %s", strerror(errno));
+			reg.private_fd = G1.fd;
+			reg.shared_fd = -1;
+			reg.shared_hva = G1.map;
+			reg.flags |= CVMCONV_REGION_INPLACE;
+			reg.content_mode = CVMCONV_CONTENT_PRESERVE;
+		} else if (r->by_hva) {
 			reg.shared_fd = -1;
 			reg.shared_hva = r->shared_map;
 		} else if (i == 0 && (c0 & 0x80)) {

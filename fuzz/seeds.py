@@ -180,6 +180,20 @@ SEEDS = {
     + map_(page(R0_FIRST + 2), npages(20), PRIVATE),
     "default_vm": cfg(0x08, 0x80) + convert(page(R0_FIRST), size_pages(4), True)
     + map_(page(R1_FIRST), npages(4), PRIVATE),
+    # R1 in place (0x10): a run across R0 and R1, a busy guest_memfd page
+    # that outlasts the retries (5 EAGAINs), one the retries absorb, and the
+    # in-place piece failing after the VM-wide piece (which is set back)
+    "inplace": cfg(0x50) + map_(page(R0_FIRST + 500), npages(40), PRIVATE)
+    + map_(page(R1_FIRST + 10), npages(20), SHARED)
+    + fail_attr(0b11111, "EAGAIN") + map_(page(R1_FIRST), npages(8), PRIVATE)
+    + fail_attr(0b1, "EAGAIN") + map_(page(R1_FIRST), npages(8), PRIVATE)
+    + fail_attr(0b10, "EIO") + map_(page(R0_FIRST + 480), npages(60), SHARED)
+    + batch(True, [(page(R0_FIRST + 2), 4, True), (page(R1_FIRST + 100), 3, True)])
+    + fault(page(R1_FIRST + 200), size_pages(2), True) + flush(),
+    # the set-back of the VM-wide piece fails too: broken
+    "inplace_broken": cfg(0x10) + fail_attr(0b110, "ENOMEM")
+    + map_(page(R0_FIRST + 510), npages(30), PRIVATE)
+    + map_(page(R1_FIRST), npages(1), PRIVATE),
 }
 
 # ---- fuzz_exits_fast (its own encoding: fuzz/fuzz_exits_fast.c run_op) ----
