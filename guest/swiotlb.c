@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * SWIOTLB of the guest (kernel/dma/swiotlb.c, include/linux/swiotlb.h; the
- * slot search follows the v6.6-era swiotlb_area_find_slots()).
+ * slot search follows 6.12's swiotlb_search_pool_area(), v6.6's
+ * swiotlb_area_find_slots() under CVMG_F_SWIOTLB_OLD_ALIGN).
  *
- * Boot pool size: confidential guests ask for 6 % of memblock memory clamped
+ * Boot pool size: confidential guests ask for 6 % of memblock_phys_mem_size()
+ * (layout.c; CVMG_F_SWIOTLB_TOTAL_RAM: of all RAM) clamped
  * to [IO_TLB_DEFAULT_SIZE = 64 MiB, 1 GiB] (arch/x86/mm/mem_encrypt.c:
  * mem_encrypt_setup_arch). RFC patch 4 asks for 8 % clamped to
  * [64 MiB, 1 GiB + 256 MiB] — the clamp does apply to the 8 %, with the

@@ -166,11 +166,16 @@ int cvmg_create(const struct cvmg_config *cfg, struct cvmg **out);
 void cvmg_destroy(struct cvmg *m);
 
 /**
- * cvmg_boot() - boot the guest: memblock layout (firmware, kernel image,
- * memmap, early per-CPU pages, SWIOTLB boot pool placed top-down below
- * 4 GiB), memblock_free_all() into the buddy allocator, the per-CPU shared
- * pages, the SWIOTLB boot pool decryption, the three DMA atomic pools, and
- * early DMA (a virtio-rng virtqueue).
+ * cvmg_boot() - boot the guest in start_kernel() order: .bss..decrypted made
+ * shared (SNP: sme_postprocess_startup; KVM PV: kvm_init_platform's
+ * hypercalls), memblock layout (firmware, kernel image, memmap, the per-CPU
+ * first chunk), the early per-CPU shared pages (sev_map_percpu_data; SNP:
+ * also the GHCBs) through early_set_memory_decrypted() (never seen by the
+ * checker), the SWIOTLB boot pool placed top-down below 4 GiB,
+ * memblock_free_all() into the buddy allocator, the SWIOTLB boot pool
+ * decryption, the DMA atomic pools, early DMA (a virtio-rng virtqueue), and
+ * free_initmem() (the unused tail of .bss..decrypted converted back and
+ * freed).
  *
  * Return: 0, -EALREADY (booted before), -ENOMEM (the layout does not fit),
  * -ENOTRECOVERABLE (an SNP page state change failed: the guest terminated),
@@ -241,10 +246,13 @@ int cvmg_dma_free(struct cvmg *m, uint32_t dev, uint64_t gpa, uint64_t size);
 /**
  * cvmg_swiotlb_map() - swiotlb_tbl_map_single(): bounce @size bytes of the
  * buffer at @orig_addr through SWIOTLB slots, searching the areas from
- * @cpu's area round-robin. Slot alignment mask = (device min_align_mask |
- * @alloc_align_mask), plus page alignment when @size + offset >= 4 KiB,
- * low 11 bits cleared; the slot address must match @orig_addr under that
- * mask. A mapping never crosses a 128-slot (256 KiB) segment. With dynamic
+ * @cpu's area round-robin, as 6.12's swiotlb_search_pool_area(): the slot is
+ * aligned to @alloc_align_mask (to 4 KiB for >= 4 KiB when neither it nor
+ * the device's min_align_mask is set) and matches @orig_addr under the
+ * min_align_mask bits above that (CVMG_F_SWIOTLB_OLD_ALIGN: v6.6, one mask
+ * of both plus the page bit, matched against @orig_addr). A mapping never
+ * crosses a 128-slot (256 KiB) segment; a larger one fails at once
+ * (CVMG_F_SWIOTLB_GROW_ANY_SIZE: after scheduling growth). With dynamic
  * SWIOTLB a full pool schedules growth and tries a transient pool.
  * dma_map_single()/dma_map_page() use @alloc_align_mask 0.
  * @tlb_addr: receives the bounce address (slot + orig offset under the
@@ -262,7 +270,8 @@ int cvmg_dma_map(struct cvmg *m, uint32_t dev, uint32_t cpu, uint64_t orig_addr,
 		 uint64_t *tlb_addr);
 
 /**
- * cvmg_dma_unmap() - release a mapping (a transient pool is freed with it).
+ * cvmg_dma_unmap() - release a mapping (a transient pool is freed with it;
+ * a coherent free, cvmg_dma_free(), never deletes one: swiotlb_free()).
  * Return: 0, -EINVAL (not a live mapping), -ENOTRECOVERABLE.
  * Thread safety: not thread-safe.
  */
