@@ -61,7 +61,7 @@ struct workload {
 
 struct options {
 	struct sim_scenario base; /* sizes, seed, knobs shared by every row */
-	bool platforms[3], guests[SIM_GUEST_COUNT], hosts[2];
+	bool platforms[3], guests[SIM_GUEST_COUNT], hosts[3];
 	struct workload wl[MAX_WORKLOADS];
 	size_t nwl;
 	const char *csv, *json, *trace;
@@ -97,7 +97,13 @@ static void usage(FILE *f)
 		"  --guest LIST               legacy,rfc,cma or all (default legacy,rfc);\n"
 		"                             cma = RFC guest + a boot-time CMA-style reservation\n"
 		"                             converted on demand in 2 MiB units (GPU buffers)\n"
-		"  --host LIST                cvmconv,qemu-like or all (default all)\n"
+		"  --host LIST                qemu-like, cvmconv (two backings), in-place\n"
+		"                             (cvmconv over one guest_memfd holding both sides:\n"
+		"                             CVMCONV_REGION_INPLACE) or all (default\n"
+		"                             qemu-like,cvmconv)\n"
+		"  --gmem-busy-every N        in-place host: every Nth to-private guest_memfd\n"
+		"                             update meets a transient host reference (EAGAIN\n"
+		"                             once; default 0: never)\n"
 		"  --policy allow|log|reject  cvmconv's unaligned-request policy (default allow)\n"
 		"  --workload LIST            boot, devices, churn, gpu or all (default devices);\n"
 		"                             each is boot followed by: devices = virtio-net/blk "
@@ -256,9 +262,12 @@ static int one_guest(const char *s)
 static int one_host(const char *s)
 {
 	if (!strcmp(s, "all"))
-		opt.hosts[SIM_HOST_QEMU_LIKE] = opt.hosts[SIM_HOST_CVMCONV] = true;
+		opt.hosts[SIM_HOST_QEMU_LIKE] = opt.hosts[SIM_HOST_CVMCONV] =
+			opt.hosts[SIM_HOST_INPLACE] = true;
 	else if (!strcmp(s, "cvmconv"))
 		opt.hosts[SIM_HOST_CVMCONV] = true;
+	else if (!strcmp(s, "in-place") || !strcmp(s, "inplace"))
+		opt.hosts[SIM_HOST_INPLACE] = true;
 	else if (!strcmp(s, "qemu-like") || !strcmp(s, "qemu"))
 		opt.hosts[SIM_HOST_QEMU_LIKE] = true;
 	else
@@ -342,6 +351,7 @@ enum {
 	OPT_FRAG_STEPS,
 	OPT_GPU_TOTAL,
 	OPT_GPU_CHUNK,
+	OPT_GMEM_BUSY,
 	OPT_STREAM_BYTES,
 	OPT_STREAM_CHUNK,
 	OPT_CMA,
@@ -369,6 +379,7 @@ static int parse_args(int argc, char **argv)
 		{ "frag-steps", required_argument, NULL, OPT_FRAG_STEPS },
 		{ "gpu-total", required_argument, NULL, OPT_GPU_TOTAL },
 		{ "gpu-chunk", required_argument, NULL, OPT_GPU_CHUNK },
+		{ "gmem-busy-every", required_argument, NULL, OPT_GMEM_BUSY },
 		{ "stream-bytes", required_argument, NULL, OPT_STREAM_BYTES },
 		{ "stream-chunk", required_argument, NULL, OPT_STREAM_CHUNK },
 		{ "cma", required_argument, NULL, OPT_CMA },
@@ -458,6 +469,11 @@ static int parse_args(int argc, char **argv)
 			if (!parse_u64(optarg, &b->frag_steps))
 				return usage_error("--frag-steps: a number: '%s'", optarg);
 			break;
+		case OPT_GMEM_BUSY:
+			if (!parse_u64(optarg, &v) || v > UINT32_MAX)
+				return usage_error("--gmem-busy-every: a number: '%s'", optarg);
+			b->gmem_busy_every = (uint32_t)v;
+			break;
 		case OPT_GPU_TOTAL:
 		case OPT_GPU_CHUNK:
 		case OPT_STREAM_BYTES:
@@ -525,7 +541,7 @@ static int plan_rows(void)
 	for (size_t w = 0; w < opt.nwl; w++)
 		for (int p = 0; p < 3; p++)
 			for (int g = 0; g < SIM_GUEST_COUNT; g++)
-				for (int h = 0; h < 2; h++)
+				for (int h = 0; h < 3; h++)
 					cap += opt.platforms[p] && opt.guests[g] && opt.hosts[h];
 	if (cap > MAX_ROWS)
 		return usage_error("%zu rows: at most %d", cap, MAX_ROWS);
@@ -537,8 +553,9 @@ static int plan_rows(void)
 	for (size_t w = 0; w < opt.nwl; w++) {
 		for (int p = 0; p < 3; p++) {
 			for (int g = 0; g < SIM_GUEST_COUNT; g++) {
-				/* qemu-like first: the baseline above the library */
-				for (int h = 0; h < 2; h++) {
+				/* qemu-like first: the baseline above the library,
+				 * then two backings, then in place */
+				for (int h = 0; h < 3; h++) {
 					struct sim_scenario *sc;
 
 					if (!opt.platforms[p] || !opt.guests[g] || !opt.hosts[h])
@@ -712,6 +729,11 @@ static void row_notes(const struct row *r, char *buf, size_t len)
 		NOTE("dma-fail=%" PRIu64, s->dma_alloc_failures);
 	if (s->map_failures)
 		NOTE("map-fail=%" PRIu64, s->map_failures);
+	if (r->sc.host == SIM_HOST_INPLACE)
+		NOTE("gmem-calls=%" PRIu64, s->gmem_calls);
+	if (s->gmem_busy_retries || s->gmem_busy_failures)
+		NOTE("busy-retries=%" PRIu64 "/failed=%" PRIu64, s->gmem_busy_retries,
+		     s->gmem_busy_failures);
 	if (s->lib_kernel_mismatches)
 		NOTE("LIB!=KERNEL@%" PRIu64 "exits(first gpa %#" PRIx64 ")",
 		     s->lib_kernel_mismatches, s->first_mismatch_gpa);
@@ -871,7 +893,7 @@ static size_t row_fields(const struct row *r, struct field *f)
 	S("guest", sim_guest_name(r->sc.guest));
 	S("platform", platform_name(r->sc.platform));
 	S("host", sim_host_name(r->sc.host));
-	S("policy", r->sc.host == SIM_HOST_CVMCONV ? policy_name(r->sc.policy) : "none");
+	S("policy", r->sc.host != SIM_HOST_QEMU_LIKE ? policy_name(r->sc.policy) : "none");
 	U("ram_bytes", r->sc.ram);
 	B("ok", r->ret == 0);
 	S("error", r->ret ? r->why : "");
@@ -884,6 +906,9 @@ static size_t row_fields(const struct row *r, struct field *f)
 	U("attr_refused", s->attr_refused);
 	U("punches", s->punches);
 	U("punch_failures", s->punch_failures);
+	U("gmem_calls", s->gmem_calls);
+	U("gmem_busy_retries", s->gmem_busy_retries);
+	U("gmem_busy_failures", s->gmem_busy_failures);
 	U("host_errors", s->host_errors);
 	U("rejected", s->rejected);
 	U("unaligned", s->unaligned);
@@ -1084,7 +1109,7 @@ static void trace_row_header(FILE *f, size_t i, const struct sim_scenario *sc)
 		fprintf(f, " --mem %" PRIu64 "M@0x100000000", (sc->ram - low) / MiB);
 	fprintf(f, " --start %s -b %s --policy %s TRACE\n", sc->populate_all ? "shared" : "private",
 		sc->shared_huge ? "hugetlb" : "shmem",
-		sc->host == SIM_HOST_CVMCONV ? policy_name(sc->policy) : "allow");
+		sc->host != SIM_HOST_QEMU_LIKE ? policy_name(sc->policy) : "allow");
 }
 
 int main(int argc, char **argv)

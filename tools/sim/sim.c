@@ -49,6 +49,9 @@ struct sim {
 	int shared_fd, private_fd;
 	uint8_t *shared_map;
 	struct attr_recorder *rec;
+	bool inplace;			/* SIM_HOST_INPLACE: shared_fd == private_fd */
+	uint64_t to_private_gmem_calls; /* for gmem_busy_every */
+	bool refused_last;		/* the last guest_memfd update was refused */
 	struct cvmconv *conv;
 	struct qemu_like *ql;
 	struct cvmg *m;
@@ -86,7 +89,7 @@ const char *sim_guest_name(enum sim_guest g)
 
 const char *sim_host_name(enum sim_host h)
 {
-	static const char *const n[SIM_HOST_COUNT] = { "qemu-like", "cvmconv", "none" };
+	static const char *const n[SIM_HOST_COUNT] = { "qemu-like", "cvmconv", "in-place", "none" };
 
 	return (unsigned)h < SIM_HOST_COUNT ? n[h] : "?";
 }
@@ -253,6 +256,42 @@ static int set_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attribut
 	return 0;
 }
 
+/*
+ * SIM_HOST_INPLACE: KVM_SET_MEMORY_ATTRIBUTES2 on the one guest_memfd, with
+ * the rules of the posted series (tests/fake_gmem.h lists them): offsets in
+ * the file, 4 KiB aligned, non-empty, inside a region; PRIVATE the only
+ * attribute; a content mode, ZERO never for to-private. The attributes
+ * land where set_attr() puts them: the recorder and the engine's record.
+ */
+static int set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64_t attributes,
+		    uint64_t flags, uint64_t *error_offset)
+{
+	struct sim *s = opaque;
+	bool to_private = attributes & CVMCONV_ATTR_PRIVATE;
+
+	s->res->gmem_calls++;
+	if (fd != s->private_fd || !size || ((offset | size) & (SIM_SZ_4K - 1)) ||
+	    offset + size < offset || (attributes & ~CVMCONV_ATTR_PRIVATE) ||
+	    (flags & ~(CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE)) ||
+	    (to_private && flags == CVMCONV_CONTENT_ZERO))
+		return -EINVAL;
+	if (to_private && s->sc->gmem_busy_every && !s->refused_last &&
+	    ++s->to_private_gmem_calls % s->sc->gmem_busy_every == 0) {
+		s->refused_last = true; /* refused once: the retry goes through */
+		*error_offset = offset;
+		return -EAGAIN;
+	}
+	s->refused_last = false;
+	for (int i = 0; i < s->nreg; i++)
+		if (offset >= s->reg[i].off && offset - s->reg[i].off < s->reg[i].size) {
+			if (size > s->reg[i].size - (offset - s->reg[i].off))
+				return -EINVAL;
+			return set_attr(s, s->reg[i].gpa + (offset - s->reg[i].off), size,
+					attributes);
+		}
+	return -EINVAL;
+}
+
 /* ---- touching the shared side ---- */
 
 static sigjmp_buf touch_jmp;
@@ -319,6 +358,10 @@ static uint64_t kernel_da(const struct sim *s)
 {
 	uint64_t alloc = fd_alloc_bytes(s->shared_fd), live = s->live_shared_pages * SIM_SZ_4K;
 
+	/* in place, a page the file holds is the one page of its gpa, shared
+	 * or private: never a second copy (the file's size bounds it) */
+	if (s->inplace)
+		return alloc > s->span ? alloc - s->span : 0;
 	return alloc > live ? alloc - live : 0;
 }
 
@@ -387,8 +430,8 @@ static int guest_exit(void *opaque, uint64_t gpa, uint64_t npages, uint64_t attr
 	if (s->dry) {
 		/* the same answers the real hosts give, so the guest takes the
 		 * same path: only cvmconv refuses, by policy */
-		if (sc->host == SIM_HOST_CVMCONV && sc->policy == CVMCONV_UNALIGNED_REJECT &&
-		    !granule_aligned(gpa, npages))
+		if ((sc->host == SIM_HOST_CVMCONV || sc->host == SIM_HOST_INPLACE) &&
+		    sc->policy == CVMCONV_UNALIGNED_REJECT && !granule_aligned(gpa, npages))
 			return -CVMCONV_KVM_EINVAL;
 		dry_exit(s, gpa, npages, attrs);
 		return 0;
@@ -424,6 +467,21 @@ static int backings(struct sim *s)
 {
 	unsigned flags = MFD_CLOEXEC;
 
+	if (s->inplace) {
+		/* one file for both sides: a real guest_memfd where the host's
+		 * KVM makes one the host can map, else a shmem stand-in */
+		s->private_fd = s->shared_fd = private_backing_fd(s->span);
+		if (s->private_fd < 0)
+			return fail(s, s->private_fd, "guest_memfd (%s): %s",
+				    private_backing_name(), strerror(-s->private_fd));
+		s->shared_map = mmap(NULL, s->span, PROT_READ | PROT_WRITE,
+				     MAP_SHARED | MAP_NORESERVE, s->shared_fd, 0);
+		if (s->shared_map == MAP_FAILED) {
+			s->shared_map = NULL;
+			return fail(s, -errno, "mmap(guest_memfd): %s", strerror(errno));
+		}
+		return 0;
+	}
 	if (s->sc->shared_huge)
 		flags |= MFD_HUGETLB | (21u << MFD_HUGE_SHIFT); /* MFD_HUGE_2MB */
 	s->shared_fd = memfd_create("cvmconv-sim-shared", flags);
@@ -475,8 +533,9 @@ static int host_init(struct sim *s)
 	bool start_private = !sc->populate_all;
 	int ret;
 
-	if (sc->host == SIM_HOST_CVMCONV) {
-		static const struct cvmconv_ops ops = { .set_memory_attributes = set_attr };
+	if (sc->host == SIM_HOST_CVMCONV || sc->host == SIM_HOST_INPLACE) {
+		static const struct cvmconv_ops ops = { .set_memory_attributes = set_attr,
+							.set_gmem_attributes = set_gmem };
 		struct cvmconv_config cfg = {
 			.sz = sizeof(cfg),
 			.vm_fd = -1,
@@ -503,6 +562,15 @@ static int host_init(struct sim *s)
 				.unaligned = -1,
 			};
 
+			if (s->inplace) {
+				/* CoCo guests: to-shared zeroes, PRESERVE is for
+				 * launch only (the uAPI's content modes) */
+				r.flags |= CVMCONV_REGION_INPLACE;
+				r.shared_fd = -1;
+				r.shared_offset = 0;
+				r.shared_hva = s->shared_map + s->reg[i].off;
+				r.content_mode = CVMCONV_CONTENT_ZERO;
+			}
 			ret = cvmconv_add_region(s->conv, &r);
 		}
 		if (ret)
@@ -825,6 +893,8 @@ static void collect(struct sim *s)
 		r->lib_da_peak = st.double_alloc_peak_bytes;
 		r->lib_mixed = st.mixed_extents;
 		r->lib_huge_mappable = st.huge_mappable_bytes;
+		r->gmem_busy_retries = st.gmem_busy_retries;
+		r->gmem_busy_failures = st.gmem_busy_failures;
 	} else {
 		struct qemu_like_counts qc;
 		struct qemu_like_memory qm;
@@ -838,7 +908,8 @@ static void collect(struct sim *s)
 	}
 	r->have_kernel = true;
 	r->shared_alloc_bytes = fd_alloc_bytes(s->shared_fd);
-	r->private_alloc_bytes = fd_alloc_bytes(s->private_fd);
+	/* in place the one file is reported once, as the shared side */
+	r->private_alloc_bytes = s->inplace ? 0 : fd_alloc_bytes(s->private_fd);
 	r->kernel_da = kernel_da(s);
 	if (r->kernel_da > r->kernel_da_peak)
 		r->kernel_da_peak = r->kernel_da;
@@ -860,7 +931,7 @@ static void teardown(struct sim *s)
 		munmap(s->shared_map, s->span);
 	if (s->shared_fd >= 0)
 		close(s->shared_fd);
-	if (s->private_fd >= 0)
+	if (s->private_fd >= 0 && s->private_fd != s->shared_fd)
 		close(s->private_fd);
 	free(s->shared_bits);
 	free(s->ext_shared);
@@ -887,6 +958,7 @@ static int run(const struct sim_scenario *sc, struct sim_result *res, bool dry, 
 	res->kernel_da_hpfree = -1;
 	if (why && why_len)
 		why[0] = 0;
+	s.inplace = sc && sc->host == SIM_HOST_INPLACE && !dry;
 	if (!sc || sc->cpus == 0 || (unsigned)sc->guest >= SIM_GUEST_COUNT ||
 	    (unsigned)sc->host >= SIM_HOST_NONE || sc->nphases > SIM_MAX_PHASES)
 		return fail(&s, -EINVAL, "bad scenario");
@@ -908,7 +980,7 @@ static int run(const struct sim_scenario *sc, struct sim_result *res, bool dry, 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, &old);
 	if (!backings(&s) && !state_init(&s)) {
-		free0 = sc->shared_huge ? sim_hugepages_free() : -1;
+		free0 = sc->shared_huge && !s.inplace ? sim_hugepages_free() : -1;
 		if (!host_init(&s)) {
 			struct attr_recorder_counts rc;
 
@@ -917,7 +989,7 @@ static int run(const struct sim_scenario *sc, struct sim_result *res, bool dry, 
 			guest_run(&s);
 		}
 		collect(&s);
-		free1 = sc->shared_huge ? sim_hugepages_free() : -1;
+		free1 = sc->shared_huge && !s.inplace ? sim_hugepages_free() : -1;
 		if (free0 >= 0 && free1 >= 0) {
 			res->hugepages_used = free0 - free1;
 			res->kernel_da_hpfree = res->hugepages_used * (int64_t)SIM_SZ_2M -

@@ -52,9 +52,15 @@ enum sim_guest {
 /* Host handling the exits. */
 enum sim_host {
 	SIM_HOST_QEMU_LIKE = 0, /* qemu_like.h */
-	SIM_HOST_CVMCONV = 1,	/* libcvmconv */
-	SIM_HOST_NONE = 2,	/* dry run: no backings; counts the huge pages touched */
-	SIM_HOST_COUNT = 3,
+	SIM_HOST_CVMCONV = 1,	/* libcvmconv, two backings */
+	/* libcvmconv with CVMCONV_REGION_INPLACE: one guest_memfd for both
+	 * sides (a real one from the host's /dev/kvm, GUEST_MEMFD_FLAG_MMAP |
+	 * INIT_SHARED, where it makes one; 4 KiB pages: no kernel here has
+	 * huge pages in guest_memfd), KVM_SET_MEMORY_ATTRIBUTES2 served by the
+	 * engine with the uAPI's rules (no kernel here has it either) */
+	SIM_HOST_INPLACE = 2,
+	SIM_HOST_NONE = 3, /* dry run: no backings; counts the huge pages touched */
+	SIM_HOST_COUNT = 4,
 };
 
 /* Workload phases after boot, in the order given. */
@@ -89,8 +95,12 @@ struct sim_scenario {
 	uint64_t stream_bytes; /* SIM_PHASE_STREAM: bytes mapped; 0 = 2 x boot pool */
 	uint64_t stream_chunk; /* 0 = 256 KiB (one SWIOTLB segment) */
 	uint64_t cma_bytes;    /* SIM_GUEST_CMA reservation, 2 MiB multiple; 0 = gpu_total */
-	FILE *trace;	       /* exits appended (docs/trace-format.md), or NULL */
-	bool verbose;	       /* library log lines to stderr */
+	/* SIM_HOST_INPLACE: every Nth to-private guest_memfd update finds a
+	 * transient host reference (a VMM thread reading the page) and is
+	 * refused once with EAGAIN; 0 = never */
+	uint32_t gmem_busy_every;
+	FILE *trace;  /* exits appended (docs/trace-format.md), or NULL */
+	bool verbose; /* library log lines to stderr */
 };
 
 struct sim_result {
@@ -121,6 +131,8 @@ struct sim_result {
 	bool have_lib;
 	uint64_t lib_da, lib_da_peak, lib_mixed, lib_huge_mappable;
 	uint64_t lib_kernel_mismatches; /* exits after which lib != kernel */
+	uint64_t gmem_calls;		/* SIM_HOST_INPLACE: guest_memfd updates (tries) */
+	uint64_t gmem_busy_retries, gmem_busy_failures;
 	uint64_t first_mismatch_gpa;
 	/* the kernel's figures */
 	bool have_kernel;
@@ -138,7 +150,7 @@ struct sim_result {
 };
 
 /* Phase names ("devices", ...), guest names ("legacy", "rfc", "cma"), host
- * names ("qemu-like", "cvmconv", "none"). */
+ * names ("qemu-like", "cvmconv", "in-place", "none"). */
 const char *sim_phase_name(enum sim_phase p);
 const char *sim_guest_name(enum sim_guest g);
 const char *sim_host_name(enum sim_host h);

@@ -239,6 +239,54 @@ static void test_qemu_like_boot_same_kernel_figures(void **state)
 	check_kernel(&r, 515, 515 * 512, 0);
 }
 
+/* The in-place host: the same guest, the same exits and attribute updates
+ * as two-backing cvmconv, but one guest_memfd for both sides: no punch,
+ * no double allocation by the library's count or the kernel's, the same
+ * mixed extents (in place does not un-split a mixed 2 MiB extent), and a
+ * transient reference on each to-private update absorbed by one retry. */
+static void test_inplace_boot_no_double_allocation(void **state)
+{
+	struct sim_scenario sc;
+	struct sim_result two, in;
+
+	(void)state;
+	SKIP_IF_NO_HUGEPAGES();
+	for (int g = SIM_GUEST_LEGACY; g <= SIM_GUEST_RFC; g++) {
+		boot_scenario(&sc, (enum sim_guest)g, SIM_HOST_CVMCONV);
+		run_checked(&sc, &two);
+		boot_scenario(&sc, (enum sim_guest)g, SIM_HOST_INPLACE);
+		run_checked(&sc, &in);
+		assert_int_equal(in.exits, two.exits);
+		assert_int_equal(in.attr_calls, two.attr_calls);
+		assert_int_equal(in.gmem_calls, in.attr_calls + in.attr_setup_calls);
+		assert_int_equal(in.punches, 0);
+		assert_true(in.have_lib);
+		assert_int_equal(in.lib_da, 0);
+		assert_int_equal(in.lib_da_peak, 0);
+		assert_int_equal(in.kernel_da, 0);
+		assert_int_equal(in.lib_kernel_mismatches, 0);
+		assert_int_equal(in.mixed_extents, two.mixed_extents);
+		assert_int_equal(in.lib_mixed, two.lib_mixed);
+		assert_int_equal(in.live_shared_bytes, two.live_shared_bytes);
+		/* the file holds what was touched once, shared or private now */
+		assert_true(in.shared_alloc_bytes >= in.live_shared_bytes);
+		assert_true(in.shared_alloc_bytes <= in.guest_bytes);
+		assert_int_equal(in.hugepages_used, -1);
+		assert_int_equal(in.gmem_busy_retries, 0);
+
+		/* every to-private update (the regions made private at set-up)
+		 * meets a transient reference once */
+		sc.gmem_busy_every = 1;
+		run_checked(&sc, &in);
+		assert_int_equal(in.exits, two.exits);
+		assert_int_equal(in.gmem_busy_retries, in.attr_setup_calls);
+		assert_int_equal(in.gmem_busy_failures, 0);
+		assert_int_equal(in.gmem_calls,
+				 in.attr_calls + in.attr_setup_calls + in.gmem_busy_retries);
+		assert_int_equal(in.host_errors, 0);
+	}
+}
+
 /* The dry run that sizes the huge page reservation counts exactly what the
  * real run holds at its peak here (boot never frees a huge page). */
 static void test_dry_run_counts_huge_pages(void **state)
@@ -263,6 +311,7 @@ int main(void)
 		cmocka_unit_test(test_legacy_boot_double_allocates),
 		cmocka_unit_test(test_rfc_boot_no_double_allocation),
 		cmocka_unit_test(test_qemu_like_boot_same_kernel_figures),
+		cmocka_unit_test(test_inplace_boot_no_double_allocation),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
