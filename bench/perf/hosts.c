@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel_accounting.h"
 #include "private_backing.h"
 #include "attr_recorder.h"
 #include "perf.h"
@@ -212,6 +213,29 @@ static int set_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attribut
 	return 0;
 }
 
+/* In place: the guest_memfd update (offsets in the file, the uAPI's
+ * checks), landing where set_attr() puts VM-wide updates. */
+static int set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64_t attributes,
+		    uint64_t flags, uint64_t *error_offset)
+{
+	struct run *r = opaque;
+
+	(void)error_offset;
+	if (r->counting)
+		r->res->gmem_calls++;
+	if (fd != r->private_fd || !size || ((offset | size) & (PERF_4K - 1)) ||
+	    (attributes & ~CVMCONV_ATTR_PRIVATE) ||
+	    (flags & ~(CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE)) ||
+	    ((attributes & CVMCONV_ATTR_PRIVATE) && flags == CVMCONV_CONTENT_ZERO))
+		return -EINVAL;
+	for (int i = 0; i < r->s->nreg; i++)
+		if (offset >= r->s->reg[i].off && offset - r->s->reg[i].off < r->s->reg[i].size &&
+		    size <= r->s->reg[i].size - (offset - r->s->reg[i].off))
+			return set_attr(r, r->s->reg[i].gpa + (offset - r->s->reg[i].off), size,
+					attributes);
+	return -EINVAL;
+}
+
 static int punch(void *opaque, int fd, uint64_t offset, uint64_t len)
 {
 	struct run *r = opaque;
@@ -272,6 +296,12 @@ static uint64_t shared_alloc_bytes(const struct run *r)
 {
 	struct stat st;
 
+	if (r->host == PERF_HOST_INPLACE) {
+		/* a guest_memfd keeps no block count: its resident pages */
+		uint64_t b = fd_allocated_bytes(r->shared_fd);
+
+		return b == UINT64_MAX ? 0 : b;
+	}
 	return fstat(r->shared_fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
 }
 
@@ -282,9 +312,10 @@ static int host_init(struct run *r)
 	const struct perf_stream *s = r->s;
 	int ret = 0;
 
-	if (r->host == PERF_HOST_CVMCONV) {
+	if (r->host == PERF_HOST_CVMCONV || r->host == PERF_HOST_INPLACE) {
 		static const struct cvmconv_ops ops = { .set_memory_attributes = set_attr,
-							.punch = punch };
+							.punch = punch,
+							.set_gmem_attributes = set_gmem };
 		struct cvmconv_config cfg = { .sz = sizeof(cfg),
 					      .vm_fd = -1,
 					      .unaligned = CVMCONV_UNALIGNED_ALLOW,
@@ -303,6 +334,13 @@ static int host_init(struct run *r)
 						      .flags = CVMCONV_REGION_PRIVATE,
 						      .unaligned = -1 };
 
+			if (r->host == PERF_HOST_INPLACE) {
+				reg.flags |= CVMCONV_REGION_INPLACE;
+				reg.shared_fd = -1;
+				reg.shared_offset = 0;
+				reg.shared_hva = r->map ? r->map + s->reg[i].off : NULL;
+				reg.content_mode = CVMCONV_CONTENT_ZERO;
+			}
 			ret = cvmconv_add_region(r->c, &reg);
 		}
 		if (ret)
@@ -456,6 +494,9 @@ static void after_exit(struct run *r, size_t i)
 	if (r->opt->touch) {
 		uint64_t alloc = shared_alloc_bytes(r), live = r->live_shared_pages * PERF_4K;
 
+		/* in place the file's pages are each the one page of their gpa */
+		if (r->host == PERF_HOST_INPLACE)
+			live = r->s->span;
 		res->kernel_da = alloc > live ? alloc - live : 0;
 		if (res->kernel_da > res->kernel_da_peak)
 			res->kernel_da_peak = res->kernel_da;
@@ -463,6 +504,14 @@ static void after_exit(struct run *r, size_t i)
 			r->opt->series[i] = res->kernel_da;
 		if (r->host == PERF_HOST_CVMCONV && res->kernel_da != oracle_da)
 			res->kernel_da_off_oracle++;
+	}
+	if (r->host == PERF_HOST_INPLACE) {
+		struct cvmconv_stats st = { .sz = sizeof(st) };
+
+		cvmconv_get_stats(r->c, &st);
+		res->lib_da = st.double_alloc_bytes;
+		res->lib_da_peak = st.double_alloc_peak_bytes;
+		return;
 	}
 	if (r->host != PERF_HOST_CVMCONV)
 		return;
@@ -505,6 +554,23 @@ static int backings(struct run *r)
 {
 	unsigned flags = MFD_CLOEXEC;
 
+	if (r->host == PERF_HOST_INPLACE) {
+		/* one file for both sides: a real guest_memfd where the host's
+		 * KVM makes one the host can map (4 KiB pages), else shmem */
+		r->shared_fd = r->private_fd = private_backing_fd(r->s->span);
+		if (r->private_fd < 0)
+			return fail(r, r->private_fd, "guest_memfd (%s): %s",
+				    private_backing_name(), strerror(-r->private_fd));
+		if (r->opt->touch) {
+			void *m = mmap(NULL, r->s->span, PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_NORESERVE, r->shared_fd, 0);
+
+			if (m == MAP_FAILED)
+				return fail(r, -errno, "mmap: %s", strerror(errno));
+			r->map = m;
+		}
+		return 0;
+	}
 	if (r->opt->huge_shared)
 		flags |= MFD_HUGETLB | (21u << MFD_HUGE_SHIFT); /* MFD_HUGE_2MB */
 	r->shared_fd = memfd_create("perf-shared", flags);
@@ -561,7 +627,9 @@ int perf_host_run(enum perf_host h, const struct perf_stream *s, const struct pe
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, &old);
 	if (!backings(&r) && !state_init(&r)) {
-		free0 = opt->touch && opt->huge_shared ? perf_hugepages_free() : -1;
+		free0 = opt->touch && opt->huge_shared && h != PERF_HOST_INPLACE
+				? perf_hugepages_free()
+				: -1;
 		if (!host_init(&r)) {
 			r.counting = true;
 			for (size_t i = 0; i < s->nexits && !r.err; i++) {
@@ -574,7 +642,9 @@ int perf_host_run(enum perf_host h, const struct perf_stream *s, const struct pe
 				res->exits++;
 			}
 		}
-		free1 = opt->touch && opt->huge_shared ? perf_hugepages_free() : -1;
+		free1 = opt->touch && opt->huge_shared && h != PERF_HOST_INPLACE
+				? perf_hugepages_free()
+				: -1;
 		if (free0 >= 0 && free1 >= 0) {
 			res->hp_used = free0 - free1;
 			res->hp_da = res->hp_used * (int64_t)PERF_2M -
@@ -598,7 +668,7 @@ int perf_host_run(enum perf_host h, const struct perf_stream *s, const struct pe
 		munmap(r.map, s->span);
 	if (r.shared_fd >= 0)
 		close(r.shared_fd);
-	if (r.private_fd >= 0)
+	if (r.private_fd >= 0 && r.private_fd != r.shared_fd)
 		close(r.private_fd);
 	free(r.priv);
 	free(r.made_shared.v);

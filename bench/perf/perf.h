@@ -156,6 +156,10 @@ void perf_oracle_free(struct perf_oracle *o);
 enum perf_host {
 	PERF_HOST_CVMCONV = 0,
 	PERF_HOST_BASELINE = 1, /* the QEMU-like handler */
+	/* cvmconv with CVMCONV_REGION_INPLACE: one guest_memfd for both sides
+	 * (a real one from the host's /dev/kvm where it makes one, 4 KiB
+	 * pages), KVM_SET_MEMORY_ATTRIBUTES2 served with the uAPI's rules */
+	PERF_HOST_INPLACE = 2,
 };
 
 struct perf_host_opts {
@@ -169,6 +173,7 @@ struct perf_host_opts {
 struct perf_host_result {
 	uint64_t exits;
 	uint64_t attr_calls, punch_shared, punch_private;
+	uint64_t gmem_calls; /* in place: KVM_SET_MEMORY_ATTRIBUTES2 calls (in attr_calls) */
 	/* cvmconv only: exits whose kernel calls differ from the oracle's */
 	uint64_t exits_attr_above, exits_punch_above, exits_below;
 	/* cvmconv's shared-side punches that a minimal host would not make:

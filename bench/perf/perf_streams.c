@@ -14,6 +14,8 @@
  * Table 2, double allocation on a real MFD_HUGETLB shared side, measured by
  * the kernel (st_blocks after every exit, HugePages_Free at the end) and by
  * cvmconv: final and peak, against the oracle and the baseline.
+ * Table 3, the in-place host (one guest_memfd for both sides) beside the
+ * two: attribute updates, punches, double allocation.
  *
  *   perf_streams [--quick] [--check] [--tables calls,dalloc] [--shared hugetlb|shmem]
  *                [--only SUBSTRING] [--series FILE [--series-stream NAME]] [--diag N]
@@ -33,6 +35,7 @@
 #include <unistd.h>
 
 #include "hugepool.h"
+#include "private_backing.h"
 #include "perf.h"
 
 #define MAX_STREAMS 24
@@ -140,8 +143,8 @@ static void on_signal(int sig)
 
 struct outcome {
 	struct perf_oracle o;
-	struct perf_host_result cv, base;
-	int cv_err, base_err;
+	struct perf_host_result cv, base, ip;
+	int cv_err, base_err, ip_err;
 	bool dalloc;
 };
 
@@ -204,6 +207,24 @@ static void print_da(const struct row *rw, const struct outcome *x)
 	       rw->s.name, MIB(x->o.da_pages * PERF_4K), MIB(x->cv.lib_da), MIB(x->cv.kernel_da),
 	       hp, MIB(x->base.kernel_da), bhp, r, MIB(x->o.da_peak_pages * PERF_4K),
 	       MIB(x->cv.kernel_da_peak), MIB(x->base.kernel_da_peak), eq);
+}
+
+/* The in-place host beside the two others: every kernel call and the
+ * double allocation of one guest_memfd holding both sides. */
+static void print_inplace(const struct row *rw, const struct outcome *x)
+{
+	if (x->ip_err) {
+		printf("%-20s | run failed: %s\n", rw->s.name, x->ip.why);
+		return;
+	}
+	printf("%-20s %7zu | %8" PRIu64 " %7" PRIu64 " %8" PRIu64 " | %8" PRIu64 " %7" PRIu64
+	       " %8" PRIu64 " | %8.2f %7.2f %8.2f | %8.2f %7.2f %8.2f | %s\n",
+	       rw->s.name, rw->s.nexits, x->base.attr_calls, x->cv.attr_calls, x->ip.attr_calls,
+	       x->base.punch_shared + x->base.punch_private,
+	       x->cv.punch_shared + x->cv.punch_private, x->ip.punch_shared + x->ip.punch_private,
+	       MIB(x->base.kernel_da), MIB(x->cv.kernel_da), MIB(x->ip.kernel_da),
+	       MIB(x->base.kernel_da_peak), MIB(x->cv.kernel_da_peak), MIB(x->ip.kernel_da_peak),
+	       x->ip.state_matches_oracle ? "yes" : "NO");
 }
 
 static int write_series(const char *path, const struct row *rw, const struct outcome *x,
@@ -368,6 +389,9 @@ int main(int argc, char **argv)
 		ho.diag = NULL;
 		x->base_err =
 			perf_host_run_isolated(PERF_HOST_BASELINE, &rw->s, &x->o, &ho, &x->base);
+		x->ip_err = perf_host_run_isolated(PERF_HOST_INPLACE, &rw->s, &x->o, &ho, &x->ip);
+		if (x->ip_err)
+			printf("  in-place run failed: %s\n", x->ip.why);
 		x->dalloc = touch;
 		if (x->cv_err)
 			printf("  cvmconv run failed: %s\n", x->cv.why);
@@ -388,11 +412,16 @@ int main(int argc, char **argv)
 			       " contiguous with the previous punch of the same exit, %" PRIu64
 			       " of a huge page live again when the exit ends\n",
 			       x->cv.punch_adjacent, x->cv.punch_relive);
-		printf("  cvmconv %.2f s, baseline %.2f s\n", x->cv.seconds, x->base.seconds);
+		printf("  cvmconv %.2f s, baseline %.2f s, in place %.2f s\n", x->cv.seconds,
+		       x->base.seconds, x->ip.seconds);
 		if (series && write_series(op.series, rw, x, series_cv, series_base))
 			failed = true;
 		if (x->cv_err || x->base_err || !x->cv.state_matches_oracle ||
 		    !x->base.state_matches_oracle || !calls_equal(x) || (touch && !da_equal(x)))
+			failed = true;
+		/* in place: the same attributes, never a punch, never a second copy */
+		if (x->ip_err || !x->ip.state_matches_oracle || x->ip.punch_shared ||
+		    x->ip.punch_private || x->ip.lib_da_peak || x->ip.kernel_da_peak)
 			failed = true;
 	}
 	if (op.calls) {
@@ -422,6 +451,20 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < n; i++)
 			print_da(&rows[i], &out[i]);
 	}
+	printf("\nIn place (CVMCONV_REGION_INPLACE: one guest_memfd, %s, holds both sides) "
+	       "beside the baseline and\ntwo-backing cvmconv: kernel calls (attribute updates: "
+	       "KVM_SET_MEMORY_ATTRIBUTES2 for in place),\npunches, and the double allocation "
+	       "the kernel measures (MiB; %s); = : in-place attributes equal the oracle's\n",
+	       private_backing_name(),
+	       touch ? "in place: resident pages of the file beyond one per gpa"
+		     : "not measured: nothing touched");
+	printf("%-20s %7s | %-26s | %-26s | %-26s | %-26s |\n", "", "", "attribute updates",
+	       "punches", "final DA", "peak DA");
+	printf("%-20s %7s | %8s %7s %8s | %8s %7s %8s | %8s %7s %8s | %8s %7s %8s | %s\n", "stream",
+	       "exits", "baseline", "cvmconv", "in-place", "baseline", "cvmconv", "in-place",
+	       "baseline", "cvmconv", "in-place", "baseline", "cvmconv", "in-place", "=");
+	for (size_t i = 0; i < n; i++)
+		print_inplace(&rows[i], &out[i]);
 	for (size_t i = 0; i < n; i++) {
 		perf_oracle_free(&out[i].o);
 		perf_stream_free(&rows[i].s);
