@@ -74,7 +74,8 @@ enum cvmconv_unaligned {
 /*
  * Kernel operations. Every member may be NULL: the real kernel call is then
  * used (KVM_SET_MEMORY_ATTRIBUTES on cfg->vm_fd, fallocate(PUNCH_HOLE |
- * KEEP_SIZE), madvise(MADV_REMOVE)). Each returns 0 or a negative errno and
+ * KEEP_SIZE), madvise(MADV_REMOVE), KVM_SET_MEMORY_ATTRIBUTES2 on the
+ * region's guest_memfd). Each returns 0 or a negative errno and
  * receives cfg->ops_opaque first. They must not call back into the
  * library. Conversions call them with the locks of the regions concerned
  * held; requests on disjoint regions run in parallel, so ops may be called
@@ -210,8 +211,11 @@ struct cvmconv_region {
  * When @cfg->vm_fd is a real VM fd and no set_memory_attributes op is given,
  * KVM_CAP_MEMORY_ATTRIBUTES is probed once here.
  *
- * Return: 0, or -EINVAL (bad sz, granule, policy, or vm_fd < 0 without a
- * set_memory_attributes op), -E2BIG (cfg->sz larger than known with non-zero
+ * With CVMCONV_GMEM_ATTRIBUTES nothing is probed here and vm_fd may be -1.
+ *
+ * Return: 0, or -EINVAL (bad sz, granule, policy, unknown flags,
+ * inplace_retries above CVMCONV_INPLACE_RETRIES_MAX, or vm_fd < 0 without a
+ * set_memory_attributes op or CVMCONV_GMEM_ATTRIBUTES), -E2BIG (cfg->sz larger than known with non-zero
  * tail), -EOPNOTSUPP (the VM does not support KVM_MEMORY_ATTRIBUTE_PRIVATE),
  * -ENOMEM.
  * Thread safety: safe (touches no shared state).
@@ -269,8 +273,11 @@ CVMCONV_API int cvmconv_remove_region(struct cvmconv *c, uint64_t gpa);
  * Return: 0 when the guest was answered (also for refused requests);
  * negative errno when the host failed and the VMM must decide: the error of
  * the attribute update (the request was rolled back and *hc_ret is
- * -KVM_EFAULT should the VMM re-enter), -ENOTRECOVERABLE (rollback failed or
- * the context was already broken: stop the VM), -EINVAL (@hc_ret NULL).
+ * -KVM_EFAULT should the VMM re-enter) — for an in-place region -EAGAIN
+ * when a page kept host references through cvmconv_config.inplace_retries
+ * retries (nothing changed; the VMM may drop its references and handle the
+ * request again) —, -ENOTRECOVERABLE (rollback failed or the context was
+ * already broken: stop the VM), -EINVAL (@hc_ret NULL).
  * Punch failures are not errors here: they are counted and retried by
  * cvmconv_flush().
  * Thread safety: thread-safe.

@@ -22,7 +22,8 @@ fi
 stage=$(mktemp -d /tmp/cvmconv-lab-suite.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
 mkdir "$stage/lab"
-for f in "$build/examples/mini-vmm/mini-vmm" "$build/tests/lab-attr-diff"; do
+for f in "$build/examples/mini-vmm/mini-vmm" "$build/tests/lab-attr-diff" \
+	"$build/tests/lab-inplace-probe"; do
 	[[ -x $f ]] || {
 		echo "tests/lab/run.sh: $f is not built" >&2
 		exit 1

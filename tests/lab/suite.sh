@@ -40,6 +40,9 @@ step "mini-vmm --real --huge-1g, 1 GiB hugetlb shared side" \
 	sh ./test-mini-vmm.sh ./mini-vmm real-1g
 # the fake KVM against the kernel: 10,000 seeded calls
 step "fake KVM vs kernel: KVM_SET_MEMORY_ATTRIBUTES" ./lab-attr-diff 10000 1
+# in-place conversion: the library's detection on a kernel without
+# KVM_SET_MEMORY_ATTRIBUTES2 (6.12): the region is refused by probing
+step "in place: KVM_SET_MEMORY_ATTRIBUTES2 probed on a real guest_memfd" ./lab-inplace-probe
 # A real guest (tests/lab/lab_guest_random.c) converting through the
 # library, reading its pages back, the double allocation compared with the
 # kernel's after every step; shmem and 2 MiB hugetlb shared sides. The
