@@ -209,7 +209,8 @@ static int punch_call(struct cvmconv *c, const struct side *s, uint64_t from, ui
 	if (s->fd >= 0)
 		ret = op_punch(c, s->fd, side_byte(s, from), len);
 	else if (!s->hva_shared && !c->ops.discard_hva)
-		ret = kvm_discard_private_hva(c, (void *)(uintptr_t)side_byte(s, from), len);
+		ret = kvm_discard_private_hva(&c->vm_fd, (void *)(uintptr_t)side_byte(s, from),
+					      len);
 	else
 		ret = op_discard_hva(c, (void *)(uintptr_t)side_byte(s, from), len);
 	PROBE(punch, s->fd, side_byte(s, from), len, ret);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cvmconv.h"
+#include "kvm.h"
 
 #define PAGE_SHIFT_4K 12
 #define PAGE_4K 4096ULL
@@ -24,7 +25,9 @@
 /* Largest guest physical address any x86 CPU can name (MAXPHYADDR 52). */
 #define GPA_LIMIT (1ULL << 52)
 
+#ifndef HIDDEN
 #define HIDDEN __attribute__((visibility("hidden")))
+#endif
 /* Hot paths are flattened; what is off them stays out of line. */
 #define FLATTEN __attribute__((flatten))
 #define NOINLINE __attribute__((noinline))
@@ -317,30 +320,13 @@ struct cvmconv {
 	struct counters n;
 };
 
-/* kvm.c: the default kernel ops (opaque = struct cvmconv *). */
-HIDDEN int kvm_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size,
-				     uint64_t attributes);
-HIDDEN int kvm_punch(void *opaque, int fd, uint64_t offset, uint64_t len);
-HIDDEN int kvm_discard_hva(void *opaque, void *hva, uint64_t len);
-HIDDEN int kvm_discard_private_hva(void *opaque, void *hva, uint64_t len);
-HIDDEN int kvm_allocate(int fd, uint64_t offset, uint64_t len);
-HIDDEN int kvm_probe_private_attribute(int vm_fd);
-HIDDEN int kvm_set_gmem_attributes(void *opaque, int gmem_fd, uint64_t offset, uint64_t size,
-				   uint64_t attributes, uint64_t flags, uint64_t *error_offset);
-/* 0 when @gmem_fd takes KVM_SET_MEMORY_ATTRIBUTES2, -EOPNOTSUPP when the
- * kernel lacks it, or another -errno (EBADF). */
-HIDDEN int kvm_probe_gmem_attributes2(int gmem_fd);
-/* Content modes the kernel enumerates (0 when it enumerates none or the
- * answer cannot be trusted). */
-HIDDEN uint64_t kvm_gmem_content_modes(int vm_fd);
-
 /* Kernel calls go through these: the VMM's op with its opaque, or ours. */
 static inline int op_set_memory_attributes(struct cvmconv *c, uint64_t gpa, uint64_t size,
 					   uint64_t attributes)
 {
 	if (c->ops.set_memory_attributes)
 		return c->ops.set_memory_attributes(c->ops_opaque, gpa, size, attributes);
-	return kvm_set_memory_attributes(c, gpa, size, attributes);
+	return kvm_set_memory_attributes(&c->vm_fd, gpa, size, attributes);
 }
 
 static inline int op_set_gmem_attributes(struct cvmconv *c, int gmem_fd, uint64_t offset,
@@ -350,21 +336,22 @@ static inline int op_set_gmem_attributes(struct cvmconv *c, int gmem_fd, uint64_
 	if (c->ops.set_gmem_attributes)
 		return c->ops.set_gmem_attributes(c->ops_opaque, gmem_fd, offset, size, attributes,
 						  flags, error_offset);
-	return kvm_set_gmem_attributes(c, gmem_fd, offset, size, attributes, flags, error_offset);
+	return kvm_set_gmem_attributes(&c->vm_fd, gmem_fd, offset, size, attributes, flags,
+				       error_offset);
 }
 
 static inline int op_punch(struct cvmconv *c, int fd, uint64_t offset, uint64_t len)
 {
 	if (c->ops.punch)
 		return c->ops.punch(c->ops_opaque, fd, offset, len);
-	return kvm_punch(c, fd, offset, len);
+	return kvm_punch(&c->vm_fd, fd, offset, len);
 }
 
 static inline int op_discard_hva(struct cvmconv *c, void *hva, uint64_t len)
 {
 	if (c->ops.discard_hva)
 		return c->ops.discard_hva(c->ops_opaque, hva, len);
-	return kvm_discard_hva(c, hva, len);
+	return kvm_discard_hva(&c->vm_fd, hva, len);
 }
 
 /* inplace.c: KVM_SET_MEMORY_ATTRIBUTES2 over pages [from, to) of the

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The default kernel ops: what cvmconv does when the VMM passes no
- * cvmconv_ops member. Each returns 0 or a negative errno. opaque is the
- * context (struct cvmconv *), set by context.c.
+ * The default kernel ops (kvm.h): what cvmconv does when the VMM passes no
+ * cvmconv_ops member. Each returns 0 or a negative errno. Where the op has
+ * an opaque pointer it is the address of the VM fd; nothing here knows the
+ * library's state.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +14,8 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 
-#include "internal.h"
+#include "cvmconv.h"
+#include "kvm.h"
 #include "kvm_compat.h"
 
 /* Bound on retries of a call that keeps being interrupted: a signal storm
@@ -24,9 +26,9 @@ _Static_assert(KVM_SET_MEMORY_ATTRIBUTES2_ZERO == CVMCONV_CONTENT_ZERO, "content
 _Static_assert(KVM_SET_MEMORY_ATTRIBUTES2_PRESERVE == CVMCONV_CONTENT_PRESERVE,
 	       "content mode PRESERVE");
 
-int kvm_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
+int kvm_set_memory_attributes(void *vm_fd, uint64_t gpa, uint64_t size, uint64_t attributes)
 {
-	const struct cvmconv *c = opaque;
+	const int fd = *(const int *)vm_fd;
 	struct kvm_memory_attributes attr = {
 		.address = gpa,
 		.size = size,
@@ -36,7 +38,7 @@ int kvm_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size, uint64_
 	int err = EAGAIN;
 
 	for (int i = 0; i < KVM_RETRY_MAX; i++) {
-		if (ioctl(c->vm_fd, KVM_SET_MEMORY_ATTRIBUTES, &attr) == 0)
+		if (ioctl(fd, KVM_SET_MEMORY_ATTRIBUTES, &attr) == 0)
 			return 0;
 		err = errno;
 		/* virt/kvm/kvm_main.c: the update can be interrupted by a
@@ -50,9 +52,9 @@ int kvm_set_memory_attributes(void *opaque, uint64_t gpa, uint64_t size, uint64_
 	return -err;
 }
 
-int kvm_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
+int kvm_punch(void *vm_fd, int fd, uint64_t offset, uint64_t len)
 {
-	(void)opaque;
+	(void)vm_fd;
 	if (offset > INT64_MAX || len > INT64_MAX - offset)
 		return -EINVAL;
 	/* KEEP_SIZE is mandatory with PUNCH_HOLE; it is also the only punch
@@ -81,9 +83,9 @@ int kvm_allocate(int fd, uint64_t offset, uint64_t len)
 	return 0;
 }
 
-int kvm_discard_hva(void *opaque, void *hva, uint64_t len)
+int kvm_discard_hva(void *vm_fd, void *hva, uint64_t len)
 {
-	(void)opaque;
+	(void)vm_fd;
 	if (len > SIZE_MAX)
 		return -EINVAL;
 	/* MADV_REMOVE frees the backing store of a shared mapping (it punches
@@ -95,9 +97,9 @@ int kvm_discard_hva(void *opaque, void *hva, uint64_t len)
 	return 0;
 }
 
-int kvm_discard_private_hva(void *opaque, void *hva, uint64_t len)
+int kvm_discard_private_hva(void *vm_fd, void *hva, uint64_t len)
 {
-	(void)opaque;
+	(void)vm_fd;
 	if (len > SIZE_MAX)
 		return -EINVAL;
 	/* A MAP_PRIVATE mapping (e.g. anonymous guest RAM, QEMU's default
@@ -129,13 +131,13 @@ int kvm_probe_private_attribute(int vm_fd)
 	return ((uint64_t)mask & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? 0 : -EOPNOTSUPP;
 }
 
-int kvm_set_gmem_attributes(void *opaque, int gmem_fd, uint64_t offset, uint64_t size,
+int kvm_set_gmem_attributes(void *vm_fd, int gmem_fd, uint64_t offset, uint64_t size,
 			    uint64_t attributes, uint64_t flags, uint64_t *error_offset)
 {
 	struct kvm_memory_attributes2 attr;
 	int err = EINTR;
 
-	(void)opaque;
+	(void)vm_fd;
 	for (int i = 0; i < KVM_RETRY_MAX && err == EINTR; i++) {
 		memset(&attr, 0, sizeof(attr)); /* reserved[] must be 0 */
 		attr.offset = offset;

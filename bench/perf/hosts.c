@@ -491,7 +491,9 @@ static void after_exit(struct run *r, size_t i)
 	res->attr_calls += r->ex_attr;
 	res->punch_shared += r->ex_punch_shared;
 	res->punch_private += r->ex_punch_private;
-	if (r->opt->touch) {
+	/* in place, the file's allocation is a mincore() of the whole guest:
+	 * read once, after the last exit (nothing can be held twice there) */
+	if (r->opt->touch && (r->host != PERF_HOST_INPLACE || i + 1 == r->s->nexits)) {
 		uint64_t alloc = shared_alloc_bytes(r), live = r->live_shared_pages * PERF_4K;
 
 		/* in place the file's pages are each the one page of their gpa */

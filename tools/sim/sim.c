@@ -370,7 +370,10 @@ static uint64_t kernel_da(const struct sim *s)
 static void sample(struct sim *s, uint64_t gpa)
 {
 	struct sim_result *r = s->res;
-	uint64_t kda = kernel_da(s);
+	/* in place nothing can be held twice (kernel_da()), and reading a
+	 * guest_memfd's allocation is a mincore() of the whole guest: only
+	 * at the end (collect()) */
+	uint64_t kda = s->inplace ? 0 : kernel_da(s);
 
 	if (kda > r->kernel_da_peak)
 		r->kernel_da_peak = kda;
