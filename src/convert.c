@@ -20,114 +20,6 @@
 #include "internal.h"
 #include "probes.h"
 
-/* Requests hold the region list for reading; see struct cvmconv. */
-static int lock(struct cvmconv *c)
-{
-	regions_read_lock(&c->regions_lock);
-	if (atomic_load(&c->broken)) {
-		regions_read_unlock(&c->regions_lock);
-		return -ENOTRECOVERABLE;
-	}
-	return 0;
-}
-
-static void unlock(struct cvmconv *c)
-{
-	regions_read_unlock(&c->regions_lock);
-}
-
-/* Regions [*first, *last] cover [gpa, gpa + size) without a gap. */
-static bool covering_regions(struct cvmconv *c, uint64_t gpa, uint64_t size, uint32_t *first,
-			     uint32_t *last)
-{
-	uint64_t end = gpa + size;
-	uint32_t i;
-	struct region *r = context_find_region(c, gpa, &i);
-
-	if (!r)
-		return false;
-	*first = i;
-	while (r->gpa + r->size < end) {
-		if (++i == c->nregions || c->regions[i]->gpa != r->gpa + r->size)
-			return false;
-		r = c->regions[i];
-	}
-	*last = i;
-	return true;
-}
-
-/* Pages of region @r inside the request [gpa, end). */
-static void clip(const struct region *r, uint64_t gpa, uint64_t end, uint64_t *from, uint64_t *to)
-{
-	uint64_t lo = gpa > r->gpa ? gpa : r->gpa,
-		 hi = end < r->gpa + r->size ? end : r->gpa + r->size;
-
-	*from = (lo - r->gpa) >> PAGE_SHIFT_4K;
-	*to = (hi - r->gpa) >> PAGE_SHIFT_4K;
-}
-
-/* Walks the maximal GPA runs of pages that must change, merged across
- * adjacent regions. Reads the tracker only: it yields the same runs again
- * for a rollback as long as nothing was committed. */
-struct run_walk {
-	struct cvmconv *c;
-	uint64_t gpa, end;
-	bool to_private;
-	uint32_t region, last;
-	uint64_t page; /* next page to look at in c->regions[region] */
-};
-
-static void walk_start(struct run_walk *w, struct cvmconv *c, const struct conversion *cv,
-		       uint32_t first, uint32_t last)
-{
-	uint64_t to;
-
-	*w = (struct run_walk){ c, cv->gpa, cv->gpa + cv->size, cv->to_private, first, last, 0 };
-	clip(c->regions[first], w->gpa, w->end, &w->page, &to);
-}
-
-/* Next run within the current region, or false when the request is done. */
-static bool walk_region_run(struct run_walk *w, uint64_t *run_gpa, uint64_t *run_end)
-{
-	while (w->region <= w->last) {
-		struct region *r = w->c->regions[w->region];
-		uint64_t from, to, a, b;
-
-		clip(r, w->gpa, w->end, &from, &to);
-		if (w->page < from)
-			w->page = from;
-		r->steps++;
-		if (tracker_run(&r->tr, w->page, to, !w->to_private, &a, &b)) {
-			w->page = b;
-			*run_gpa = r->gpa + (a << PAGE_SHIFT_4K);
-			*run_end = r->gpa + (b << PAGE_SHIFT_4K);
-			return true;
-		}
-		w->region++;
-		w->page = 0;
-	}
-	return false;
-}
-
-static bool walk_next(struct run_walk *w, uint64_t *run_gpa, uint64_t *run_end)
-{
-	uint64_t g, e;
-
-	if (!walk_region_run(w, run_gpa, run_end))
-		return false;
-	/* a run ending where the next region begins continues there */
-	while (w->region < w->last &&
-	       *run_end == w->c->regions[w->region]->gpa + w->c->regions[w->region]->size) {
-		struct run_walk peek = *w;
-
-		if (!walk_region_run(&peek, &g, &e) || g != *run_end)
-			return true;
-		*run_end = e;
-		*w = peek;
-	}
-	return true;
-}
-
 static int set_attributes(struct cvmconv *c, uint64_t gpa, uint64_t end, bool private)
 {
 	int ret;
@@ -137,42 +29,6 @@ static int set_attributes(struct cvmconv *c, uint64_t gpa, uint64_t end, bool pr
 	ret = op_set_memory_attributes(c, gpa, end - gpa, private ? CVMCONV_ATTR_PRIVATE : 0);
 	PROBE(attr_update_done, ret);
 	return ret;
-}
-
-/* The kernel calls of one run [gpa, end) of a request over regions
- * [first, last]: one KVM_SET_MEMORY_ATTRIBUTES for each stretch of
- * adjacent two-backing regions, one KVM_SET_MEMORY_ATTRIBUTES2 per
- * in-place region piece (its own guest_memfd). */
-struct piece_iter {
-	struct cvmconv *c;
-	uint32_t i, last;
-	uint64_t pos, end;
-};
-
-/* Next piece [*from, *to) (gpa) and its in-place region, or NULL for a
- * stretch of two-backing regions; false when the run is done. */
-static bool piece_next(struct piece_iter *it, uint64_t *from, uint64_t *to, struct region **inplace)
-{
-	*inplace = NULL;
-	*from = it->pos;
-	for (; it->pos < it->end && it->i <= it->last; it->i++) {
-		struct region *r = it->c->regions[it->i];
-		uint64_t r_end = r->gpa + r->size;
-
-		if (r_end <= it->pos)
-			continue;
-		if (r->inplace) {
-			if (it->pos > *from)
-				break; /* the two-backing stretch before it first */
-			*inplace = r;
-			it->pos = r_end < it->end ? r_end : it->end;
-			it->i++;
-			break;
-		}
-		it->pos = r_end < it->end ? r_end : it->end;
-	}
-	*to = it->pos;
-	return *to > *from;
 }
 
 static int set_piece(struct cvmconv *c, struct region *inplace, uint64_t gpa, uint64_t end,
@@ -218,67 +74,6 @@ static int update_run(struct cvmconv *c, uint32_t first, uint32_t last, uint64_t
 		}
 	}
 	return err;
-}
-
-/* One validated request of a transaction, the regions it covers and its
- * runs. Planning walks the tracker once; the few runs of a typical request
- * are kept here for every later phase. A request with more runs (a hostile
- * checkerboard, say) is walked again in each phase instead. */
-#define PLANNED_RUNS 8
-
-struct planned {
-	const struct conversion *cv;
-	uint32_t first, last;
-	uint32_t nruns;
-	bool walk;	/* more than PLANNED_RUNS runs: walk the tracker each time */
-	uint64_t total; /* runs in all, counted once by plan() */
-	struct {
-		uint64_t gpa, end;
-	} run[PLANNED_RUNS];
-};
-
-struct run_iter {
-	const struct planned *p;
-	uint32_t i;
-	struct run_walk w;
-};
-
-static void runs_start(struct run_iter *it, struct cvmconv *c, const struct planned *p)
-{
-	it->p = p;
-	it->i = 0;
-	if (p->walk)
-		walk_start(&it->w, c, p->cv, p->first, p->last);
-}
-
-static bool runs_next(struct run_iter *it, uint64_t *gpa, uint64_t *end)
-{
-	if (it->p->walk)
-		return walk_next(&it->w, gpa, end);
-	if (it->i == it->p->nruns)
-		return false;
-	*gpa = it->p->run[it->i].gpa;
-	*end = it->p->run[it->i++].end;
-	return true;
-}
-
-static void plan(struct cvmconv *c, struct planned *p)
-{
-	struct run_walk w;
-	uint64_t gpa, end;
-
-	p->nruns = 0;
-	p->total = 0;
-	p->walk = false;
-	walk_start(&w, c, p->cv, p->first, p->last);
-	while (walk_next(&w, &gpa, &end)) {
-		if (p->total++ < PLANNED_RUNS) {
-			p->run[p->nruns].gpa = gpa;
-			p->run[p->nruns++].end = end;
-		} else {
-			p->walk = true; /* keep counting: the reservation needs it */
-		}
-	}
 }
 
 /* Set back the first @applied runs of @p[0..n) (those whose update
@@ -393,7 +188,7 @@ static uint64_t alloc_pieces(struct cvmconv *c, const struct planned *p, size_t 
 					continue;
 				if (visited == limit)
 					return visited;
-				clip(r, gpa, end, &from, &to);
+				run_clip(r, gpa, end, &from, &to);
 				visited++;
 				if (undo) {
 					backing_unallocate_shared(c, r, from, to);
@@ -538,7 +333,7 @@ static void commit(struct cvmconv *c, const struct planned *p, size_t n)
 					break;
 				if (gpa >= r->gpa + r->size)
 					continue;
-				clip(r, gpa, end, &from, &to);
+				run_clip(r, gpa, end, &from, &to);
 				r->steps++;
 				tracker_set(&r->tr, from, to, cv->to_private);
 				backing_release_stale(c, r, from, to, cv->to_private);
@@ -612,7 +407,7 @@ static bool validate(struct cvmconv *c, const struct conversion *cv, struct plan
 	if (!why && (!cv->size || ((cv->gpa | cv->size) & (PAGE_4K - 1)) || cv->size > GPA_LIMIT ||
 		     cv->gpa > GPA_LIMIT - cv->size))
 		why = "range misaligned, empty or beyond the physical address space";
-	if (!why && !covering_regions(c, cv->gpa, cv->size, &p->first, &p->last))
+	if (!why && !runs_covering(c, cv->gpa, cv->size, &p->first, &p->last))
 		why = "range not wholly inside registered guest memory";
 	if (!why && cv->guest && cv->to_private && !private_backed(c, p->first, p->last))
 		why = "no private backing for part of the range (region without guest_memfd)";
@@ -665,7 +460,7 @@ NOINLINE static int transact_locked(struct cvmconv *c, struct planned *p, size_t
 	 * Requests are sorted, so the requests covering region i are
 	 * consecutive. */
 	for (size_t k = 0; k < n; k++)
-		plan(c, &p[k]);
+		runs_plan(c, &p[k]);
 	for (uint32_t i = p[0].first; n && i <= p[n - 1].last; i++) {
 		uint64_t requests = 0, runs = 0;
 
@@ -711,7 +506,7 @@ static bool transact_simple(struct cvmconv *c, const struct planned *p, int *err
 
 	if (p->first != p->last || c->nlisteners || (r->alloc_shared && !cv->to_private))
 		return false;
-	clip(r, cv->gpa, cv->gpa + cv->size, &from, &to);
+	run_clip(r, cv->gpa, cv->gpa + cv->size, &from, &to);
 	r->steps += 2; /* the planning descent, then the update or the second look */
 	if (tracker_run(&r->tr, from, to, !cv->to_private, &a, &b)) {
 		if (b < to && tracker_run(&r->tr, b, to, !cv->to_private, &a2, &b2))
@@ -758,7 +553,7 @@ static struct region *inflight_conflict(struct cvmconv *c, const struct planned 
 			if (r->shared.inflight_to == r->shared.inflight_from &&
 			    r->private_.inflight_to == r->private_.inflight_from)
 				continue;
-			clip(r, p[k].cv->gpa, p[k].cv->gpa + p[k].cv->size, &from, &to);
+			run_clip(r, p[k].cv->gpa, p[k].cv->gpa + p[k].cv->size, &from, &to);
 			if (backing_inflight(r, p[k].cv->to_private, from, to))
 				return r;
 		}
@@ -802,14 +597,14 @@ FLATTEN int convert_request(struct cvmconv *c, const struct conversion *cv, int 
 	int err;
 
 	*guest_err = CVMCONV_KVM_EFAULT;
-	err = lock(c);
+	err = context_lock(c);
 	if (err)
 		return err;
 	if (cv->guest)
 		COUNT(c, exits, 1);
 	if (validate(c, cv, &p, &err, guest_err))
 		err = transact(c, &p, 1, guest_err);
-	unlock(c);
+	context_unlock(c);
 	return err;
 }
 
@@ -874,7 +669,7 @@ int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges,
 		cv[merged++] = cv[i];
 	}
 
-	err = lock(c);
+	err = context_lock(c);
 	if (err)
 		goto out;
 	if (guest)
@@ -892,7 +687,7 @@ int cvmconv_convert_batch(struct cvmconv *c, const struct cvmconv_range *ranges,
 	else
 		guest_err = 0;
 unlock:
-	unlock(c);
+	context_unlock(c);
 out:
 	if (hc_ret)
 		*hc_ret = (uint64_t) - (int64_t)guest_err;
@@ -910,57 +705,4 @@ int cvmconv_convert(struct cvmconv *c, uint64_t gpa, uint64_t size, bool to_priv
 	if (!c)
 		return -EINVAL;
 	return convert_request(c, &cv, &guest_err);
-}
-
-int cvmconv_flush(struct cvmconv *c)
-{
-	int err, last_err = 0;
-
-	if (!c)
-		return -EINVAL;
-	PROBE(flush, c);
-	pthread_mutex_lock(&c->flush_lock);
-	err = lock(c);
-	if (err) {
-		pthread_mutex_unlock(&c->flush_lock);
-		return err;
-	}
-	for (uint32_t i = 0; i < c->nregions; i++) {
-		struct region *r = c->regions[i];
-		uint64_t budget;
-		struct side *s;
-
-		/* waiting memory piece by piece, each punched without the
-		 * region lock: conversions on the region go on meanwhile. At
-		 * most as much as waited when the flush came to the region: a
-		 * guest converting all the time cannot keep a flush going (what
-		 * it adds keeps the poll fd readable for the next one). */
-		pthread_mutex_lock(&r->lock);
-		budget = r->shared.waiting.pages + r->private_.waiting.pages;
-		for (;;) {
-			if (!budget || !backing_flush_take(c, r, &s))
-				break;
-			budget -= budget < s->inflight_to - s->inflight_from
-					  ? budget
-					  : s->inflight_to - s->inflight_from;
-			pthread_mutex_unlock(&r->lock);
-			err = backing_flush_punch(c, s);
-			pthread_mutex_lock(&r->lock);
-			backing_flush_done(c, r, s, err);
-			if (err)
-				last_err = err;
-		}
-		/* then the failed runs (under the lock: rare), and the poll fd */
-		err = backing_flush(c, r);
-		backing_note_pending(c, r);
-		pthread_mutex_unlock(&r->lock);
-		if (err)
-			last_err = err;
-	}
-	backing_poll_settle(c);
-	stats_update_peak(c);
-	unlock(c);
-	pthread_mutex_unlock(&c->flush_lock);
-	PROBE(flush_done, last_err);
-	return last_err;
 }

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* Internal interfaces of the host library. Data flows one way:
- * exit.c -> convert.c (validate, policy, plan, apply) -> extents.c (state)
- * -> backing.c (punch) -> stats.c; log.c is a sink used by all. */
+ * exit.c -> convert.c (validate, policy, apply, commit; runs.c finds the
+ * runs, inplace.c makes in-place updates) -> extents.c (state) ->
+ * backing.c (punch; flush.c off the vCPU threads) -> kvm.c (the kernel
+ * calls, kvm.h: no library state) ; stats.c reads, log.c is a sink. */
 #ifndef CVMCONV_INTERNAL_H
 #define CVMCONV_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -450,6 +453,22 @@ HIDDEN int query_runs(struct cvmconv *c, uint64_t gpa, uint64_t end, query_cb cb
 HIDDEN bool fault_guard_repeats(struct cvmconv *c, const void *run, uint64_t gpa, uint64_t size,
 				uint64_t flags, uint64_t gen_before);
 
+/* Requests hold the region list for reading; see struct cvmconv. */
+static inline int context_lock(struct cvmconv *c)
+{
+	regions_read_lock(&c->regions_lock);
+	if (atomic_load(&c->broken)) {
+		regions_read_unlock(&c->regions_lock);
+		return -ENOTRECOVERABLE;
+	}
+	return 0;
+}
+
+static inline void context_unlock(struct cvmconv *c)
+{
+	regions_read_unlock(&c->regions_lock);
+}
+
 /* convert.c: the whole transaction (validate, policy, plan, apply, punch).
  * A request as decoded from an exit (exit.c) or made by the host. */
 struct conversion {
@@ -467,5 +486,67 @@ struct conversion {
  * CVMCONV_KVM_EFAULT), -ENOTRECOVERABLE when broken. For host requests a
  * refusal is returned as -EINVAL. */
 HIDDEN int convert_request(struct cvmconv *c, const struct conversion *cv, int *guest_err);
+
+/* ---- runs.c: the runs of a request, read from the tracker ---- */
+
+/* Regions [*first, *last] cover [gpa, gpa + size) without a gap. */
+HIDDEN bool runs_covering(struct cvmconv *c, uint64_t gpa, uint64_t size, uint32_t *first,
+			  uint32_t *last);
+/* Pages of region @r inside the request [gpa, end). */
+HIDDEN void run_clip(const struct region *r, uint64_t gpa, uint64_t end, uint64_t *from,
+		     uint64_t *to);
+
+/* Walks the maximal GPA runs of pages that must change, merged across
+ * adjacent regions. Reads the tracker only: it yields the same runs again
+ * for a rollback as long as nothing was committed. */
+struct run_walk {
+	struct cvmconv *c;
+	uint64_t gpa, end;
+	bool to_private;
+	uint32_t region, last;
+	uint64_t page; /* next page to look at in c->regions[region] */
+};
+
+/* One validated request of a transaction, the regions it covers and its
+ * runs. Planning walks the tracker once; the few runs of a typical request
+ * are kept here for every later phase. A request with more runs (a hostile
+ * checkerboard, say) is walked again in each phase instead. */
+#define PLANNED_RUNS 8
+
+struct planned {
+	const struct conversion *cv;
+	uint32_t first, last;
+	uint32_t nruns;
+	bool walk;	/* more than PLANNED_RUNS runs: walk the tracker each time */
+	uint64_t total; /* runs in all, counted once by plan() */
+	struct {
+		uint64_t gpa, end;
+	} run[PLANNED_RUNS];
+};
+
+struct run_iter {
+	const struct planned *p;
+	uint32_t i;
+	struct run_walk w;
+};
+
+/* Walk the runs of @p from the start (its plan, or the tracker again). */
+HIDDEN void runs_start(struct run_iter *it, struct cvmconv *c, const struct planned *p);
+HIDDEN bool runs_next(struct run_iter *it, uint64_t *gpa, uint64_t *end);
+/* Count the runs of @p->cv, keeping the first PLANNED_RUNS. */
+HIDDEN void runs_plan(struct cvmconv *c, struct planned *p);
+
+/* The kernel calls of one run [gpa, end) of a request over regions
+ * [first, last]: one KVM_SET_MEMORY_ATTRIBUTES for each stretch of
+ * adjacent two-backing regions, one KVM_SET_MEMORY_ATTRIBUTES2 per
+ * in-place region piece (its own guest_memfd). */
+struct piece_iter {
+	struct cvmconv *c;
+	uint32_t i, last;
+	uint64_t pos, end;
+};
+
+HIDDEN bool piece_next(struct piece_iter *it, uint64_t *from, uint64_t *to,
+		       struct region **inplace);
 
 #endif
