@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "checker.h"
+#include "util.h"
 
-bool checker_note(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private,
+bool checker_note(struct checker *c, uint64_t seq, uint64_t gpa, uint64_t npages, bool to_private,
 		  enum cvmg_site site)
 {
-	struct checker *c = &m->checker;
 	struct cvmg_unaligned *r;
 
 	if (IS_ALIGNED(gpa, SZ_2M) && IS_ALIGNED(npages << PAGE_SHIFT, SZ_2M))
@@ -33,7 +33,7 @@ bool checker_note(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private
 		r->npages = npages;
 		r->site = (uint32_t)site;
 		r->to_private = to_private;
-		r->seq = m->n.setmem_calls;
+		r->seq = seq;
 	}
 	return true;
 }

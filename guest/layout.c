@@ -10,7 +10,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
+#include "layout.h"
+#include "util.h"
 
 enum zone_id zone_of(uint64_t pfn)
 {
@@ -137,10 +138,8 @@ int layout_alloc_top_down(struct layout *l, uint64_t size, uint64_t align, uint6
 	return -ENOMEM;
 }
 
-int layout_init(struct cvmg *m)
+int layout_init(struct layout *l, const struct cvmg_config *c)
 {
-	struct layout *l = &m->layout;
-	const struct cvmg_config *c = &m->cfg;
 	int ret;
 
 	memset(l, 0, sizeof(*l));

@@ -3,7 +3,7 @@
  * The model's only randomness: xoshiro256** seeded through splitmix64 (the
  * public-domain generators by Blackman and Vigna). Same seed, same stream.
  */
-#include "internal.h"
+#include "rng.h"
 
 static uint64_t splitmix64(uint64_t *x)
 {
