@@ -177,19 +177,6 @@ static uint64_t bss_decrypted_start(const struct cvmg *m)
 	return img >= SZ_2M ? SZ_16M + img - SZ_2M : 0;
 }
 
-static void count_early(struct cvmg *m, uint64_t npages, bool to_private)
-{
-	m->mem.n.conversions++;
-	m->mem.n.early_conversions++;
-	if (to_private) {
-		m->mem.n.conv_private++;
-		m->mem.n.pages_private += npages;
-	} else {
-		m->mem.n.conv_shared++;
-		m->mem.n.pages_shared += npages;
-	}
-}
-
 /* Before setup_arch()'s memory setup: on SNP, startup_64 ->
  * sme_postprocess_startup() (arch/x86/kernel/head64.c) makes
  * .bss..decrypted shared, early_snp_set_memory_shared() per PMD: one
@@ -207,7 +194,7 @@ static int boot_bss_decrypted(struct cvmg *m)
 	if (!bss)
 		return 0;
 	if (m->cfg.platform == CVMG_PLATFORM_SNP) {
-		count_early(m, 512, false);
+		counters_conversion(&m->mem.n, 512, false, true);
 		return shape_snp_msr_psc(&m->mem, bss, 512, false);
 	}
 	if (m->cfg.platform != CVMG_PLATFORM_KVM_PV)
@@ -219,12 +206,12 @@ static int boot_bss_decrypted(struct cvmg *m)
 			shape_raw_exit(&m->mem, 0, 0xa0000 / PAGE_SZ,
 				       CVMG_MAP_GPA_RANGE_ENCRYPTED |
 					       CVMG_MAP_GPA_RANGE_PAGE_SZ_4K);
-			count_early(m, 0, true);
+			counters_conversion(&m->mem.n, 0, true, true);
 			s = SZ_1M;
 		}
 		shape_raw_exit(&m->mem, s, (e - s) / PAGE_SZ,
 			       CVMG_MAP_GPA_RANGE_ENCRYPTED | CVMG_MAP_GPA_RANGE_PAGE_SZ_4K);
-		count_early(m, 0, true);
+		counters_conversion(&m->mem.n, 0, true, true);
 	}
 	return set_memory_early(&m->mem, bss, SZ_2M, false);
 }

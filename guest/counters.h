@@ -6,6 +6,7 @@
 #ifndef CVMG_COUNTERS_H
 #define CVMG_COUNTERS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct counters {
@@ -19,5 +20,22 @@ struct counters {
 	uint64_t dma_allocs, dma_alloc_failures, dma_frees, dma_leaked_pages;
 	uint64_t early_conversions, early_exits, sw_transient_stale;
 };
+
+/* One conversion of @npages pages to private or shared (@early: one that
+ * bypasses __set_memory_enc_pgtable() and its checker). */
+static inline void counters_conversion(struct counters *n, uint64_t npages, bool to_private,
+				       bool early)
+{
+	n->conversions++;
+	if (early)
+		n->early_conversions++;
+	if (to_private) {
+		n->conv_private++;
+		n->pages_private += npages;
+	} else {
+		n->conv_shared++;
+		n->pages_shared += npages;
+	}
+}
 
 #endif /* CVMG_COUNTERS_H */

@@ -39,14 +39,7 @@ int set_memory(struct guest_mem *g, uint64_t gpa, uint64_t npages, bool to_priva
 	}
 	g->n.setmem_calls++;
 	directmap_split(&g->dm, gpa, end);
-	g->n.conversions++;
-	if (to_private) {
-		g->n.conv_private++;
-		g->n.pages_private += npages;
-	} else {
-		g->n.conv_shared++;
-		g->n.pages_shared += npages;
-	}
+	counters_conversion(&g->n, npages, to_private, false);
 	return shape_exits(g, gpa, npages, to_private);
 }
 
@@ -101,18 +94,7 @@ int set_memory_early(struct guest_mem *g, uint64_t addr, uint64_t size, bool to_
 	}
 	if (!ret && g->cfg->platform == CVMG_PLATFORM_KVM_PV)
 		shape_pv_hypercalls(g, addr, size, to_private);
-	if (g->n.exits != exits) {
-		uint64_t np = (end - start) / PAGE_SZ;
-
-		g->n.conversions++;
-		g->n.early_conversions++;
-		if (to_private) {
-			g->n.conv_private++;
-			g->n.pages_private += np;
-		} else {
-			g->n.conv_shared++;
-			g->n.pages_shared += np;
-		}
-	}
+	if (g->n.exits != exits)
+		counters_conversion(&g->n, (end - start) / PAGE_SZ, to_private, true);
 	return ret;
 }
