@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 4, pools.
+ *
  * DMA atomic pools (kernel/dma/pool.c). dma_atomic_pool_init() sizes each
  * pool at totalram_pages() / (1 GiB / 128 KiB) pages, at most
  * MAX_ORDER_NR_PAGES (4 MiB) and at least 128 KiB, and creates the kernel

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 2, physical memory.
+ *
  * Buddy allocator of the guest (mm/page_alloc.c), per zone, orders 0..10:
  * - allocation takes the head of the smallest non-empty free list of order
  *   >= the request (__rmqueue_smallest) and returns the upper halves of a

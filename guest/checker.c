@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 3, conversions.
+ *
  * The 2 MiB alignment checker of RFC patch 5 ("x86: CVMs: Ensure that memory
  * conversions happen at 2M alignment"), which hooks
  * __set_memory_enc_pgtable() in arch/x86/mm/pat/set_memory.c and flags a

@@ -1,9 +1,8 @@
-
 /* SPDX-License-Identifier: MIT */
 /*
  * Layer 2, physical memory: uptime churn on the buddy allocator (buddy.c).
  *
- * Uptime churn. Two populations share the allocator, as in a guest that has
+ * Two populations share the allocator, as in a guest that has
  * been up a while:
  * - page cache: order-0 pages that grow until no free block is left; then
  *   reclaim frees cache pages in random order (LRU order is unrelated to

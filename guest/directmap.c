@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 2, physical memory.
+ *
  * The kernel direct map of the model (arch/x86/mm/pat/set_memory.c,
  * arch/x86/mm/init_64.c). It starts with the largest leaves the RAM layout
  * allows (1 GiB with gbpages, else 2 MiB), except the first 2 MiB, which x86

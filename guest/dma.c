@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 5, DMA API.
+ *
  * dma-direct for a device that needs unencrypted DMA (kernel/dma/direct.c,
  * force_dma_unencrypted() is true for every device of a CVM):
  *

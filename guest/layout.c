@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 2, physical memory.
+ *
  * Guest physical layout and memblock. RAM follows QEMU q35: low RAM from 0 up
  * to lowmem (2 GiB once RAM reaches 2.75 GiB, pc_q35_init), the rest from
  * 4 GiB. Zones are x86-64's: DMA below 16 MiB, DMA32 below 4 GiB, Normal above

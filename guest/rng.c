@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 1, utilities.
+ *
  * The model's only randomness: xoshiro256** seeded through splitmix64 (the
  * public-domain generators by Blackman and Vigna). Same seed, same stream.
  */

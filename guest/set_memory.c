@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 3, conversions.
+ *
  * set_memory_decrypted()/set_memory_encrypted() of the model
  * (arch/x86/mm/pat/set_memory.c: __set_memory_enc_pgtable):
  *   1. the RFC patch 5 check (checker.c) — refusing only when enforcing;

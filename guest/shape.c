@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 3, conversions.
+ *
  * How one guest conversion becomes the KVM_HC_MAP_GPA_RANGE exits the VMM
  * sees (args[0] gpa, args[1] npages in 4 KiB units, args[2] attrs).
  *

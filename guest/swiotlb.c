@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 4, pools.
+ *
  * SWIOTLB of the guest (kernel/dma/swiotlb.c, include/linux/swiotlb.h; the
  * slot search follows 6.12's swiotlb_search_pool_area(), v6.6's
  * swiotlb_area_find_slots() under CVMG_F_SWIOTLB_OLD_ALIGN).
