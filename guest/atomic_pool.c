@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 4, pools.
+ *
  * DMA atomic pools (kernel/dma/pool.c). dma_atomic_pool_init() sizes each
  * pool at totalram_pages() / (1 GiB / 128 KiB) pages, at most
  * MAX_ORDER_NR_PAGES (4 MiB) and at least 128 KiB, and creates the kernel
@@ -22,7 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "atomic_pool.h"
+#include "set_memory.h"
+#include "util.h"
 
 enum { AP_DMA = 0, AP_DMA32 = 1, AP_KERNEL = 2 };
 
@@ -41,7 +45,7 @@ static void bits_set(uint64_t *b, uint32_t start, uint32_t n, bool v)
 	}
 }
 
-static int pool_expand(struct cvmg *m, struct atomic_pool *p, uint64_t size)
+static int pool_expand(struct guest_mem *g, struct atomic_pool *p, uint64_t size)
 {
 	unsigned order = MIN(get_order(size), (unsigned)MAX_ORDER);
 	enum zone_id hi = p->zone, lo = p->zone;
@@ -52,17 +56,17 @@ static int pool_expand(struct cvmg *m, struct atomic_pool *p, uint64_t size)
 	if (p->zone == ZONE_NORMAL)
 		lo = ZONE_DMA32; /* GFP_KERNEL may fall back to DMA32 */
 	for (;;) {
-		if (!buddy_alloc(&m->buddy, hi, lo, order, &pfn))
+		if (!buddy_alloc(&g->buddy, hi, lo, order, &pfn))
 			break;
 		if (order == 0) {
-			m->n.ap_expand_failures++;
+			g->n.ap_expand_failures++;
 			return -ENOMEM;
 		}
 		order--;
 	}
-	ret = set_memory(m, pfn << PAGE_SHIFT, 1ULL << order, false, CVMG_SITE_ATOMIC_POOL);
+	ret = set_memory(g, pfn << PAGE_SHIFT, 1ULL << order, false, CVMG_SITE_ATOMIC_POOL);
 	if (ret) {
-		m->n.dma_leaked_pages += 1ULL << order;
+		g->n.dma_leaked_pages += 1ULL << order;
 		return ret;
 	}
 	ret = grow_array((void **)&p->chunks, sizeof(*p->chunks), &p->cap, p->n + 1);
@@ -82,10 +86,9 @@ static int pool_expand(struct cvmg *m, struct atomic_pool *p, uint64_t size)
 	return 0;
 }
 
-int atomic_pools_init(struct cvmg *m)
+int atomic_pools_init(struct atomic_pools *a, struct guest_mem *g)
 {
-	struct atomic_pools *a = &m->ap;
-	uint64_t pages = m->buddy.managed / (SZ_1G / (128 * 1024));
+	uint64_t pages = g->buddy.managed / (SZ_1G / (128 * 1024));
 	static const int order[3] = { AP_KERNEL, AP_DMA, AP_DMA32 };
 	bool has_dma = false, has_normal = false;
 	int ret;
@@ -93,8 +96,8 @@ int atomic_pools_init(struct cvmg *m)
 	pages = MIN(pages, 1ULL << MAX_ORDER);
 	a->atomic_pool_size = MAX(pages << PAGE_SHIFT, 128 * 1024);
 	for (int i = 0; i <= MAX_ORDER; i++) {
-		has_dma = has_dma || m->buddy.lists[ZONE_DMA][i].count;
-		has_normal = has_normal || m->buddy.lists[ZONE_NORMAL][i].count;
+		has_dma = has_dma || g->buddy.lists[ZONE_DMA][i].count;
+		has_normal = has_normal || g->buddy.lists[ZONE_NORMAL][i].count;
 	}
 	a->pool[AP_DMA].zone = ZONE_DMA;
 	a->pool[AP_DMA32].zone = ZONE_DMA32;
@@ -104,10 +107,11 @@ int atomic_pools_init(struct cvmg *m)
 
 		if (order[k] == AP_DMA && !has_dma)
 			continue;
-		if (order[k] == AP_KERNEL && !has_normal && (m->cfg.flags & CVMG_F_AP_NEEDS_NORMAL))
+		if (order[k] == AP_KERNEL && !has_normal &&
+		    (g->cfg->flags & CVMG_F_AP_NEEDS_NORMAL))
 			continue; /* newer pool.c: has_managed_zone(ZONE_NORMAL) */
 		p->present = true;
-		ret = pool_expand(m, p, a->atomic_pool_size);
+		ret = pool_expand(g, p, a->atomic_pool_size);
 		if (ret == -ENOTRECOVERABLE)
 			return ret;
 		if (ret) /* "DMA: failed to allocate ... pool": the pool is gone */
@@ -135,8 +139,8 @@ static int chunk_alloc(struct ap_chunk *c, uint32_t nr, uint64_t *addr)
 	return -ENOMEM;
 }
 
-static int pool_alloc(struct cvmg *m, struct atomic_pool *p, uint64_t dma_limit, uint64_t size,
-		      uint64_t *addr)
+static int pool_alloc(struct atomic_pools *a, struct atomic_pool *p, uint64_t dma_limit,
+		      uint64_t size, uint64_t *addr)
 {
 	uint32_t nr = (uint32_t)(size >> PAGE_SHIFT);
 
@@ -145,17 +149,17 @@ static int pool_alloc(struct cvmg *m, struct atomic_pool *p, uint64_t dma_limit,
 			continue;
 		p->avail -= size;
 		if (*addr + size - 1 > dma_limit) { /* !dma_coherent_ok(): give it back */
-			atomic_pool_free(m, *addr, size);
+			atomic_pool_free(a, *addr, size);
 			return -ENOMEM;
 		}
-		if (p->avail < m->ap.atomic_pool_size)
-			m->ap.work_pending = true;
+		if (p->avail < a->atomic_pool_size)
+			a->work_pending = true;
 		return 0;
 	}
 	return -ENOMEM;
 }
 
-int atomic_pool_alloc(struct cvmg *m, uint64_t dma_limit, uint64_t size, uint64_t *addr)
+int atomic_pool_alloc(struct atomic_pools *a, uint64_t dma_limit, uint64_t size, uint64_t *addr)
 {
 	int first = dma_limit < SZ_16M ? AP_DMA : dma_limit < SZ_4G ? AP_DMA32 : AP_KERNEL;
 	static const int next[3] = { -1, AP_DMA, AP_DMA32 }; /* kernel -> DMA32 -> DMA */
@@ -164,19 +168,19 @@ int atomic_pool_alloc(struct cvmg *m, uint64_t dma_limit, uint64_t size, uint64_
 	if (!size || size > (PAGE_SZ << MAX_ORDER))
 		return -ENOMEM;
 	for (int k = first; k >= 0; k = next[k]) {
-		struct atomic_pool *p = &m->ap.pool[k];
+		struct atomic_pool *p = &a->pool[k];
 
-		if (p->present && !pool_alloc(m, p, dma_limit, size, addr))
+		if (p->present && !pool_alloc(a, p, dma_limit, size, addr))
 			return 0;
 	}
 	return -ENOMEM;
 }
 
-bool atomic_pool_free(struct cvmg *m, uint64_t addr, uint64_t size)
+bool atomic_pool_free(struct atomic_pools *a, uint64_t addr, uint64_t size)
 {
 	size = ALIGN_UP(size, PAGE_SZ);
 	for (int k = 0; k < 3; k++) {
-		struct atomic_pool *p = &m->ap.pool[k];
+		struct atomic_pool *p = &a->pool[k];
 
 		for (size_t i = 0; i < p->n; i++) {
 			struct ap_chunk *c = &p->chunks[i];
@@ -201,10 +205,8 @@ bool atomic_pool_free(struct cvmg *m, uint64_t addr, uint64_t size)
 }
 
 /* atomic_pool_work_fn(): DMA, DMA32, then kernel */
-int atomic_pool_run_worker(struct cvmg *m)
+int atomic_pool_run_worker(struct atomic_pools *a, struct guest_mem *g)
 {
-	struct atomic_pools *a = &m->ap;
-
 	a->work_pending = false;
 	for (int k = 0; k < 3; k++) {
 		struct atomic_pool *p = &a->pool[k];
@@ -212,11 +214,11 @@ int atomic_pool_run_worker(struct cvmg *m)
 
 		if (!p->present || p->avail >= a->atomic_pool_size)
 			continue;
-		ret = pool_expand(m, p, p->size);
+		ret = pool_expand(g, p, p->size);
 		if (ret == -ENOTRECOVERABLE)
 			return ret;
 		if (!ret)
-			m->n.ap_expansions++;
+			g->n.ap_expansions++;
 	}
 	return 0;
 }

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 2, physical memory.
+ *
  * Buddy allocator of the guest (mm/page_alloc.c), per zone, orders 0..10:
  * - allocation takes the head of the smallest non-empty free list of order
  *   >= the request (__rmqueue_smallest) and returns the upper halves of a
@@ -22,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "buddy.h"
 
 unsigned get_order(uint64_t size)
 {
@@ -344,104 +346,4 @@ void buddy_destroy(struct buddy *b)
 	free(b->nodes);
 	free(b->hash);
 	memset(b, 0, sizeof(*b));
-}
-
-/*
- * Uptime churn. Two populations share the allocator, as in a guest that has
- * been up a while:
- * - page cache: order-0 pages that grow until no free block is left; then
- *   reclaim frees cache pages in random order (LRU order is unrelated to
- *   address) until (100 - churn_fill_pct) % of managed memory is free again
- *   (kswapd's low/high watermarks, coarsened);
- * - unmovable kernel memory (slab, page tables, skbs...): about 1/8 of the
- *   fill level, orders 0..3 weighted to small ones, allocated and freed at
- *   random.
- * A quarter of the steps touch kernel memory, the rest grow the cache. Once
- * the cache has filled RAM, free pages exist only where reclaim made them:
- * scattered, so new allocations land scattered and free 2 MiB blocks
- * disappear as uptime grows. Compaction, which could migrate cache pages,
- * is not modelled.
- */
-static const uint16_t churn_order_weight[4] = { 700, 150, 100, 50 }; /* per mille */
-
-static unsigned churn_pick_order(struct rng *r)
-{
-	uint64_t x = rng_below(r, 1000);
-	unsigned o = 0;
-
-	while (o < 3 && x >= churn_order_weight[o])
-		x -= churn_order_weight[o++];
-	return o;
-}
-
-static int churn_push(struct cvmg *m, uint64_t pfn, unsigned order, bool kernel)
-{
-	int ret =
-		grow_array((void **)&m->churn, sizeof(*m->churn), &m->churn_cap, m->churn_len + 1);
-
-	if (ret)
-		return ret;
-	m->churn[m->churn_len++] = (struct churn_alloc){ pfn, order, kernel };
-	m->churn_pages += 1ULL << order;
-	if (kernel)
-		m->churn_kernel_pages += 1ULL << order;
-	return 0;
-}
-
-/* Free a random live allocation of one population; false if none was found
- * in a few tries (both populations share one array). */
-static bool churn_free_one(struct cvmg *m, bool kernel)
-{
-	for (int tries = 0; tries < 64 && m->churn_len; tries++) {
-		uint64_t i = rng_below(&m->rng, m->churn_len);
-		struct churn_alloc a = m->churn[i];
-
-		if (a.kernel != kernel)
-			continue;
-		m->churn[i] = m->churn[--m->churn_len];
-		m->churn_pages -= 1ULL << a.order;
-		if (kernel)
-			m->churn_kernel_pages -= 1ULL << a.order;
-		(void)buddy_free(&m->buddy, a.pfn, a.order);
-		return true;
-	}
-	return false;
-}
-
-int cvmg_churn(struct cvmg *m, uint64_t steps)
-{
-	uint64_t kern_target, free_target;
-
-	if (!m || !m->booted)
-		return -EINVAL;
-	if (m->terminated)
-		return -ENOTRECOVERABLE;
-	kern_target = m->buddy.managed * m->cfg.churn_fill_pct / 100 / 8;
-	free_target = m->buddy.managed * (100 - m->cfg.churn_fill_pct) / 100;
-	for (uint64_t s = 0; s < steps; s++) {
-		bool kernel = rng_below(&m->rng, 4) == 0;
-		unsigned order = kernel ? churn_pick_order(&m->rng) : 0;
-		uint64_t pfn;
-		int ret;
-
-		if (kernel && m->churn_kernel_pages >= kern_target) {
-			churn_free_one(m, true);
-			continue;
-		}
-		ret = buddy_alloc(&m->buddy, ZONE_NORMAL, ZONE_DMA32, order, &pfn);
-		if (ret) {
-			/* reclaim down to the watermark, then retry once */
-			while (m->buddy.free_pages < free_target && churn_free_one(m, false))
-				;
-			ret = buddy_alloc(&m->buddy, ZONE_NORMAL, ZONE_DMA32, order, &pfn);
-			if (ret)
-				continue;
-		}
-		ret = churn_push(m, pfn, order, kernel);
-		if (ret) {
-			buddy_free(&m->buddy, pfn, order);
-			return ret;
-		}
-	}
-	return 0;
 }

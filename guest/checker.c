@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 3, conversions.
+ *
  * The 2 MiB alignment checker of RFC patch 5 ("x86: CVMs: Ensure that memory
  * conversions happen at 2M alignment"), which hooks
  * __set_memory_enc_pgtable() in arch/x86/mm/pat/set_memory.c and flags a
@@ -12,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "checker.h"
+#include "util.h"
 
-bool checker_note(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private,
+bool checker_note(struct checker *c, uint64_t seq, uint64_t gpa, uint64_t npages, bool to_private,
 		  enum cvmg_site site)
 {
-	struct checker *c = &m->checker;
 	struct cvmg_unaligned *r;
 
 	if (IS_ALIGNED(gpa, SZ_2M) && IS_ALIGNED(npages << PAGE_SHIFT, SZ_2M))
@@ -33,7 +35,7 @@ bool checker_note(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private
 		r->npages = npages;
 		r->site = (uint32_t)site;
 		r->to_private = to_private;
-		r->seq = m->n.setmem_calls;
+		r->seq = seq;
 	}
 	return true;
 }

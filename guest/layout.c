@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 2, physical memory.
+ *
  * Guest physical layout and memblock. RAM follows QEMU q35: low RAM from 0 up
  * to lowmem (2 GiB once RAM reaches 2.75 GiB, pc_q35_init), the rest from
  * 4 GiB. Zones are x86-64's: DMA below 16 MiB, DMA32 below 4 GiB, Normal above
@@ -10,7 +12,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "internal.h"
+#include "layout.h"
+#include "util.h"
 
 enum zone_id zone_of(uint64_t pfn)
 {
@@ -137,10 +140,8 @@ int layout_alloc_top_down(struct layout *l, uint64_t size, uint64_t align, uint6
 	return -ENOMEM;
 }
 
-int layout_init(struct cvmg *m)
+int layout_init(struct layout *l, const struct cvmg_config *c)
 {
-	struct layout *l = &m->layout;
-	const struct cvmg_config *c = &m->cfg;
 	int ret;
 
 	memset(l, 0, sizeof(*l));

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 1, utilities.
+ *
  * The model's only randomness: xoshiro256** seeded through splitmix64 (the
  * public-domain generators by Blackman and Vigna). Same seed, same stream.
  */
-#include "internal.h"
+#include "rng.h"
 
 static uint64_t splitmix64(uint64_t *x)
 {

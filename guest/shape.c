@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 3, conversions.
+ *
  * How one guest conversion becomes the KVM_HC_MAP_GPA_RANGE exits the VMM
  * sees (args[0] gpa, args[1] npages in 4 KiB units, args[2] attrs).
  *
@@ -40,7 +42,8 @@
 
 #include <cvmconv.h>
 
-#include "internal.h"
+#include "shape.h"
+#include "util.h"
 
 _Static_assert(CVMG_MAP_GPA_RANGE_ENCRYPTED == CVMCONV_MAP_GPA_RANGE_ENCRYPTED, "attr bit");
 _Static_assert(CVMG_MAP_GPA_RANGE_PAGE_SZ_2M == CVMCONV_MAP_GPA_RANGE_PAGE_SZ_2M, "2M hint");
@@ -58,20 +61,20 @@ static uint64_t fnv1a(uint64_t h, uint64_t v)
 	return h;
 }
 
-static int emit(struct cvmg *m, uint64_t gpa, uint64_t npages, uint64_t attrs)
+static int emit(struct guest_mem *g, uint64_t gpa, uint64_t npages, uint64_t attrs)
 {
 	int ret = 0;
 
-	m->n.exits++;
-	m->n.exit_hash = fnv1a(fnv1a(fnv1a(m->n.exit_hash, gpa), npages), attrs);
-	if (m->cfg.exit)
-		ret = m->cfg.exit(m->cfg.exit_opaque, gpa, npages, attrs);
+	g->n.exits++;
+	g->n.exit_hash = fnv1a(fnv1a(fnv1a(g->n.exit_hash, gpa), npages), attrs);
+	if (g->cfg->exit)
+		ret = g->cfg->exit(g->cfg->exit_opaque, gpa, npages, attrs);
 	if (ret)
-		m->n.exits_failed++;
+		g->n.exits_failed++;
 	return ret;
 }
 
-static int snp_exits(struct cvmg *m, uint64_t p, uint64_t end, uint64_t op)
+static int snp_exits(struct guest_mem *g, uint64_t p, uint64_t end, uint64_t op)
 {
 	while (p < end) {
 		uint64_t left = PSC_MAX_ENTRIES; /* entries in this PSC request */
@@ -81,7 +84,7 @@ static int snp_exits(struct cvmg *m, uint64_t p, uint64_t end, uint64_t op)
 
 			if (IS_ALIGNED(p, SZ_2M) && end - p >= SZ_2M) {
 				n = MIN(left, (end - p) / SZ_2M);
-				if (emit(m, p, n * 512, op | CVMG_MAP_GPA_RANGE_PAGE_SZ_2M))
+				if (emit(g, p, n * 512, op | CVMG_MAP_GPA_RANGE_PAGE_SZ_2M))
 					goto fatal;
 				p += n * SZ_2M;
 			} else {
@@ -89,7 +92,7 @@ static int snp_exits(struct cvmg *m, uint64_t p, uint64_t end, uint64_t op)
 
 				stop = (q > p && q < end && end - q >= SZ_2M) ? q : end;
 				n = MIN(left, (stop - p) / PAGE_SZ);
-				if (emit(m, p, n, op | CVMG_MAP_GPA_RANGE_PAGE_SZ_4K))
+				if (emit(g, p, n, op | CVMG_MAP_GPA_RANGE_PAGE_SZ_4K))
 					goto fatal;
 				p += n * PAGE_SZ;
 			}
@@ -98,11 +101,11 @@ static int snp_exits(struct cvmg *m, uint64_t p, uint64_t end, uint64_t op)
 	}
 	return 0;
 fatal:
-	m->terminated = true;
+	g->terminated = true;
 	return -ENOTRECOVERABLE;
 }
 
-static void tdx_accept(struct cvmg *m, uint64_t p, uint64_t end)
+static void tdx_accept(struct guest_mem *g, uint64_t p, uint64_t end)
 {
 	while (p < end) {
 		uint64_t sz = PAGE_SZ;
@@ -111,81 +114,81 @@ static void tdx_accept(struct cvmg *m, uint64_t p, uint64_t end)
 			sz = SZ_1G;
 		else if (IS_ALIGNED(p, SZ_2M) && end - p >= SZ_2M)
 			sz = SZ_2M;
-		m->n.tdx_accepts++;
+		g->n.tdx_accepts++;
 		p += sz;
 	}
 }
 
-static int tdx_exits(struct cvmg *m, uint64_t p, uint64_t end, uint64_t op)
+static int tdx_exits(struct guest_mem *g, uint64_t p, uint64_t end, uint64_t op)
 {
 	uint64_t start = p;
-	bool aligned = m->cfg.flags & CVMG_F_TDX_SPLIT_ALIGNED;
+	bool aligned = g->cfg->flags & CVMG_F_TDX_SPLIT_ALIGNED;
 
 	while (p < end) {
 		uint64_t stop = aligned ? MIN(ALIGN_DOWN(p, SZ_2M) + SZ_2M, end)
 					: (end - p > SZ_2M ? p + SZ_2M : end);
 
-		if (emit(m, p, (stop - p) / PAGE_SZ, op))
+		if (emit(g, p, (stop - p) / PAGE_SZ, op))
 			return -EIO;
 		p = stop;
 	}
 	if (op)
-		tdx_accept(m, start, end);
+		tdx_accept(g, start, end);
 	return 0;
 }
 
-static int pv_exits(struct cvmg *m, uint64_t p, uint64_t end, uint64_t op)
+static int pv_exits(struct guest_mem *g, uint64_t p, uint64_t end, uint64_t op)
 {
 	while (p < end) {
 		uint64_t base, size;
 
-		directmap_leaf(&m->dm, p, &base, &size);
-		(void)emit(m, base, size / PAGE_SZ, op | CVMG_MAP_GPA_RANGE_PAGE_SZ_4K);
+		directmap_leaf(&g->dm, p, &base, &size);
+		(void)emit(g, base, size / PAGE_SZ, op | CVMG_MAP_GPA_RANGE_PAGE_SZ_4K);
 		p = base + size;
 	}
 	return 0;
 }
 
-int shape_snp_msr_psc(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private)
+int shape_snp_msr_psc(struct guest_mem *g, uint64_t gpa, uint64_t npages, bool to_private)
 {
 	uint64_t op = to_private ? CVMG_MAP_GPA_RANGE_ENCRYPTED : 0;
 
 	for (uint64_t i = 0; i < npages; i++) {
-		m->n.early_exits++;
-		if (emit(m, gpa + i * PAGE_SZ, 1, op | CVMG_MAP_GPA_RANGE_PAGE_SZ_4K)) {
-			m->terminated = true;
+		g->n.early_exits++;
+		if (emit(g, gpa + i * PAGE_SZ, 1, op | CVMG_MAP_GPA_RANGE_PAGE_SZ_4K)) {
+			g->terminated = true;
 			return -ENOTRECOVERABLE;
 		}
 	}
 	return 0;
 }
 
-void shape_pv_hypercalls(struct cvmg *m, uint64_t gpa, uint64_t size, bool to_private)
+void shape_pv_hypercalls(struct guest_mem *g, uint64_t gpa, uint64_t size, bool to_private)
 {
-	uint64_t before = m->n.exits;
+	uint64_t before = g->n.exits;
 
-	(void)pv_exits(m, gpa, gpa + size, to_private ? CVMG_MAP_GPA_RANGE_ENCRYPTED : 0);
-	m->n.early_exits += m->n.exits - before;
+	(void)pv_exits(g, gpa, gpa + size, to_private ? CVMG_MAP_GPA_RANGE_ENCRYPTED : 0);
+	g->n.early_exits += g->n.exits - before;
 }
 
-void shape_raw_exit(struct cvmg *m, uint64_t gpa, uint64_t npages, uint64_t attrs)
+void shape_raw_exit(struct guest_mem *g, uint64_t gpa, uint64_t npages, uint64_t attrs)
 {
-	m->n.early_exits++;
-	(void)emit(m, gpa, npages, attrs);
+	g->n.early_exits++;
+	(void)emit(g, gpa, npages, attrs);
 }
 
-int shape_exits(struct cvmg *m, uint64_t gpa, uint64_t npages, bool to_private)
+int shape_exits(struct guest_mem *g, uint64_t gpa, uint64_t npages, bool to_private)
 {
 	uint64_t end = gpa + npages * PAGE_SZ;
 	uint64_t op = to_private ? CVMG_MAP_GPA_RANGE_ENCRYPTED : 0;
 
-	switch (m->cfg.platform) {
+	switch (g->cfg->platform) {
 	case CVMG_PLATFORM_SNP:
-		return snp_exits(m, gpa, end, op);
+		return snp_exits(g, gpa, end, op);
 	case CVMG_PLATFORM_TDX:
-		return tdx_exits(m, gpa, end, op);
+		return tdx_exits(g, gpa, end, op);
 	case CVMG_PLATFORM_KVM_PV:
-		return pv_exits(m, gpa, end, op);
+		return pv_exits(g, gpa, end, op);
 	}
 	return -EINVAL;
 }

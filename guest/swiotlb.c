@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * Layer 4, pools.
+ *
  * SWIOTLB of the guest (kernel/dma/swiotlb.c, include/linux/swiotlb.h; the
  * slot search follows 6.12's swiotlb_search_pool_area(), v6.6's
  * swiotlb_area_find_slots() under CVMG_F_SWIOTLB_OLD_ALIGN).
@@ -49,7 +51,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "swiotlb.h"
+#include "atomic_pool.h"
+#include "set_memory.h"
+#include "util.h"
 
 static uint64_t nr_slots(uint64_t size)
 {
@@ -134,11 +139,19 @@ static void pool_remove(struct swiotlb *s, struct swiotlb_pool *p)
 	}
 }
 
-uint64_t swiotlb_boot_size_request(const struct cvmg *m)
+void swiotlb_init(struct swiotlb *s, struct guest_mem *mem, struct atomic_pools *ap)
 {
-	uint64_t total = m->layout.total, size;
+	memset(s, 0, sizeof(*s));
+	s->mem = mem;
+	s->ap = ap;
+}
 
-	if (m->cfg.mode == CVMG_MODE_RFC) {
+/* The boot pool's size in bytes, before the slot-count rounding. */
+static uint64_t boot_size_request(const struct guest_mem *g)
+{
+	uint64_t total = g->layout.total, size;
+
+	if (g->cfg->mode == CVMG_MODE_RFC) {
 		size = total / 100 * 8 + total % 100 * 8 / 100;
 		return MIN(MAX(size, IO_TLB_DEFAULT_SIZE), SZ_1G + SZ_256M);
 	}
@@ -146,17 +159,17 @@ uint64_t swiotlb_boot_size_request(const struct cvmg *m)
 	return MIN(MAX(size, IO_TLB_DEFAULT_SIZE), SZ_1G);
 }
 
-int swiotlb_boot_reserve(struct cvmg *m)
+int swiotlb_boot_reserve(struct swiotlb *s)
 {
-	struct swiotlb *s = &m->swiotlb;
-	bool rfc = m->cfg.mode == CVMG_MODE_RFC;
-	uint64_t size = ALIGN_UP(swiotlb_boot_size_request(m), IO_TLB_SIZE);
+	struct guest_mem *g = s->mem;
+	bool rfc = g->cfg->mode == CVMG_MODE_RFC;
+	uint64_t size = ALIGN_UP(boot_size_request(g), IO_TLB_SIZE);
 	uint64_t nslabs = ALIGN_UP(size >> IO_TLB_SHIFT, IO_TLB_SEGSIZE);
-	uint32_t nareas = (uint32_t)roundup_pow2(m->cfg.cpus);
+	uint32_t nareas = (uint32_t)roundup_pow2(g->cfg->cpus);
 	uint64_t start = 0, bytes = 0;
 	struct swiotlb_pool *p;
 
-	if (!(m->cfg.flags & CVMG_F_SWIOTLB_EXACT_SIZE)) {
+	if (!(g->cfg->flags & CVMG_F_SWIOTLB_EXACT_SIZE)) {
 		/* round_up_default_nslabs() */
 		if (nslabs < (uint64_t)IO_TLB_SEGSIZE * nareas)
 			nslabs = (uint64_t)IO_TLB_SEGSIZE * nareas;
@@ -164,14 +177,14 @@ int swiotlb_boot_reserve(struct cvmg *m)
 			nslabs = roundup_pow2(nslabs);
 	}
 	s->default_nareas = nareas;
-	s->can_grow = rfc || (m->cfg.flags & CVMG_F_SWIOTLB_DYNAMIC);
+	s->can_grow = rfc || (g->cfg->flags & CVMG_F_SWIOTLB_DYNAMIC);
 	s->phys_limit = SZ_4G - 1; /* ARCH_LOW_ADDRESS_LIMIT */
 	nareas = limit_nareas(nareas, nslabs);
 	for (;;) {
 		uint64_t align = rfc ? SZ_2M : PAGE_SZ;
 
 		bytes = ALIGN_UP(nslabs << IO_TLB_SHIFT, align);
-		if (!layout_alloc_top_down(&m->layout, bytes, align, SZ_4G, &start))
+		if (!layout_alloc_top_down(&g->layout, bytes, align, SZ_4G, &start))
 			break;
 		if (nslabs <= IO_TLB_MIN_SLABS)
 			return 0; /* no bounce buffer at all: every mapping fails */
@@ -184,22 +197,22 @@ int swiotlb_boot_reserve(struct cvmg *m)
 		pool_free(p);
 		return -ENOMEM;
 	}
-	m->n.sw_boot_start = start;
-	m->n.sw_boot_bytes = nslabs << IO_TLB_SHIFT;
-	m->n.sw_boot_alloc = bytes;
-	m->n.sw_nareas = nareas;
+	g->n.sw_boot_start = start;
+	g->n.sw_boot_bytes = nslabs << IO_TLB_SHIFT;
+	g->n.sw_boot_alloc = bytes;
+	g->n.sw_nareas = nareas;
 	return 0;
 }
 
-int swiotlb_boot_decrypt(struct cvmg *m)
+int swiotlb_boot_decrypt(struct swiotlb *s)
 {
 	struct swiotlb_pool *p;
 	int ret;
 
-	if (!m->swiotlb.npools)
+	if (!s->npools)
 		return 0;
-	p = m->swiotlb.pools[0];
-	ret = set_memory(m, p->start,
+	p = s->pools[0];
+	ret = set_memory(s->mem, p->start,
 			 ALIGN_UP((uint64_t)p->nslabs << IO_TLB_SHIFT, PAGE_SZ) / PAGE_SZ, false,
 			 CVMG_SITE_SWIOTLB_BOOT);
 	/* swiotlb_update_mem_attributes() ignores the result; only a
@@ -279,11 +292,11 @@ static int64_t pool_find(struct swiotlb_pool *p, uint32_t cpu, uint64_t want_add
  * cleared) under which the slot must match orig_addr, offset
  * orig_addr & min_align_mask & slot bits.
  */
-static void slot_masks(const struct cvmg *m, const struct device *d, uint64_t orig_addr,
-		       uint64_t size, uint64_t alloc_align_mask, uint64_t *offset,
-		       uint64_t *alloc_size, uint64_t *mask, uint64_t *want)
+static void slot_masks(uint32_t flags, const struct device *d, uint64_t orig_addr, uint64_t size,
+		       uint64_t alloc_align_mask, uint64_t *offset, uint64_t *alloc_size,
+		       uint64_t *mask, uint64_t *want)
 {
-	if (m->cfg.flags & CVMG_F_SWIOTLB_OLD_ALIGN) {
+	if (flags & CVMG_F_SWIOTLB_OLD_ALIGN) {
 		*offset = orig_addr & d->min_align_mask & (IO_TLB_SIZE - 1);
 		*alloc_size = size + *offset;
 		*mask = (uint64_t)d->min_align_mask | alloc_align_mask;
@@ -305,22 +318,22 @@ static void slot_masks(const struct cvmg *m, const struct device *d, uint64_t or
 	}
 }
 
-int swiotlb_map_slots(struct cvmg *m, uint32_t dev, uint32_t cpu, uint64_t orig_addr, uint64_t size,
-		      uint64_t alloc_align_mask, uint64_t *tlb_addr)
+int swiotlb_map_slots(struct swiotlb *s, const struct device *d, uint32_t cpu, uint64_t orig_addr,
+		      uint64_t size, uint64_t alloc_align_mask, uint64_t *tlb_addr)
 {
-	struct swiotlb *s = &m->swiotlb;
-	struct device *d = dev_get(m, dev);
+	struct guest_mem *g = s->mem;
 	uint64_t offset, alloc_size, mask, want;
 	struct swiotlb_pool *p;
 	uint64_t backing;
 	int64_t idx;
 
-	slot_masks(m, d, orig_addr, size, alloc_align_mask, &offset, &alloc_size, &mask, &want);
+	slot_masks(g->cfg->flags, d, orig_addr, size, alloc_align_mask, &offset, &alloc_size, &mask,
+		   &want);
 	/* swiotlb_find_slots() in 6.12 refuses more than one segment before
 	 * searching (so before scheduling growth); older kernels searched,
 	 * grew and tried a transient pool that could not serve it either */
 	if (alloc_size > IO_TLB_SIZE * IO_TLB_SEGSIZE &&
-	    !(m->cfg.flags & CVMG_F_SWIOTLB_GROW_ANY_SIZE))
+	    !(g->cfg->flags & CVMG_F_SWIOTLB_GROW_ANY_SIZE))
 		return -ENOMEM;
 	for (size_t i = s->npools; i-- > 0;) {
 		p = s->pools[i];
@@ -334,25 +347,25 @@ int swiotlb_map_slots(struct cvmg *m, uint32_t dev, uint32_t cpu, uint64_t orig_
 		return -ENOMEM;
 	s->dyn_pending = true; /* schedule_work(&mem->dyn_alloc) */
 	/* transient pool: GFP_NOWAIT -> dma_alloc_from_pool() in a CVM */
-	if (atomic_pool_alloc(m, d->dma_limit, nr_slots(alloc_size) << IO_TLB_SHIFT, &backing))
+	if (atomic_pool_alloc(s->ap, d->dma_limit, nr_slots(alloc_size) << IO_TLB_SHIFT, &backing))
 		return -ENOMEM;
 	p = pool_new(backing, (uint32_t)nr_slots(alloc_size), 1, true);
 	if (!p || pool_add(s, p)) {
 		pool_free(p);
-		atomic_pool_free(m, backing, nr_slots(alloc_size) << IO_TLB_SHIFT);
+		atomic_pool_free(s->ap, backing, nr_slots(alloc_size) << IO_TLB_SHIFT);
 		return -ENOMEM;
 	}
 	p->backing_bytes = nr_slots(alloc_size) << IO_TLB_SHIFT;
-	m->n.sw_transient++;
+	g->n.sw_transient++;
 	idx = pool_find(p, 0, want, alloc_size, mask);
 	if (idx < 0) {
 		pool_remove(s, p);
-		atomic_pool_free(m, p->start, p->backing_bytes);
+		atomic_pool_free(s->ap, p->start, p->backing_bytes);
 		pool_free(p);
 		return -ENOMEM;
 	}
 found:
-	m->n.sw_used += nr_slots(alloc_size);
+	g->n.sw_used += nr_slots(alloc_size);
 	*tlb_addr = p->start + ((uint64_t)idx << IO_TLB_SHIFT) + offset;
 	return 0;
 }
@@ -368,25 +381,25 @@ static struct swiotlb_pool *pool_of(const struct swiotlb *s, uint64_t addr)
 	return NULL;
 }
 
-bool swiotlb_in_transient(const struct cvmg *m, uint64_t addr)
+bool swiotlb_in_transient(const struct swiotlb *s, uint64_t addr)
 {
-	const struct swiotlb_pool *p = pool_of(&m->swiotlb, addr);
+	const struct swiotlb_pool *p = pool_of(s, addr);
 
 	return p && p->transient;
 }
 
-bool swiotlb_owns(const struct cvmg *m, uint64_t addr)
+bool swiotlb_owns(const struct swiotlb *s, uint64_t addr)
 {
-	return pool_of(&m->swiotlb, addr) != NULL;
+	return pool_of(s, addr) != NULL;
 }
 
 /* swiotlb_release_slots() / swiotlb_tbl_unmap_single(): a mapping's
  * transient pool is deleted whole (swiotlb_del_transient) when @del_transient;
  * swiotlb_free() (the RFC's coherent frees) only releases the slots, so a
  * transient pool stays, unsearchable, and its atomic-pool memory leaks. */
-static int release_slots(struct cvmg *m, uint64_t tlb_addr, bool del_transient)
+static int release_slots(struct swiotlb *s, uint64_t tlb_addr, bool del_transient)
 {
-	struct swiotlb_pool *p = pool_of(&m->swiotlb, tlb_addr);
+	struct swiotlb_pool *p = pool_of(s, tlb_addr);
 	uint64_t idx, nslots, seg_end;
 	uint8_t count;
 
@@ -396,10 +409,10 @@ static int release_slots(struct cvmg *m, uint64_t tlb_addr, bool del_transient)
 	nslots = p->alloc_nslots[idx];
 	if (!nslots)
 		return -EINVAL;
-	m->n.sw_used -= nslots;
+	s->mem->n.sw_used -= nslots;
 	if (p->transient && del_transient) {
-		pool_remove(&m->swiotlb, p);
-		atomic_pool_free(m, p->start, p->backing_bytes);
+		pool_remove(s, p);
+		atomic_pool_free(s->ap, p->start, p->backing_bytes);
 		pool_free(p);
 		return 0;
 	}
@@ -416,21 +429,21 @@ static int release_slots(struct cvmg *m, uint64_t tlb_addr, bool del_transient)
 	return 0;
 }
 
-int swiotlb_unmap_slots(struct cvmg *m, uint64_t tlb_addr)
+int swiotlb_unmap_slots(struct swiotlb *s, uint64_t tlb_addr)
 {
-	return release_slots(m, tlb_addr, true);
+	return release_slots(s, tlb_addr, true);
 }
 
-int swiotlb_free_slots(struct cvmg *m, uint64_t tlb_addr)
+int swiotlb_free_slots(struct swiotlb *s, uint64_t tlb_addr)
 {
-	return release_slots(m, tlb_addr, false);
+	return release_slots(s, tlb_addr, false);
 }
 
 /* swiotlb_dyn_alloc() -> swiotlb_alloc_pool(NULL, IO_TLB_MIN_SLABS,
  * default_nslabs, default_nareas, phys_limit, GFP_KERNEL) */
-int swiotlb_run_worker(struct cvmg *m)
+int swiotlb_run_worker(struct swiotlb *s)
 {
-	struct swiotlb *s = &m->swiotlb;
+	struct guest_mem *g = s->mem;
 	uint64_t nslabs =
 		s->default_nslabs ? s->default_nslabs : IO_TLB_DEFAULT_SIZE >> IO_TLB_SHIFT;
 	const uint64_t minslabs = IO_TLB_MIN_SLABS; /* also in RFC mode */
@@ -441,7 +454,7 @@ int swiotlb_run_worker(struct cvmg *m)
 	int ret;
 
 	s->dyn_pending = false;
-	m->n.sw_growth_attempts++;
+	g->n.sw_growth_attempts++;
 	if (nslabs > max_slabs) {
 		nslabs = max_slabs;
 		nareas = limit_nareas(nareas, nslabs);
@@ -452,26 +465,26 @@ int swiotlb_run_worker(struct cvmg *m)
 		bytes = nslabs << IO_TLB_SHIFT;
 		order = get_order(bytes);
 		/* alloc_dma_pages(): buddy block, then decrypt PFN_UP(bytes) */
-		if (!buddy_alloc(&m->buddy, ZONE_DMA32, ZONE_DMA32, order, &pfn)) {
+		if (!buddy_alloc(&g->buddy, ZONE_DMA32, ZONE_DMA32, order, &pfn)) {
 			uint64_t np = ALIGN_UP(bytes, PAGE_SZ) / PAGE_SZ;
 
-			ret = set_memory(m, pfn << PAGE_SHIFT, np, false,
+			ret = set_memory(g, pfn << PAGE_SHIFT, np, false,
 					 CVMG_SITE_SWIOTLB_DYNAMIC);
 			if (!ret)
 				break;
 			if (ret == -ENOTRECOVERABLE)
 				return ret;
 			/* "Intentional leak if pages cannot be encrypted again." */
-			ret = set_memory(m, pfn << PAGE_SHIFT, np, true, CVMG_SITE_SWIOTLB_DYNAMIC);
+			ret = set_memory(g, pfn << PAGE_SHIFT, np, true, CVMG_SITE_SWIOTLB_DYNAMIC);
 			if (ret == -ENOTRECOVERABLE)
 				return ret;
 			if (!ret)
-				buddy_free(&m->buddy, pfn, order);
+				buddy_free(&g->buddy, pfn, order);
 			else
-				m->n.dma_leaked_pages += 1ULL << order;
+				g->n.dma_leaked_pages += 1ULL << order;
 		}
 		if (nslabs <= minslabs) {
-			m->n.sw_growth_failures++;
+			g->n.sw_growth_failures++;
 			return 0;
 		}
 		nslabs = ALIGN_UP(nslabs >> 1, IO_TLB_SEGSIZE);
@@ -482,8 +495,8 @@ int swiotlb_run_worker(struct cvmg *m)
 		pool_free(p);
 		return -ENOMEM;
 	}
-	m->n.sw_dyn_pools++;
-	m->n.sw_dyn_bytes += bytes;
+	g->n.sw_dyn_pools++;
+	g->n.sw_dyn_bytes += bytes;
 	return 0;
 }
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Workloads: what drivers allocate and map, with the sizes they use.
+ * Layer 7, workloads: what drivers allocate and map, with the sizes they
+ * use, and the uptime churn between them (cvmg_churn(), churn.c). They drive
+ * the public API of the layers below.
  *
  * Rings are split virtqueues (QEMU's default; packed=off): vring_size(num, 64)
  * bytes from dma_alloc_coherent() per queue (drivers/virtio/virtio_ring.c:
@@ -28,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "cvmg.h"
+#include "util.h"
+#include "vring.h"
 
 struct held {
 	uint64_t addr, size;
@@ -92,11 +96,6 @@ static void res_add(struct cvmg_wl_result *r, bool map, int ret, uint64_t bytes)
 	}
 }
 
-static uint64_t vring_bytes(uint64_t num)
-{
-	return ALIGN_UP(16 * num + 2 * (3 + num), 64) + 2 * 3 + 8 * num;
-}
-
 static int add_dev(struct cvmg *m, const char *name, uint32_t min_align, uint32_t *dev)
 {
 	struct cvmg_device_opts o = { .sz = sizeof(o), .name = name, .min_align_mask = min_align };
@@ -132,10 +131,10 @@ static int mapped(struct cvmg *m, uint32_t dev, uint32_t cpu, uint64_t orig, uin
 
 static int probe_done(struct cvmg *m, struct heldv *h, int ret)
 {
-	if (ret && ret != -ENOTRECOVERABLE && !m->terminated)
+	if (ret && ret != -ENOTRECOVERABLE && !m->mem.terminated)
 		held_unwind(m, h);
 	free(h->v);
-	return m->terminated ? -ENOTRECOVERABLE : ret;
+	return m->mem.terminated ? -ENOTRECOVERABLE : ret;
 }
 
 int cvmg_wl_virtio_net(struct cvmg *m, const struct cvmg_virtio_net_opts *o,
@@ -169,14 +168,14 @@ int cvmg_wl_virtio_net(struct cvmg *m, const struct cvmg_virtio_net_opts *o,
 			if (off + buf > 32768) {
 				uint64_t pfn;
 
-				if (buddy_alloc(&m->buddy, ZONE_NORMAL, ZONE_DMA32, 3, &pfn)) {
+				if (buddy_alloc(&m->mem.buddy, ZONE_NORMAL, ZONE_DMA32, 3, &pfn)) {
 					ret = -ENOMEM;
 					break;
 				}
 				ret = grow_array((void **)&frags, sizeof(*frags), &frags_cap,
 						 nfrags + 1);
 				if (ret) {
-					buddy_free(&m->buddy, pfn, 3);
+					buddy_free(&m->mem.buddy, pfn, 3);
 					break;
 				}
 				frags[nfrags++] = pfn;
@@ -187,9 +186,9 @@ int cvmg_wl_virtio_net(struct cvmg *m, const struct cvmg_virtio_net_opts *o,
 			off += buf;
 		}
 	}
-	if (ret && !m->terminated) /* the failed probe frees its rx page frags too */
+	if (ret && !m->mem.terminated) /* the failed probe frees its rx page frags too */
 		for (size_t i = 0; i < nfrags; i++)
-			buddy_free(&m->buddy, frags[i], 3);
+			buddy_free(&m->mem.buddy, frags[i], 3);
 	free(frags);
 	return probe_done(m, &h, ret);
 }
@@ -234,12 +233,12 @@ int cvmg_wl_nvme(struct cvmg *m, const struct cvmg_nvme_opts *o, struct cvmg_wl_
 	if (!ret) {
 		uint64_t pfn;
 
-		ret = buddy_alloc(&m->buddy, ZONE_NORMAL, ZONE_DMA32, 0, &pfn);
+		ret = buddy_alloc(&m->mem.buddy, ZONE_NORMAL, ZONE_DMA32, 0, &pfn);
 		id_buf = pfn << PAGE_SHIFT;
 		for (int i = 0; i < 2 && !ret; i++)
 			ret = mapped(m, dev, 0, id_buf, 4096, NULL, res);
 		if (id_buf)
-			buddy_free(&m->buddy, pfn, 0);
+			buddy_free(&m->mem.buddy, pfn, 0);
 	}
 	if (!ret)
 		ret = coherent(m, dev, 4096, 0, &h, res); /* dbbuf_dbs */
@@ -278,9 +277,18 @@ int cvmg_wl_gpu(struct cvmg *m, const struct cvmg_gpu_opts *o, struct cvmg_wl_re
 		}
 	}
 	free(h.v); /* the GPU keeps its buffers */
-	if (m->terminated)
+	if (m->mem.terminated)
 		return -ENOTRECOVERABLE;
 	return ret ? ret : failed ? -ENOMEM : 0;
+}
+
+int cvmg_churn(struct cvmg *m, uint64_t steps)
+{
+	if (!m || !m->booted)
+		return -EINVAL;
+	if (m->mem.terminated)
+		return -ENOTRECOVERABLE;
+	return churn_run(&m->churn, &m->mem.buddy, &m->rng, m->cfg.churn_fill_pct, steps);
 }
 
 static const uint64_t rt_alloc_sizes[] = { 4096, 8192, 16384, 65536, 131072, 262144, 1048576 };
@@ -317,7 +325,7 @@ int cvmg_wl_runtime(struct cvmg *m, const struct cvmg_runtime_opts *o, struct cv
 			ret = held_release(m, &x);
 		} else if (r < 80 && map.len < max) {
 			uint64_t size = rt_map_sizes[rng_below(&m->rng, 6)];
-			uint64_t pages = m->layout.lowmem >> PAGE_SHIFT;
+			uint64_t pages = m->mem.layout.lowmem >> PAGE_SHIFT;
 			/* block I/O buffers are pages; packets sit at 64-byte offsets */
 			uint64_t orig = (rng_below(&m->rng, pages - 64) << PAGE_SHIFT) +
 					(size >= PAGE_SZ ? 0 : rng_below(&m->rng, 64) << 6);
@@ -338,13 +346,13 @@ int cvmg_wl_runtime(struct cvmg *m, const struct cvmg_runtime_opts *o, struct cv
 		if (!ret)
 			ret = cvmg_churn(m, churn);
 	}
-	if (!m->terminated) {
+	if (!m->mem.terminated) {
 		held_unwind(m, &map);
 		held_unwind(m, &coh);
 	}
 	free(coh.v);
 	free(map.v);
-	if (m->terminated)
+	if (m->mem.terminated)
 		return -ENOTRECOVERABLE;
 	return ret == -ENOMEM ? 0 : ret;
 }
