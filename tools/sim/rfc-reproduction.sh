@@ -36,3 +36,5 @@ run --ram 2G --platform tdx --host cvmconv --guest legacy,rfc,cma --workload boo
 	--gpu-total 512M
 run --ram 2G --platform tdx --host cvmconv --guest rfc,cma --workload boot+frag+gpu \
 	--gpu-chunk 256K --gpu-total 512M
+run --host all --guest legacy,rfc --workload churn
+run --host in-place --guest legacy --workload churn --gmem-busy-every 8
