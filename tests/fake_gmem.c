@@ -240,3 +240,14 @@ int fake_gmem_host_access(const struct fake_gmem *g, uint64_t offset)
 
 	return p < 0 ? p : p ? -EFAULT : 0;
 }
+
+void fake_gmem_make_inplace(const struct fake_gmem *g, struct cvmconv_region *r, uint64_t mode)
+{
+	r->private_fd = g->fd;
+	r->private_offset = 0;
+	r->shared_fd = -1;
+	r->shared_offset = 0;
+	r->shared_hva = g->map;
+	r->flags |= CVMCONV_REGION_INPLACE;
+	r->content_mode = mode;
+}

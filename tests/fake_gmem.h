@@ -34,6 +34,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cvmconv.h"
+
 #define FAKE_GMEM_POISON 0xa5u
 
 struct fake_gmem {
@@ -69,6 +71,10 @@ int fake_gmem_init(struct fake_gmem *g, uint64_t size, uint64_t modes);
  * attributes the fake's. @fd is not closed by fake_gmem_fini(). */
 int fake_gmem_init_fd(struct fake_gmem *g, int fd, uint64_t size, uint64_t modes);
 void fake_gmem_fini(struct fake_gmem *g);
+/* Make @r (gpa, size, unaligned already set) an in-place region over
+ * @g: private_fd = the file, its mapping as shared_hva, shared_fd -1,
+ * CVMCONV_REGION_INPLACE added to the flags, content mode @mode. */
+void fake_gmem_make_inplace(const struct fake_gmem *g, struct cvmconv_region *r, uint64_t mode);
 /* KVM_SET_MEMORY_ATTRIBUTES2 without the struct: 0 or -errno; on -EAGAIN
  * *error_offset is the busy page. */
 int fake_gmem_set_attributes(struct fake_gmem *g, uint64_t offset, uint64_t size,

@@ -127,11 +127,7 @@ static void env_init(struct env *e, bool inplace)
 	if (inplace) {
 		assert_int_equal(fake_gmem_init(&e->gmem, RSIZE, CVMCONV_CONTENT_PRESERVE), 0);
 		fake_kvm_attach_gmem(&e->fake, &e->gmem);
-		r0.private_fd = e->gmem.fd;
-		r0.shared_fd = -1;
-		r0.shared_hva = e->gmem.map;
-		r0.flags = CVMCONV_REGION_INPLACE;
-		r0.content_mode = CVMCONV_CONTENT_PRESERVE;
+		fake_gmem_make_inplace(&e->gmem, &r0, CVMCONV_CONTENT_PRESERVE);
 	}
 	assert_int_equal(fake_kvm_add_region(&e->fake, e->c, &r0), 0);
 	assert_int_equal(cvmconv_add_region(e->c, &r1), 0);

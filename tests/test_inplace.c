@@ -95,15 +95,9 @@ static void l_after(void *opaque, uint64_t gpa, uint64_t size, bool to_private, 
 
 static struct cvmconv_region inplace_region(uint64_t gpa, const struct fake_gmem *g, uint64_t mode)
 {
-	struct cvmconv_region r = { .sz = sizeof(r),
-				    .gpa = gpa,
-				    .size = RSIZE,
-				    .private_fd = g->fd,
-				    .shared_fd = -1,
-				    .shared_hva = g->map,
-				    .flags = CVMCONV_REGION_INPLACE,
-				    .unaligned = -1,
-				    .content_mode = mode };
+	struct cvmconv_region r = { .sz = sizeof(r), .gpa = gpa, .size = RSIZE, .unaligned = -1 };
+
+	fake_gmem_make_inplace(g, &r, mode);
 	return r;
 }
 

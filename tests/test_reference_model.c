@@ -274,16 +274,10 @@ static void run_model(uint64_t seed, unsigned steps, unsigned inplace_mask)
 			fake_kvm_attach_gmem(&M->fake, &mr->gmem);
 			mr->shared_fd = mr->private_fd = -1;
 			struct cvmconv_region reg = {
-				.sz = sizeof(reg),
-				.gpa = gpa,
-				.size = sizes[r],
-				.private_fd = mr->gmem.fd,
-				.shared_fd = -1,
-				.shared_hva = mr->gmem.map,
-				.flags = CVMCONV_REGION_INPLACE,
-				.unaligned = -1,
-				.content_mode = CVMCONV_CONTENT_PRESERVE,
+				.sz = sizeof(reg), .gpa = gpa, .size = sizes[r], .unaligned = -1
 			};
+
+			fake_gmem_make_inplace(&mr->gmem, &reg, CVMCONV_CONTENT_PRESERVE);
 			assert_int_equal(fake_kvm_add_region(&M->fake, c, &reg), 0);
 			gpa += sizes[r];
 			continue;

@@ -171,11 +171,7 @@ static void ctx_init(struct ctx *x)
 			assert_int_equal(
 				fake_gmem_init(&x->gmem, sizes[i], CVMCONV_CONTENT_PRESERVE), 0);
 			fake_kvm_attach_gmem(&x->fake, &x->gmem);
-			reg.private_fd = x->gmem.fd;
-			reg.shared_fd = -1;
-			reg.shared_hva = x->gmem.map;
-			reg.flags = CVMCONV_REGION_INPLACE;
-			reg.content_mode = CVMCONV_CONTENT_PRESERVE;
+			fake_gmem_make_inplace(&x->gmem, &reg, CVMCONV_CONTENT_PRESERVE);
 		}
 		if (i == 2) {
 			x->hva = mmap(NULL, sizes[i], PROT_READ | PROT_WRITE, MAP_SHARED,
