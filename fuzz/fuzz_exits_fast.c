@@ -55,6 +55,7 @@
 #include "cvmconv.h"
 #include "fake_kvm.h"
 #include "kvm_compat.h"
+#include "libc_wrap.h"
 
 #define PG 4096ULL
 #define HPG (2ULL << 20)
@@ -64,23 +65,8 @@
 #define GPA_LIMIT (1ULL << 52)
 #define RETRY_MAX 1000 /* src/kvm.c KVM_RETRY_MAX */
 
-#define CHECK(cond, ...)                                                                    \
-	do {                                                                                \
-		if (!(cond)) {                                                              \
-			fprintf(stderr, "fuzz_exits_fast: %s:%d: %s: ", __FILE__, __LINE__, \
-				#cond);                                                     \
-			fprintf(stderr, __VA_ARGS__);                                       \
-			fputc('\n', stderr);                                                \
-			abort();                                                            \
-		}                                                                           \
-	} while (0)
+#define CHECK(cond, ...) FZ_CHECK("fuzz_exits_fast", cond, __VA_ARGS__)
 
-int __real_ioctl(int fd, unsigned long req, ...);
-int __real_fallocate(int fd, int mode, off_t off, off_t len);
-int __real_madvise(void *addr, size_t len, int advice);
-int __wrap_ioctl(int fd, unsigned long req, ...);
-int __wrap_fallocate(int fd, int mode, off_t off, off_t len);
-int __wrap_madvise(void *addr, size_t len, int advice);
 FILE *__real_fopen(const char *path, const char *mode);
 FILE *__wrap_fopen(const char *path, const char *mode);
 
@@ -90,6 +76,8 @@ FILE *__wrap_fopen(const char *path, const char *mode);
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((no_sanitize("coverage"))), apply_to = function)
 #endif
+
+#include "fuzz_common.h"
 
 /* ---- fixed geometry (LLVMFuzzerInitialize) ---- */
 
@@ -161,38 +149,7 @@ static uint64_t n_inputs, n_ops; /* printed at exit */
 
 static struct kvm_run fault_run; /* one vCPU: the fault guard keys on it */
 
-/* ---- input reader ---- */
-
-struct rd {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct rd *r)
-{
-	if (!r->n)
-		return 0;
-	r->n--;
-	return *r->p++;
-}
-
-static uint16_t u16(struct rd *r)
-{
-	uint16_t lo = u8(r);
-
-	return (uint16_t)(lo | (uint16_t)(u8(r) << 8));
-}
-
-static uint64_t u64(struct rd *r)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 64; i += 8)
-		v |= (uint64_t)u8(r) << i;
-	return v;
-}
-
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* ---- input decoding (the reader: fuzz_common.h) ---- */
 
 static const uint64_t odd_gpas[] = { 0,		 GPA_LIMIT, GPA_LIMIT - HPG, UINT64_MAX & ~(PG - 1),
 				     1ULL << 63, 1ULL << 30 };
@@ -842,8 +799,6 @@ static void check_stats(void)
 
 /* ---- operations ---- */
 
-enum outcome { OK, REFUSED, VETOED, FAILED };
-
 static void begin_op(void)
 {
 	memcpy(H.pre, H.ref, sizeof(H.ref));
@@ -923,7 +878,7 @@ static void op_map(uint64_t gpa, uint64_t npages, uint64_t attrs, bool via_run, 
 		valid = false;
 	valid = valid && range_ok(gpa, size) && !policy_refuses(gpa, size);
 	if (via_run) {
-		struct kvm_run run, before;
+		struct kvm_run run;
 
 		memset(&run, 0, sizeof(run));
 		run.exit_reason = KVM_EXIT_HYPERCALL;
@@ -935,29 +890,11 @@ static void op_map(uint64_t gpa, uint64_t npages, uint64_t attrs, bool via_run, 
 		run.hypercall.args[5] = ~junk;
 		run.hypercall.ret = junk;
 		run.hypercall.longmode = (uint32_t)junk;
-		memcpy(&before, &run, sizeof(run));
-		ret = cvmconv_handle_exit(H.c, &run);
-		hc = run.hypercall.ret;
-		before.hypercall.ret = hc;
-		CHECK(!memcmp(&before, &run, sizeof(run)), "handle_exit changed more than ret");
-		CHECK(ret == 1 || ret < 0, "handle_exit: %d", ret);
-		ret = ret == 1 ? 0 : ret;
+		ret = fz_map_exit("fuzz_exits_fast", H.c, &run, &hc);
 	} else {
 		ret = cvmconv_map_gpa_range(H.c, gpa, npages, attrs, &hc);
 	}
-	if (ret < 0) {
-		CHECK(hc == (uint64_t)-CVMCONV_KVM_EFAULT, "host failure: guest gets 0x%llx",
-		      (unsigned long long)hc);
-		got = FAILED;
-	} else if (hc == 0) {
-		got = OK;
-	} else if (hc == (uint64_t)-CVMCONV_KVM_EINVAL) {
-		got = REFUSED;
-	} else {
-		CHECK(hc == (uint64_t)-CVMCONV_KVM_EPERM, "guest got 0x%llx",
-		      (unsigned long long)hc);
-		got = VETOED;
-	}
+	got = fz_guest_outcome("fuzz_exits_fast", "map_gpa_range", ret, hc);
 	settle(got, valid, ret);
 	if (got == OK && !H.broken)
 		commit_ref(gpa, size, attrs & CVMCONV_MAP_GPA_RANGE_ENCRYPTED);
@@ -1051,13 +988,6 @@ static void op_convert(uint64_t gpa, uint64_t size, bool to_private)
 
 #define BATCH_MAX 12
 
-static int by_gpa(const void *a, const void *b)
-{
-	const struct cvmconv_range *x = a, *y = b;
-
-	return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
-}
-
 /* Every entry valid on its own, no overlap; for a guest, the policy on
  * the merged runs of one direction. */
 static bool batch_valid(const struct cvmconv_range *in, size_t n, bool guest)
@@ -1121,15 +1051,9 @@ static void op_batch(struct rd *in)
 		return;
 	}
 	valid = batch_valid(b, n, guest);
-	if (guest && ret >= 0) {
-		CHECK(ret == 0, "guest batch returned %d", ret);
-		got = hc == 0 ? OK : hc == (uint64_t)-CVMCONV_KVM_EINVAL ? REFUSED : VETOED;
-		CHECK(got != VETOED || hc == (uint64_t)-CVMCONV_KVM_EPERM, "guest got 0x%llx",
-		      (unsigned long long)hc);
-	} else if (guest) {
-		CHECK(hc == (uint64_t)-CVMCONV_KVM_EFAULT, "batch failure: guest got 0x%llx",
-		      (unsigned long long)hc);
-		got = FAILED;
+	if (guest) {
+		CHECK(ret <= 0, "guest batch returned %d", ret);
+		got = fz_guest_outcome("fuzz_exits_fast", "batch", ret, hc);
 	} else {
 		got = ret == 0			   ? OK
 		      : ret == -EPERM && H.vetoed  ? VETOED

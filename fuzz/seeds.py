@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Writes the hand-made seed inputs of fuzz/corpus/ (already committed; run
-this only after changing the input encoding of fuzz_exits.c, whose reader
+this only after changing the input encoding of fuzz_exits (fuzz_exits_input.c), whose reader
 it mirrors). Usage: fuzz/seeds.py [OUTDIR]  (default: fuzz/corpus)."""
 import os
 import struct
