@@ -23,6 +23,7 @@
 #include <linux/kvm.h>
 
 #include "cvmconv.h"
+#include "kvm_compat.h"
 
 /* Abort (a finding) when @cond is false, naming harness @name, the place
  * and the condition. A harness defines its CHECK() over it. */
@@ -104,6 +105,18 @@ static inline enum outcome fz_guest_outcome(const char *name, const char *what, 
 	FZ_CHECK(name, hc == (uint64_t)-CVMCONV_KVM_EPERM, "%s: guest got 0x%llx", what,
 		 (unsigned long long)hc);
 	return VETOED;
+}
+
+/* A KVM_HC_MAP_GPA_RANGE exit asking for [@gpa, @gpa + @npages pages) with
+ * @attrs; everything else zero (the caller adds its garbage). */
+static inline void fz_map_run(struct kvm_run *run, uint64_t gpa, uint64_t npages, uint64_t attrs)
+{
+	memset(run, 0, sizeof(*run));
+	run->exit_reason = KVM_EXIT_HYPERCALL;
+	run->hypercall.nr = KVM_HC_MAP_GPA_RANGE;
+	run->hypercall.args[0] = gpa;
+	run->hypercall.args[1] = npages;
+	run->hypercall.args[2] = attrs;
 }
 
 /* A KVM_HC_MAP_GPA_RANGE exit @run (filled by the caller) through

@@ -91,12 +91,7 @@ void op_map(uint64_t gpa, uint64_t npages, uint64_t attrs, bool via_run, uint64_
 	if (via_run) {
 		struct kvm_run run;
 
-		memset(&run, 0, sizeof(run));
-		run.exit_reason = KVM_EXIT_HYPERCALL;
-		run.hypercall.nr = KVM_HC_MAP_GPA_RANGE;
-		run.hypercall.args[0] = gpa;
-		run.hypercall.args[1] = npages;
-		run.hypercall.args[2] = attrs;
+		fz_map_run(&run, gpa, npages, attrs);
 		run.hypercall.args[3] = junk;
 		run.hypercall.args[5] = ~junk;
 		run.hypercall.ret = junk;
