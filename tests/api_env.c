@@ -3,6 +3,7 @@
  * fake KVM (tests/fake_kvm.c) with small shmem memfds as backings, a log
  * capture, snapshots of both views, and the request helpers. */
 #include "api_env.h"
+#include "conv_util.h"
 
 /* ---- log capture ---- */
 
@@ -67,17 +68,12 @@ int shmem_fd(uint64_t size)
 	return fd;
 }
 
-struct cvmconv_region region_desc(uint64_t gpa, uint64_t size, int fd_private, int fd_shared,
-				  uint32_t flags, int unaligned)
+/* conv_util.h's region descriptor, with @flags and @unaligned */
+struct cvmconv_region env_region_desc(uint64_t gpa, uint64_t size, int fd_private, int fd_shared,
+				      uint32_t flags, int unaligned)
 {
-	struct cvmconv_region r;
+	struct cvmconv_region r = region_desc(gpa, size, fd_private, fd_shared, NULL);
 
-	memset(&r, 0, sizeof(r));
-	r.sz = sizeof(r);
-	r.gpa = gpa;
-	r.size = size;
-	r.private_fd = fd_private;
-	r.shared_fd = fd_shared;
 	r.flags = flags;
 	r.unaligned = unaligned;
 	return r;
@@ -91,7 +87,7 @@ int env_add_region(struct env *e, uint64_t gpa, uint64_t size, uint32_t flags, i
 	int fdp = with_fds ? shmem_fd(size) : -1;
 	int fds = with_fds ? shmem_fd(size) : -1;
 	/* without backings: attribute tracking only */
-	struct cvmconv_region r = region_desc(
+	struct cvmconv_region r = env_region_desc(
 		gpa, size, fdp, fds, flags | (with_fds ? 0 : CVMCONV_REGION_ATTRS_ONLY), unaligned);
 	int ret = cvmconv_add_region(e->c, &r);
 

@@ -99,8 +99,8 @@ struct cvmconv_config env_config(struct env *e, enum cvmconv_unaligned policy, u
 void env_init_granule(struct env *e, enum cvmconv_unaligned policy, uint64_t granule);
 void env_init(struct env *e, enum cvmconv_unaligned policy);
 int shmem_fd(uint64_t size);
-struct cvmconv_region region_desc(uint64_t gpa, uint64_t size, int fd_private, int fd_shared,
-				  uint32_t flags, int unaligned);
+struct cvmconv_region env_region_desc(uint64_t gpa, uint64_t size, int fd_private, int fd_shared,
+				      uint32_t flags, int unaligned);
 /* Region backed by two shmem memfds (the private one stands in for a
  * guest_memfd); @with_fds false: no backing at all. */
 int env_add_region(struct env *e, uint64_t gpa, uint64_t size, uint32_t flags, int unaligned,

@@ -71,9 +71,9 @@ static void test_map_top_of_address_space(void **state)
 
 	env_init(&e, CVMCONV_UNALIGNED_ALLOW);
 	/* a region may not reach past 2^52 */
-	r = region_desc(limit, SZ_2M, -1, -1, 0, -1);
+	r = env_region_desc(limit, SZ_2M, -1, -1, 0, -1);
 	assert_int_equal(cvmconv_add_region(e.c, &r), -EINVAL);
-	r = region_desc(limit - 4 * SZ_2M, 5 * SZ_2M, -1, -1, 0, -1);
+	r = env_region_desc(limit - 4 * SZ_2M, 5 * SZ_2M, -1, -1, 0, -1);
 	assert_int_equal(cvmconv_add_region(e.c, &r), -EINVAL);
 	assert_int_equal(env_add_region(&e, limit - 4 * SZ_1M, 4 * SZ_1M, 0, -1, false), 0);
 	map_ok(&e, limit - SZ_4K, 1, ENC);

@@ -101,7 +101,7 @@ static void test_create_sz_compat(void **state)
 	cfg.log_opaque = &logged;
 	cfg.sz = offsetof(struct cvmconv_config, ops) + sizeof(cfg.ops);
 	assert_int_equal(cvmconv_create(&cfg, &c), 0);
-	r = region_desc(0, 4 * SZ_2M, -1, -1, 0, -1);
+	r = env_region_desc(0, 4 * SZ_2M, -1, -1, 0, -1);
 	assert_int_equal(cvmconv_add_region(c, &r), 0);
 	assert_int_equal(cvmconv_is_private(c, 0), 0);
 	/* malformed requests are refused without touching ops or the log */
@@ -133,7 +133,7 @@ static void test_add_region_invalid(void **state)
 
 	env_init(&e, CVMCONV_UNALIGNED_ALLOW);
 	fd = shmem_fd(4 * SZ_2M);
-	base = region_desc(4 * SZ_2M, 2 * SZ_2M, fd, fd, 0, -1);
+	base = env_region_desc(4 * SZ_2M, 2 * SZ_2M, fd, fd, 0, -1);
 
 #define BAD_REGION(field, value, err)                               \
 	do {                                                        \
@@ -209,7 +209,7 @@ static void test_private_needs_backing(void **state)
 
 	env_init(&e, CVMCONV_UNALIGNED_ALLOW);
 	/* no backing at all, and no ATTRS_ONLY */
-	r = region_desc(0, 4 * SZ_2M, -1, -1, 0, -1);
+	r = env_region_desc(0, 4 * SZ_2M, -1, -1, 0, -1);
 	assert_int_equal(cvmconv_add_region(e.c, &r), 0);
 	calls = attr_calls(&e);
 	assert_int_equal(cvmconv_map_gpa_range(e.c, 0, 1, CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc), 0);
@@ -229,7 +229,7 @@ static void test_private_needs_backing(void **state)
 	assert_int_equal(hc, 0);
 	assert_int_equal(cvmconv_is_private(e.c, 2 * SZ_4K), 0);
 	/* a request spanning it and an attributes-only region is refused whole */
-	r = region_desc(4 * SZ_2M, 4 * SZ_2M, -1, -1, CVMCONV_REGION_ATTRS_ONLY, -1);
+	r = env_region_desc(4 * SZ_2M, 4 * SZ_2M, -1, -1, CVMCONV_REGION_ATTRS_ONLY, -1);
 	assert_int_equal(cvmconv_add_region(e.c, &r), 0);
 	assert_int_equal(cvmconv_map_gpa_range(e.c, 4 * SZ_2M - SZ_4K, 2,
 					       CVMCONV_MAP_GPA_RANGE_ENCRYPTED, &hc),
@@ -245,7 +245,7 @@ static void test_private_needs_backing(void **state)
 	{
 		int fd = shmem_fd(SZ_2M);
 
-		r = region_desc(16 * SZ_2M, SZ_2M, fd, -1, CVMCONV_REGION_ATTRS_ONLY, -1);
+		r = env_region_desc(16 * SZ_2M, SZ_2M, fd, -1, CVMCONV_REGION_ATTRS_ONLY, -1);
 		assert_int_equal(cvmconv_add_region(e.c, &r), -EINVAL);
 		close(fd);
 	}

@@ -95,7 +95,7 @@ static void test_rollback_fails_broken(void **state)
 	assert_int_equal(map(&e, 0, 0, ENC, &hc), -ENOTRECOVERABLE);
 	assert_int_equal(cvmconv_convert(e.c, 0, SZ_4K, true), -ENOTRECOVERABLE);
 	assert_int_equal(cvmconv_flush(e.c), -ENOTRECOVERABLE);
-	r = region_desc(64 * SZ_1M, SZ_2M, -1, -1, 0, -1);
+	r = env_region_desc(64 * SZ_1M, SZ_2M, -1, -1, 0, -1);
 	assert_int_equal(cvmconv_add_region(e.c, &r), -ENOTRECOVERABLE);
 	memset(&run, 0, sizeof(run));
 	run.exit_reason = KVM_EXIT_HYPERCALL;
