@@ -3,8 +3,9 @@
  * What the fuzz harnesses share: the check that aborts on a finding, the
  * input reader (the byte encoding fuzz/seeds.py mirrors: a read past the
  * end gives 0, integers little-endian), and, for the two exit harnesses
- * (fuzz_exits, fuzz_exits_fast), the outcome of a request and what the
- * guest's KVM_HC_MAP_GPA_RANGE answer says about it.
+ * (fuzz_exits, fuzz_exits_fast), the outcome of a request, what the
+ * guest's KVM_HC_MAP_GPA_RANGE answer says about it, the kvm_run of such a
+ * request, and the memfds of their set-up.
  *
  * Header only, static inline: a harness that keeps the sanitizer coverage
  * out of its own functions (#pragma clang attribute push) includes it after
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <linux/kvm.h>
 
@@ -71,6 +74,20 @@ static inline uint64_t u64(struct rd *r)
 }
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- set-up ---- */
+
+/* A memfd of @size bytes (@flags: MFD_HUGETLB or 0); -1 on failure. */
+static inline int make_memfd(const char *name, uint64_t size, unsigned flags)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | flags);
+
+	if (fd >= 0 && ftruncate(fd, (off_t)size) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
 
 /* ---- requests (the exit harnesses) ---- */
 

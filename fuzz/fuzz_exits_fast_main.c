@@ -37,17 +37,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 /* ---- setup, once ---- */
 
-static int make_memfd(const char *name, uint64_t size, unsigned flags)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC | flags);
-
-	if (fd >= 0 && ftruncate(fd, (off_t)size) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static void smaps_entry(char **p, uintptr_t lo, uint64_t size, bool shared, unsigned kb,
 			const char *path)
 {

@@ -33,17 +33,6 @@ struct harness H;
 
 /* ---- setup ---- */
 
-static int make_memfd(const char *name, uint64_t size, unsigned flags)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC | flags);
-
-	if (fd >= 0 && ftruncate(fd, (off_t)size) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static void *map_shared(int fd, uint64_t size)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
