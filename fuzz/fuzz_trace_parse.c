@@ -22,20 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "trace_parse.h"
 
 #define GPA_LIMIT (1ULL << 52)
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "fuzz_trace_parse: check failed at %s:%d: %s: ", __FILE__, \
-				__LINE__, #cond);                                                  \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
+#define CHECK(cond, ...) FZ_CHECK("fuzz_trace_parse", cond, __VA_ARGS__)
 
 static bool same_record(const struct trace_record *a, const struct trace_record *b)
 {

@@ -8,7 +8,7 @@
 # Environment: BUILD_DIR (default build-fuzz), CC (default clang),
 # FUZZ_JOBS (parallel fuzzing processes per target, default 1),
 # FUZZ_ARGS (extra libFuzzer flags), FUZZ_EXITS_LENIENT_BATCH=1 (see
-# fuzz/fuzz_exits.c: fuzz past a known batch finding). New inputs found during the run go to
+# batch_valid() in fuzz/fuzz_exits_operations.c: fuzz past a known batch finding). New inputs found during the run go to
 # $BUILD_DIR/corpus/<target>/ (the committed seeds are not modified);
 # crash reproducers to $BUILD_DIR/artifacts/<target>/.
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Writes the hand-made seed inputs of fuzz/corpus/ (already committed; run
-this only after changing the input encoding of fuzz_exits.c, whose reader
+this only after changing the input encoding of fuzz_exits (fuzz_exits_input.c), whose reader
 it mirrors). Usage: fuzz/seeds.py [OUTDIR]  (default: fuzz/corpus)."""
 import os
 import struct
@@ -196,7 +196,7 @@ SEEDS = {
     + map_(page(R1_FIRST), npages(1), PRIVATE),
 }
 
-# ---- fuzz_exits_fast (its own encoding: fuzz/fuzz_exits_fast.c run_op) ----
+# ---- fuzz_exits_fast (its own encoding: fuzz/fuzz_exits_fast_input.c run_op) ----
 # window page indices: R0 16+516, R1 532+254, gap, R2 1042+1152 (its whole
 # huge page: R2 pages 256..767); the first whole 2 MiB GPA extent at 18
 F_R0, F_R1, F_R2, F_EXT0 = 16, 532, 1042, 18

@@ -21,7 +21,7 @@
  * pool-race (tests/lab/lab_pools.c: another process races for the pool),
  * kernel-faults (tests/lab/lab_kernel_faults.c: the real kernel's
  * failures at every position, in bursts of K). The world they share is in
- * tests/lab/lab_world.c. A watchdog prints every
+ * tests/lab/lab_world.c, its vCPUs in tests/lab/lab_vcpu.c. A watchdog prints every
  * thread's state and each vCPU's registers when no vCPU exits for 30 s, and
  * ends the program (exit 3) after 90 s.
  *

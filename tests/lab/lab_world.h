@@ -105,6 +105,9 @@ long meminfo_field(const char *name);
 void model_convert(uint64_t p0, uint64_t n, bool to_private);
 
 /* ---- vCPUs and the guest's commands ---- */
+/* lab_vcpu.c: the guest code at @dst; a vCPU's initial registers */
+void load_guest_code(uint8_t *dst);
+void set_cpu(struct vcpu *vc);
 void dump_vcpu(struct vcpu *vc, const char *why);
 void claim_vcpu(struct vcpu *vc);
 void start_watchdog(void);
