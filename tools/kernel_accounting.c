@@ -97,7 +97,7 @@ bool fd_is_guest_memfd(int fd)
  * (Linux 6.12: no GUEST_MEMFD_FLAG_MMAP). */
 static uint64_t gmem_resident_bytes(int fd, uint64_t size)
 {
-	/* no heap: callers count allocations (tests/fault_injection.c) */
+	/* no heap: callers count allocations (tests/fault_injection/) */
 	unsigned char vec[4096];
 	uint64_t resident = 0;
 	uint8_t *map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
