@@ -42,7 +42,7 @@ fi
 flags=(-std=c11 -D_GNU_SOURCE -O2 -g -fno-omit-frame-pointer -fno-sanitize-recover=all
 	-Wall -Wextra -Werror -Iinclude -Isrc -Itests -I"$build_dir/cfg")
 objs=()
-for s in src/*.c tests/fake_kvm.c fuzz/fuzz_exits_fast_*.c; do
+for s in src/*.c tests/fake_kvm.c tests/fake_gmem.c fuzz/fuzz_exits_fast_*.c; do
 	o="$obj/$(basename "${s%.c}").o"
 	afl-clang-fast "${flags[@]}" -c "$s" -o "$o"
 	objs+=("$o")
