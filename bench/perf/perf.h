@@ -3,7 +3,7 @@
  * Shared pieces of the performance benchmarks (bench/perf/, see
  * docs/performance.md): exit streams, the oracle, and the drivers that run
  * one stream through cvmconv or through the QEMU-like baseline
- * (tools/sim/qemu_like.h) over real memfd backings.
+ * (tools/engine/qemu_like.h) over real memfd backings.
  *
  * A stream is a list of exits exactly as a VMM would receive them: a
  * KVM_HC_MAP_GPA_RANGE hypercall (gpa, npages, attrs), or an SEV-SNP page
