@@ -45,6 +45,7 @@
 #include "cvmconv.h"
 
 #include "attr_recorder.h"
+#include "cli.h"
 #include "hugepool.h"
 #include "stats_report.h"
 #include "trace_parse.h"
@@ -65,9 +66,9 @@
 _Static_assert(offsetof(struct kvm_run, hypercall) == 32, "kvm_run exit union not at 32");
 _Static_assert(sizeof(struct kvm_run) >= RUN_MEMORY_FAULT_SIZE + 8, "kvm_run too small");
 
-#define EXIT_OK 0
-#define EXIT_FAIL 1
-#define EXIT_USAGE 2
+#define EXIT_OK CLI_EXIT_OK
+#define EXIT_FAIL CLI_EXIT_FAIL
+#define EXIT_USAGE CLI_EXIT_USAGE
 
 #define KiB ((uint64_t)1024)
 #define MiB (1024 * KiB)
@@ -286,17 +287,7 @@ static void usage(FILE *f)
 		"2 usage error.\n");
 }
 
-static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("cvmconv-replay: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\n(cvmconv-replay --help shows the options)\n", stderr);
-	return EXIT_USAGE;
-}
+#define usage_error(...) cli_usage_error("cvmconv-replay", __VA_ARGS__)
 
 static int parse_options(int argc, char **argv)
 {
@@ -501,13 +492,6 @@ static void cleanup(void)
 	}
 	nregions = 0;
 	hugepool_restore(); /* after the huge pages were released */
-}
-
-static void on_signal(int sig)
-{
-	hugepool_restore();
-	signal(sig, SIG_DFL);
-	raise(sig);
 }
 
 static int create_shared(uint64_t size)
@@ -1018,8 +1002,7 @@ int main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	atexit(cleanup);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	hugepool_restore_on_signals();
 	print_header();
 	status = setup();
 	if (status)
