@@ -9,10 +9,6 @@
 
 #include "cli.h"
 
-#define KiB ((uint64_t)1024)
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
-
 int cli_usage_error(const char *prog, const char *fmt, ...)
 {
 	va_list ap;

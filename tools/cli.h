@@ -12,9 +12,28 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Binary size units of the command lines. */
+#define KiB ((uint64_t)1024)
+#define MiB (1024 * KiB)
+#define GiB (1024 * MiB)
+#define TiB (1024 * GiB)
+
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
+
+/* getopt_long() entries every tool has, with the tool's own values for
+ * the long-only ones: --csv FILE, --json FILE; -q, -v, -h. */
+#define CLI_LONGOPTS_OUTPUT(csv_val, json_val)              \
+	{ "csv", required_argument, NULL, (csv_val) },      \
+	{                                                   \
+		"json", required_argument, NULL, (json_val) \
+	}
+#define CLI_LONGOPTS_COMMON                                                         \
+	{ "quiet", no_argument, NULL, 'q' }, { "verbose", no_argument, NULL, 'v' }, \
+	{                                                                           \
+		"help", no_argument, NULL, 'h'                                      \
+	}
 
 /**
  * cli_usage_error() - print "PROG: message" and "(PROG --help shows the

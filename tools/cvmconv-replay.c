@@ -70,10 +70,6 @@ _Static_assert(sizeof(struct kvm_run) >= RUN_MEMORY_FAULT_SIZE + 8, "kvm_run too
 #define EXIT_FAIL CLI_EXIT_FAIL
 #define EXIT_USAGE CLI_EXIT_USAGE
 
-#define KiB ((uint64_t)1024)
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
-#define TiB (1024 * GiB)
 #define PAGE_4K (4 * KiB)
 
 #define MAX_REGIONS 64
@@ -300,12 +296,9 @@ static int parse_options(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "start", required_argument, NULL, OPT_START },
 		{ "touch", no_argument, NULL, OPT_TOUCH },
-		{ "csv", required_argument, NULL, OPT_CSV },
-		{ "json", required_argument, NULL, OPT_JSON },
+		CLI_LONGOPTS_OUTPUT(OPT_CSV, OPT_JSON),
 		{ "strict", no_argument, NULL, OPT_STRICT },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
+		CLI_LONGOPTS_COMMON,
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "hugepool.h"
+#include "kernel_accounting.h"
 
 static char knob_path[128];    /* nr_hugepages file written */
 static char restore_path[128]; /* ... and the one restore_text belongs to */
@@ -51,17 +52,9 @@ static int write_long(const char *path, long v)
 /* Hugepagesize from /proc/meminfo, in bytes; 0 if absent. */
 static uint64_t default_page_size(void)
 {
-	FILE *f = fopen("/proc/meminfo", "re");
-	char line[128];
-	unsigned long long kb = 0;
+	long kb = meminfo_count("Hugepagesize:");
 
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Hugepagesize: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return (uint64_t)kb << 10;
+	return kb > 0 ? (uint64_t)kb << 10 : 0;
 }
 
 /* Pages of the pool in @dir that nobody has claimed yet. */

@@ -37,6 +37,7 @@
 
 #include "cvmconv.h"
 #include "hugepool.h"
+#include "log_level.h"
 
 /* The few KVM UAPI values the demo needs that older <linux/kvm.h> lacks
  * (Linux include/uapi/linux/kvm.h, arch/x86/include/uapi/asm/kvm.h). */
@@ -216,19 +217,10 @@ static int guest_map(const char *step, uint64_t off, uint64_t len, uint64_t attr
 	return report(step);
 }
 
-static const char *level_name(int level)
-{
-	if (level <= LOG_ERR)
-		return "err";
-	if (level <= LOG_WARNING)
-		return "warn";
-	return level <= LOG_INFO ? "info" : "debug";
-}
-
 static void log_cb(void *opaque, int level, const char *msg)
 {
 	(void)opaque;
-	printf("    cvmconv log (%s): %s\n", level_name(level), msg);
+	printf("    cvmconv log (%s): %s\n", example_log_level_name(level), msg);
 }
 
 static void cleanup(void)

@@ -19,6 +19,7 @@
 
 #include "kernel_accounting.h"
 #include "private_backing.h"
+#include "log_level.h"
 #include "mini-vmm.h"
 
 uint64_t fd_allocated(int fd)
@@ -250,19 +251,10 @@ int vmm_setup_backings(struct vmm *v, bool want_huge)
 	return 0;
 }
 
-static const char *level_name(int level)
-{
-	if (level <= LOG_ERR)
-		return "err";
-	if (level <= LOG_WARNING)
-		return "warn";
-	return level <= LOG_INFO ? "info" : "debug";
-}
-
 static void log_cb(void *opaque, int level, const char *msg)
 {
 	(void)opaque;
-	printf("     cvmconv %s: %s\n", level_name(level), msg);
+	printf("     cvmconv %s: %s\n", example_log_level_name(level), msg);
 }
 
 int vmm_setup_conv(struct vmm *v)

@@ -20,10 +20,6 @@
 #define EXIT_FAIL CLI_EXIT_FAIL
 #define EXIT_USAGE CLI_EXIT_USAGE
 
-#define KiB ((uint64_t)1024)
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
-
 #define MAX_WORKLOADS 8
 #define MAX_ROWS 1024
 

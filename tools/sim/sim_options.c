@@ -240,11 +240,8 @@ int sim_parse_args(int argc, char **argv)
 		{ "stream-chunk", required_argument, NULL, OPT_STREAM_CHUNK },
 		{ "cma", required_argument, NULL, OPT_CMA },
 		{ "trace", required_argument, NULL, OPT_TRACE },
-		{ "csv", required_argument, NULL, OPT_CSV },
-		{ "json", required_argument, NULL, OPT_JSON },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
+		CLI_LONGOPTS_OUTPUT(OPT_CSV, OPT_JSON),
+		CLI_LONGOPTS_COMMON,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sim_scenario *b = &opt.base;
