@@ -66,77 +66,8 @@
 _Static_assert(offsetof(struct kvm_run, hypercall) == 32, "kvm_run exit union not at 32");
 _Static_assert(sizeof(struct kvm_run) >= RUN_MEMORY_FAULT_SIZE + 8, "kvm_run too small");
 
-struct options opt = {
-	.policy = CVMCONV_UNALIGNED_ALLOW,
-	.granule = 2 * MiB,
-	.backing = BACKING_SHMEM,
-	.huge_page_size = 2 * MiB,
-};
-struct guest_region regions[MAX_REGIONS];
-size_t nregions;
-struct cvmconv *ctx;
-struct attr_recorder *recorder;
-bool layout_inferred;
-
+static bool layout_inferred;
 static uint64_t current_line; /* for the log callback's messages */
-static bool progress_enabled, progress_shown;
-static struct timespec progress_last;
-
-/* ---- messages ---- */
-
-static void clear_progress(void)
-{
-	if (progress_shown) {
-		fputs("\r\033[K", stderr);
-		progress_shown = false;
-	}
-}
-
-void note(const char *fmt, ...)
-{
-	va_list ap;
-
-	clear_progress();
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-/* True when one more message of this kind may be printed. */
-static bool spend(struct budget *b, const char *kind)
-{
-	if (opt.verbose || b->used < MESSAGES_PER_KIND) {
-		b->used++;
-		return true;
-	}
-	if (!b->announced) {
-		note("cvmconv-replay: further %s not shown (-v shows all)", kind);
-		b->announced = true;
-	}
-	return false;
-}
-
-static double seconds_since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static void progress(const char *what, uint64_t line, uint64_t done, uint64_t total)
-{
-	if (!progress_enabled || (line & 1023) || seconds_since(&progress_last) < 0.5)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &progress_last);
-	if (total)
-		fprintf(stderr, "\r\033[Kcvmconv-replay: %s line %" PRIu64 " (%.0f%%)", what, line,
-			100.0 * (double)done / (double)total);
-	else
-		fprintf(stderr, "\r\033[Kcvmconv-replay: %s line %" PRIu64, what, line);
-	progress_shown = true;
-}
 
 static void log_cb(void *opaque, int level, const char *msg)
 {

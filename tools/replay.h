@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "cvmconv.h"
 
@@ -67,16 +68,23 @@ struct budget {
 
 #define usage_error(...) cli_usage_error("cvmconv-replay", __VA_ARGS__)
 
-/* the state (cvmconv-replay.c) */
+/* the state (replay_state.c) */
 extern struct options opt;
 extern struct guest_region regions[MAX_REGIONS];
 extern size_t nregions;
 extern struct cvmconv *ctx;
 extern struct attr_recorder *recorder;
-extern bool layout_inferred;
 
-/* A message on stderr (after clearing the progress line). */
+/* Messages (replay_messages.c): a message on stderr after clearing the
+ * progress line; the progress line (on a terminal: progress_enabled) at
+ * most twice a second; whether a budget allows one more message of a kind. */
+extern bool progress_enabled;
+extern struct timespec progress_last;
 void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void clear_progress(void);
+void progress(const char *what, uint64_t line, uint64_t done, uint64_t total);
+double seconds_since(const struct timespec *t0);
+bool spend(struct budget *b, const char *kind);
 
 /* The command line into opt (replay_options.c). Return: 0 or an exit
  * status (usage errors printed; --help and --version exit). */

@@ -37,12 +37,6 @@
 #include "kernel_accounting.h"
 #include "sim_cli.h"
 
-struct row *rows;
-size_t nrows;
-bool shared_huge;
-char backing_note[320];
-uint64_t hugepages_reserved;
-
 #define usage_error(...) cli_usage_error("cvmconv-sim", __VA_ARGS__)
 
 /* ---- rows ---- */

@@ -45,9 +45,9 @@ struct row {
 	char why[256];
 };
 
-/* the command line (sim_options.c) */
+/* the command line (filled by sim_options.c), the rows and how their
+ * shared side was backed (by cvmconv-sim.c); defined in sim_state.c */
 extern struct options opt;
-/* the rows and how their shared side was backed (cvmconv-sim.c) */
 extern struct row *rows;
 extern size_t nrows;
 extern bool shared_huge;

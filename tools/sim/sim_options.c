@@ -13,8 +13,6 @@
 
 #include "sim_cli.h"
 
-struct options opt;
-
 /* ---- usage ---- */
 
 static void usage(FILE *f)
