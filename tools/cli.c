@@ -21,6 +21,26 @@ int cli_usage_error(const char *prog, const char *fmt, ...)
 	return CLI_EXIT_USAGE;
 }
 
+bool cli_output_option(int ch, const char *arg, struct cli_output *o)
+{
+	switch (ch) {
+	case CLI_OPT_CSV:
+		o->csv = arg;
+		return true;
+	case CLI_OPT_JSON:
+		o->json = arg;
+		return true;
+	case 'q':
+		o->quiet = true;
+		return true;
+	case 'v':
+		o->verbose = true;
+		return true;
+	default:
+		return false;
+	}
+}
+
 bool cli_parse_u64(const char *s, uint64_t *out)
 {
 	char *end;

@@ -22,18 +22,34 @@
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2
 
-/* getopt_long() entries every tool has, with the tool's own values for
- * the long-only ones: --csv FILE, --json FILE; -q, -v, -h. */
-#define CLI_LONGOPTS_OUTPUT(csv_val, json_val)              \
-	{ "csv", required_argument, NULL, (csv_val) },      \
-	{                                                   \
-		"json", required_argument, NULL, (json_val) \
+/* The options every tool has: --csv FILE, --json FILE, -q, -v. Their
+ * getopt_long() entries (CLI_LONGOPTS_OUTPUT: the long-only two, with the
+ * values below; CLI_LONGOPTS_COMMON: --quiet, --verbose, --help) and
+ * cli_output_option() to take them. */
+enum { CLI_OPT_CSV = 0x1000, CLI_OPT_JSON };
+#define CLI_LONGOPTS_OUTPUT                                   \
+	{ "csv", required_argument, NULL, CLI_OPT_CSV },      \
+	{                                                     \
+		"json", required_argument, NULL, CLI_OPT_JSON \
 	}
 #define CLI_LONGOPTS_COMMON                                                         \
 	{ "quiet", no_argument, NULL, 'q' }, { "verbose", no_argument, NULL, 'v' }, \
 	{                                                                           \
 		"help", no_argument, NULL, 'h'                                      \
 	}
+
+struct cli_output {
+	const char *csv, *json; /* files to write, or NULL */
+	bool quiet, verbose;
+};
+
+/**
+ * cli_output_option() - take getopt_long()'s @ch (with @arg) if it is one
+ * of the options every tool has.
+ * Return: true when it was (stored in @o), false for any other option.
+ * Thread safety: thread-safe if @o is the caller's.
+ */
+bool cli_output_option(int ch, const char *arg, struct cli_output *o);
 
 /**
  * cli_usage_error() - print "PROG: message" and "(PROG --help shows the

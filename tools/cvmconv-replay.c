@@ -72,9 +72,9 @@ static uint64_t current_line; /* for the log callback's messages */
 static void log_cb(void *opaque, int level, const char *msg)
 {
 	(void)opaque;
-	if (level > LOG_NOTICE && !opt.verbose)
+	if (level > LOG_NOTICE && !opt.out.verbose)
 		return;
-	if (level > LOG_ERR && opt.quiet)
+	if (level > LOG_ERR && opt.out.quiet)
 		return;
 	if (current_line)
 		note("line %" PRIu64 ": cvmconv: %s", current_line, msg);
@@ -403,7 +403,7 @@ static void replay_map(struct replay_counts *n, uint64_t gpa, uint64_t npages, u
 	}
 	if (hc_ret) {
 		n->map_refused++;
-		if (opt.verbose && spend(&refusal_budget, "refusals"))
+		if (opt.out.verbose && spend(&refusal_budget, "refusals"))
 			note("line %" PRIu64 ": map gpa 0x%" PRIx64 " npages 0x%" PRIx64
 			     " attrs 0x%" PRIx64 ": refused, the guest gets %" PRId64,
 			     current_line, gpa, npages, attrs, (int64_t)hc_ret);
@@ -439,7 +439,7 @@ static void replay_fault(struct replay_counts *n, uint64_t gpa, uint64_t size, b
 	if (ret == -EFAULT || ret == -EPERM || ret == -ELOOP) {
 		/* cannot be answered: the VMM stops this vCPU; the replay goes on */
 		n->faults_refused++;
-		if (!opt.quiet && spend(&refusal_budget, "refusals"))
+		if (!opt.out.quiet && spend(&refusal_budget, "refusals"))
 			note("line %" PRIu64 ": fault gpa 0x%" PRIx64 " size 0x%" PRIx64
 			     " %s: refused (%s), a VMM would stop this vCPU",
 			     current_line, gpa, size, to_private ? "private" : "shared",
@@ -464,7 +464,7 @@ static void replay_convert(struct replay_counts *n, uint64_t gpa, uint64_t size,
 	}
 	if (ret == -EINVAL) {
 		n->conversions_refused++;
-		if (!opt.quiet && spend(&refusal_budget, "refusals"))
+		if (!opt.out.quiet && spend(&refusal_budget, "refusals"))
 			note("line %" PRIu64 ": convert gpa 0x%" PRIx64 " size 0x%" PRIx64
 			     " %s: refused (-EINVAL: misaligned, empty or outside guest memory)",
 			     current_line, gpa, size, to_private ? "private" : "shared");
@@ -499,7 +499,7 @@ static int replay(struct line_reader *lr, uint64_t total, struct replay_counts *
 				     lr->lineno, rec.column, rec.error);
 				return EXIT_FAIL;
 			}
-			if (!opt.quiet && spend(&malformed_budget, "malformed lines"))
+			if (!opt.out.quiet && spend(&malformed_budget, "malformed lines"))
 				note("%s:%" PRIu64 ":%zu: %s (line skipped)", opt.trace, lr->lineno,
 				     rec.column, rec.error);
 			break;

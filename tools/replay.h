@@ -42,8 +42,9 @@ struct options {
 		uint64_t gpa, size;
 	} mem[MAX_REGIONS];
 	size_t nmem;
-	bool start_private, touch, strict, quiet, verbose;
-	const char *csv, *json, *trace;
+	bool start_private, touch, strict;
+	struct cli_output out; /* --csv, --json, -q, -v */
+	const char *trace;
 };
 
 struct guest_region {

@@ -35,7 +35,7 @@ void note(const char *fmt, ...)
 /* True when one more message of this kind may be printed. */
 bool spend(struct budget *b, const char *kind)
 {
-	if (opt.verbose || b->used < MESSAGES_PER_KIND) {
+	if (opt.out.verbose || b->used < MESSAGES_PER_KIND) {
 		b->used++;
 		return true;
 	}

@@ -53,7 +53,7 @@ static void usage(FILE *f)
 
 int replay_parse_options(int argc, char **argv)
 {
-	enum { OPT_PAGE_SIZE = 256, OPT_START, OPT_TOUCH, OPT_CSV, OPT_JSON, OPT_STRICT };
+	enum { OPT_PAGE_SIZE = 256, OPT_START, OPT_TOUCH, OPT_STRICT };
 	static const struct option longopts[] = {
 		{ "policy", required_argument, NULL, 'p' },
 		{ "granule", required_argument, NULL, 'g' },
@@ -62,7 +62,7 @@ int replay_parse_options(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "start", required_argument, NULL, OPT_START },
 		{ "touch", no_argument, NULL, OPT_TOUCH },
-		CLI_LONGOPTS_OUTPUT(OPT_CSV, OPT_JSON),
+		CLI_LONGOPTS_OUTPUT,
 		{ "strict", no_argument, NULL, OPT_STRICT },
 		CLI_LONGOPTS_COMMON,
 		{ "version", no_argument, NULL, 'V' },
@@ -74,6 +74,8 @@ int replay_parse_options(int argc, char **argv)
 		uint64_t v, gpa;
 		size_t i;
 
+		if (cli_output_option(ch, optarg, &opt.out))
+			continue;
 		switch (ch) {
 		case 'p':
 			for (i = 0; i < 3 && strcmp(optarg, policy_names[i]); i++)
@@ -130,20 +132,8 @@ int replay_parse_options(int argc, char **argv)
 		case OPT_TOUCH:
 			opt.touch = true;
 			break;
-		case OPT_CSV:
-			opt.csv = optarg;
-			break;
-		case OPT_JSON:
-			opt.json = optarg;
-			break;
 		case OPT_STRICT:
 			opt.strict = true;
-			break;
-		case 'q':
-			opt.quiet = true;
-			break;
-		case 'v':
-			opt.verbose = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -159,7 +149,7 @@ int replay_parse_options(int argc, char **argv)
 	if (optind + 1 != argc)
 		return usage_error(optind == argc ? "no TRACE given" : "more than one TRACE given");
 	opt.trace = argv[optind];
-	if (opt.quiet && opt.verbose)
+	if (opt.out.quiet && opt.out.verbose)
 		return usage_error("--quiet and --verbose exclude each other");
 	return 0;
 }

@@ -99,25 +99,25 @@ int replay_write_outputs(const struct cvmconv_stats *st)
 {
 	int status = EXIT_OK;
 
-	if (opt.csv) {
-		FILE *f = fopen(opt.csv, "we");
+	if (opt.out.csv) {
+		FILE *f = fopen(opt.out.csv, "we");
 		int err = f ? stats_write_csv(f, st) : -errno;
 
 		if (f && fclose(f) && !err)
 			err = -errno;
 		if (err) {
-			note("cvmconv-replay: --csv %s: %s", opt.csv, strerror(-err));
+			note("cvmconv-replay: --csv %s: %s", opt.out.csv, strerror(-err));
 			status = EXIT_FAIL;
 		}
 	}
-	if (opt.json) {
-		FILE *f = fopen(opt.json, "we");
+	if (opt.out.json) {
+		FILE *f = fopen(opt.out.json, "we");
 		int err = f ? stats_write_json(f, ctx) : -errno;
 
 		if (f && fclose(f) && !err)
 			err = -errno;
 		if (err) {
-			note("cvmconv-replay: --json %s: %s", opt.json, strerror(-err));
+			note("cvmconv-replay: --json %s: %s", opt.out.json, strerror(-err));
 			status = EXIT_FAIL;
 		}
 	}

@@ -214,7 +214,7 @@ int main(int argc, char **argv)
 		r->sc.trace = trace;
 		if (trace)
 			trace_row_header(trace, i, &r->sc);
-		if (!opt.quiet)
+		if (!opt.out.quiet)
 			fprintf(stderr, "cvmconv-sim: [%zu/%zu] %s %s %s %s\n", i + 1, nrows,
 				r->sc.workload, sim_guest_name(r->sc.guest),
 				sim_platform_label(r->sc.platform), sim_host_name(r->sc.host));
@@ -245,12 +245,12 @@ int main(int argc, char **argv)
 	sim_print_header(stdout);
 	sim_print_table(stdout);
 	sim_print_guest_table(stdout);
-	if (opt.csv && (ret = sim_write_csv(opt.csv))) {
-		fprintf(stderr, "cvmconv-sim: %s: %s\n", opt.csv, strerror(-ret));
+	if (opt.out.csv && (ret = sim_write_csv(opt.out.csv))) {
+		fprintf(stderr, "cvmconv-sim: %s: %s\n", opt.out.csv, strerror(-ret));
 		rc = EXIT_FAIL;
 	}
-	if (opt.json && (ret = sim_write_json(opt.json))) {
-		fprintf(stderr, "cvmconv-sim: %s: %s\n", opt.json, strerror(-ret));
+	if (opt.out.json && (ret = sim_write_json(opt.out.json))) {
+		fprintf(stderr, "cvmconv-sim: %s: %s\n", opt.out.json, strerror(-ret));
 		rc = EXIT_FAIL;
 	}
 	free(rows);

@@ -34,8 +34,9 @@ struct options {
 	bool platforms[3], guests[SIM_GUEST_COUNT], hosts[3];
 	struct workload wl[MAX_WORKLOADS];
 	size_t nwl;
-	const char *csv, *json, *trace;
-	bool force_shmem, quiet;
+	struct cli_output out; /* --csv, --json, -q, -v (verbose: base.verbose) */
+	const char *trace;
+	bool force_shmem;
 };
 
 struct row {

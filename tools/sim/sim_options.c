@@ -210,8 +210,6 @@ enum {
 	OPT_STREAM_CHUNK,
 	OPT_CMA,
 	OPT_TRACE,
-	OPT_CSV,
-	OPT_JSON,
 };
 
 int sim_parse_args(int argc, char **argv)
@@ -238,7 +236,7 @@ int sim_parse_args(int argc, char **argv)
 		{ "stream-chunk", required_argument, NULL, OPT_STREAM_CHUNK },
 		{ "cma", required_argument, NULL, OPT_CMA },
 		{ "trace", required_argument, NULL, OPT_TRACE },
-		CLI_LONGOPTS_OUTPUT(OPT_CSV, OPT_JSON),
+		CLI_LONGOPTS_OUTPUT,
 		CLI_LONGOPTS_COMMON,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -249,6 +247,8 @@ int sim_parse_args(int argc, char **argv)
 
 	sim_scenario_defaults(b);
 	while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
+		if (cli_output_option(c, optarg, &opt.out))
+			continue;
 		switch (c) {
 		case OPT_RAM:
 			if (!cli_parse_size(optarg, &b->ram) || b->ram % (2 * MiB) ||
@@ -347,18 +347,6 @@ int sim_parse_args(int argc, char **argv)
 		case OPT_TRACE:
 			opt.trace = optarg;
 			break;
-		case OPT_CSV:
-			opt.csv = optarg;
-			break;
-		case OPT_JSON:
-			opt.json = optarg;
-			break;
-		case 'v':
-			b->verbose = true;
-			break;
-		case 'q':
-			opt.quiet = true;
-			break;
 		case 'h':
 			usage(stdout);
 			exit(EXIT_OK);
@@ -368,6 +356,7 @@ int sim_parse_args(int argc, char **argv)
 		if (ret)
 			return ret;
 	}
+	b->verbose = opt.out.verbose;
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!any_platform)
