@@ -2,6 +2,7 @@
 /* Real-kernel fixtures: huge page reservation, kernel accounting and the
  * page patterns tests use to prove that live data survived a conversion. */
 #include "fixture.h"
+#include "hugepool.h"
 #include "private_backing.h"
 
 #include <errno.h>
@@ -10,13 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define HUGEPAGES_LOCK "/tmp/cvmconv-hugepages.lock"
-#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
 
 void fixture_print_skip(const char *test, const char *fmt, ...)
 {
@@ -43,65 +40,16 @@ long hugepages_free(void)
 	return meminfo_value("HugePages_Free");
 }
 
-static int read_ulong(const char *path, unsigned long *out)
-{
-	FILE *fp = fopen(path, "re");
-	int ok;
-
-	if (!fp)
-		return -errno;
-	ok = fscanf(fp, "%lu", out) == 1;
-	fclose(fp);
-	return ok ? 0 : -EIO;
-}
-
-static int write_ulong(const char *path, unsigned long val)
-{
-	char buf[32];
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	int len, err = 0;
-
-	if (fd < 0)
-		return -errno;
-	len = snprintf(buf, sizeof(buf), "%lu\n", val);
-	if (write(fd, buf, (size_t)len) != len)
-		err = errno ? -errno : -EIO;
-	close(fd);
-	return err;
-}
-
-/* Reservation state: the lock is taken by the outermost reserve and held
- * until the matching release; nested reserves only raise the pool. */
-static int lock_fd = -1;
+/* Reservation state: tools/hugepool.h takes the lock with the outermost
+ * reserve and holds it until the matching release; nested reserves only
+ * raise the pool. */
 static unsigned depth;
-static bool raised;
-static unsigned long saved_nr;
-
-/* Free pages not promised to existing mappings (HugePages_Rsvd). */
-static long hugepages_available(void)
-{
-	long free_ = meminfo_value("HugePages_Free");
-	long rsvd = meminfo_value("HugePages_Rsvd");
-
-	if (free_ < 0 || rsvd < 0)
-		return -1;
-	return free_ - rsvd;
-}
-
-static void unlock_pool(void)
-{
-	if (lock_fd >= 0) {
-		flock(lock_fd, LOCK_UN);
-		close(lock_fd);
-		lock_fd = -1;
-	}
-}
+static char why_buf[256];
 
 int hugepages_reserve(unsigned long n, const char **why)
 {
 	static const char *dummy;
-	unsigned long cur, want;
-	long avail, pagesize_kb;
+	long pagesize_kb;
 	int err;
 
 	if (!why)
@@ -116,70 +64,13 @@ int hugepages_reserve(unsigned long n, const char **why)
 		*why = "default huge page size is not 2 MiB";
 		return -EOPNOTSUPP;
 	}
-	if (depth == 0) {
-		/* flock needs no write access: another user's lock file will do */
-		lock_fd = open(HUGEPAGES_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-		if (lock_fd >= 0)
-			(void)fchmod(lock_fd, 0666);
-		else if (errno == EACCES)
-			lock_fd = open(HUGEPAGES_LOCK, O_RDONLY | O_CLOEXEC);
-		if (lock_fd < 0) {
-			err = -errno;
-			*why = "cannot open " HUGEPAGES_LOCK;
-			return err;
-		}
-		while (flock(lock_fd, LOCK_EX) < 0) {
-			if (errno == EINTR)
-				continue;
-			err = -errno;
-			*why = "cannot flock " HUGEPAGES_LOCK;
-			unlock_pool();
-			return err;
-		}
-	}
-	err = read_ulong(NR_HUGEPAGES, &cur);
+	err = hugepool_reserve(SZ_2M, n, why_buf, sizeof(why_buf));
 	if (err) {
-		*why = "cannot read " NR_HUGEPAGES;
-		goto fail;
+		*why = why_buf;
+		return err;
 	}
-	avail = hugepages_available();
-	if (avail < 0) {
-		err = -EIO;
-		*why = "cannot parse HugePages_Free/HugePages_Rsvd in /proc/meminfo";
-		goto fail;
-	}
-	if ((unsigned long)avail >= n)
-		goto done;
-	if (geteuid() != 0) {
-		err = -EPERM;
-		*why = "not root: cannot raise " NR_HUGEPAGES;
-		goto fail;
-	}
-	want = cur + (n - (unsigned long)avail);
-	if (!raised) {
-		saved_nr = cur;
-		raised = true;
-	}
-	err = write_ulong(NR_HUGEPAGES, want);
-	avail = hugepages_available();
-	if (avail < 0 || (unsigned long)avail < n) {
-		/* the kernel may have given part of the pages: give them back */
-		if (depth == 0) {
-			write_ulong(NR_HUGEPAGES, saved_nr);
-			raised = false;
-		}
-		if (!err)
-			err = -ENOMEM;
-		*why = "the kernel could not allocate enough 2 MiB huge pages";
-		goto fail;
-	}
-done:
 	depth++;
 	return 0;
-fail:
-	if (depth == 0)
-		unlock_pool();
-	return err;
 }
 
 void hugepages_release(void)
@@ -188,12 +79,8 @@ void hugepages_release(void)
 		return;
 	if (--depth > 0)
 		return;
-	if (raised) {
-		/* pages still in use become surplus and are freed on unmap */
-		write_ulong(NR_HUGEPAGES, saved_nr);
-		raised = false;
-	}
-	unlock_pool();
+	/* pages still in use become surplus and are freed on unmap */
+	hugepool_restore();
 }
 
 int test_private_fd(uint64_t size)

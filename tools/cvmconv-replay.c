@@ -46,6 +46,7 @@
 
 #include "attr_recorder.h"
 #include "hugepool.h"
+#include "replay.h"
 #include "stats_report.h"
 #include "trace_parse.h"
 
@@ -65,136 +66,15 @@
 _Static_assert(offsetof(struct kvm_run, hypercall) == 32, "kvm_run exit union not at 32");
 _Static_assert(sizeof(struct kvm_run) >= RUN_MEMORY_FAULT_SIZE + 8, "kvm_run too small");
 
-#define EXIT_OK 0
-#define EXIT_FAIL 1
-#define EXIT_USAGE 2
-
-#define KiB ((uint64_t)1024)
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
-#define TiB (1024 * GiB)
-#define PAGE_4K (4 * KiB)
-
-#define MAX_REGIONS 64
-#define INFER_MAX (1 * TiB)		       /* largest layout inferred without --mem */
-#define TRACK_LIMIT_PAGES ((uint64_t)16 << 20) /* per-page cross-check up to 64 GiB */
-#define MESSAGES_PER_KIND 20		       /* per-line messages of one kind, unless -v */
-
-enum backing_kind { BACKING_SHMEM, BACKING_HUGETLB, BACKING_HUGETLBFS, BACKING_NONE };
-static const char *const backing_names[] = { "shmem", "hugetlb", "hugetlbfs", "none" };
-static const char *const policy_names[] = { "allow", "log", "reject" };
-
-struct options {
-	enum cvmconv_unaligned policy;
-	uint64_t granule;
-	enum backing_kind backing;
-	uint64_t huge_page_size;
-	struct {
-		uint64_t gpa, size;
-	} mem[MAX_REGIONS];
-	size_t nmem;
-	bool start_private, touch, strict, quiet, verbose;
-	const char *csv, *json, *trace;
-};
-
-struct guest_region {
-	uint64_t gpa, size;
-	int shared_fd, private_fd;
-};
-
-/* What the replay saw and what became of it. */
-struct replay_counts {
-	uint64_t lines, blank, other, malformed;
-	uint64_t hypercalls, other_hypercalls; /* kvm_hypercall lines; of those nr != 0xc */
-	uint64_t map_requests, faults, conversions;
-	uint64_t map_refused, faults_refused, conversions_refused;
-	uint64_t host_failures;
-};
-
-/* A message budget per kind of per-line message. */
-struct budget {
-	uint64_t used;
-	bool announced;
-};
-
-static struct options opt = {
-	.policy = CVMCONV_UNALIGNED_ALLOW,
-	.granule = 2 * MiB,
-	.backing = BACKING_SHMEM,
-	.huge_page_size = 2 * MiB,
-};
-static struct guest_region regions[MAX_REGIONS];
-static size_t nregions;
-static struct cvmconv *ctx;
-static struct attr_recorder *recorder;
 static bool layout_inferred;
-
 static uint64_t current_line; /* for the log callback's messages */
-static bool progress_enabled, progress_shown;
-static struct timespec progress_last;
-
-/* ---- messages ---- */
-
-static void clear_progress(void)
-{
-	if (progress_shown) {
-		fputs("\r\033[K", stderr);
-		progress_shown = false;
-	}
-}
-
-static void __attribute__((format(printf, 1, 2))) note(const char *fmt, ...)
-{
-	va_list ap;
-
-	clear_progress();
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-/* True when one more message of this kind may be printed. */
-static bool spend(struct budget *b, const char *kind)
-{
-	if (opt.verbose || b->used < MESSAGES_PER_KIND) {
-		b->used++;
-		return true;
-	}
-	if (!b->announced) {
-		note("cvmconv-replay: further %s not shown (-v shows all)", kind);
-		b->announced = true;
-	}
-	return false;
-}
-
-static double seconds_since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static void progress(const char *what, uint64_t line, uint64_t done, uint64_t total)
-{
-	if (!progress_enabled || (line & 1023) || seconds_since(&progress_last) < 0.5)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &progress_last);
-	if (total)
-		fprintf(stderr, "\r\033[Kcvmconv-replay: %s line %" PRIu64 " (%.0f%%)", what, line,
-			100.0 * (double)done / (double)total);
-	else
-		fprintf(stderr, "\r\033[Kcvmconv-replay: %s line %" PRIu64, what, line);
-	progress_shown = true;
-}
 
 static void log_cb(void *opaque, int level, const char *msg)
 {
 	(void)opaque;
-	if (level > LOG_NOTICE && !opt.verbose)
+	if (level > LOG_NOTICE && !opt.out.verbose)
 		return;
-	if (level > LOG_ERR && opt.quiet)
+	if (level > LOG_ERR && opt.out.quiet)
 		return;
 	if (current_line)
 		note("line %" PRIu64 ": cvmconv: %s", current_line, msg);
@@ -244,174 +124,6 @@ static int read_line(struct line_reader *r, size_t *len)
 	r->lineno++;
 	*len = n;
 	return 1;
-}
-
-/* ---- options ---- */
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: cvmconv-replay [options] TRACE\n"
-		"Replay a conversion trace (kvm:kvm_hypercall text from ftrace, trace-cmd report\n"
-		"or perf script, or the map/fault/convert format of docs/trace-format.md)\n"
-		"through cvmconv and print its statistics. TRACE '-' reads standard input.\n"
-		"\n"
-		"  -p, --policy allow|log|reject   unaligned guest requests (default allow)\n"
-		"  -g, --granule 4k|2m|1g          alignment granule of the policy (default 2m)\n"
-		"  -b, --backing shmem|hugetlb|hugetlbfs|none\n"
-		"                                  shared side of guest memory (default shmem);\n"
-		"                                  the private side is a shmem memfd standing in\n"
-		"                                  for guest_memfd\n"
-		"      --page-size 2m|1g           huge page size for hugetlb/hugetlbfs (default "
-		"2m)\n"
-		"  -m, --mem SIZE[@GPA]            a guest memory region (repeatable; K/M/G/T\n"
-		"                                  suffixes); default: the smallest 1 GiB-aligned\n"
-		"                                  span covering every gpa of the trace\n"
-		"      --start shared|private      state of guest memory at start (default "
-		"shared)\n"
-		"      --touch                     allocate the live side like a guest would (the\n"
-		"                                  shared side at start, each side on "
-		"conversion);\n"
-		"                                  hugetlb backings then need huge pages: as "
-		"root,\n"
-		"                                  nr_hugepages is raised and restored\n"
-		"      --csv FILE                  write the statistics as CSV\n"
-		"      --json FILE                 write cvmconv_stats_json() output\n"
-		"      --strict                    stop at the first malformed line (exit 1)\n"
-		"  -q, --quiet                     no per-line messages but errors\n"
-		"  -v, --verbose                   every per-line message and library log line\n"
-		"  -h, --help                      this text\n"
-		"  -V, --version                   versions\n"
-		"Exit status: 0 ok, 1 malformed input under --strict or a host failure,\n"
-		"2 usage error.\n");
-}
-
-static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("cvmconv-replay: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs("\n(cvmconv-replay --help shows the options)\n", stderr);
-	return EXIT_USAGE;
-}
-
-static int parse_options(int argc, char **argv)
-{
-	enum { OPT_PAGE_SIZE = 256, OPT_START, OPT_TOUCH, OPT_CSV, OPT_JSON, OPT_STRICT };
-	static const struct option longopts[] = {
-		{ "policy", required_argument, NULL, 'p' },
-		{ "granule", required_argument, NULL, 'g' },
-		{ "backing", required_argument, NULL, 'b' },
-		{ "page-size", required_argument, NULL, OPT_PAGE_SIZE },
-		{ "mem", required_argument, NULL, 'm' },
-		{ "start", required_argument, NULL, OPT_START },
-		{ "touch", no_argument, NULL, OPT_TOUCH },
-		{ "csv", required_argument, NULL, OPT_CSV },
-		{ "json", required_argument, NULL, OPT_JSON },
-		{ "strict", no_argument, NULL, OPT_STRICT },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int ch;
-
-	while ((ch = getopt_long(argc, argv, "p:g:b:m:qvhV", longopts, NULL)) != -1) {
-		uint64_t v, gpa;
-		size_t i;
-
-		switch (ch) {
-		case 'p':
-			for (i = 0; i < 3 && strcmp(optarg, policy_names[i]); i++)
-				;
-			if (i == 3)
-				return usage_error("--policy %s: expected allow, log or reject",
-						   optarg);
-			opt.policy = (enum cvmconv_unaligned)i;
-			break;
-		case 'g':
-			if (trace_parse_size(optarg, strlen(optarg), &v) || v < PAGE_4K ||
-			    v > GiB || (v & (v - 1)))
-				return usage_error("--granule %s: expected 4k, 2m or 1g (a power "
-						   "of two from 4 KiB to 1 GiB)",
-						   optarg);
-			opt.granule = v;
-			break;
-		case 'b':
-			for (i = 0; i < 4 && strcmp(optarg, backing_names[i]); i++)
-				;
-			if (i == 4)
-				return usage_error("--backing %s: expected shmem, hugetlb, "
-						   "hugetlbfs or none",
-						   optarg);
-			opt.backing = (enum backing_kind)i;
-			break;
-		case OPT_PAGE_SIZE:
-			if (trace_parse_size(optarg, strlen(optarg), &v) ||
-			    (v != 2 * MiB && v != GiB))
-				return usage_error("--page-size %s: expected 2m or 1g", optarg);
-			opt.huge_page_size = v;
-			break;
-		case 'm':
-			if (opt.nmem == MAX_REGIONS)
-				return usage_error("at most %d --mem regions", MAX_REGIONS);
-			if (trace_parse_mem(optarg, &v, &gpa) || v == 0)
-				return usage_error("--mem %s: expected SIZE[@GPA], e.g. 4G or "
-						   "512M@0x100000000",
-						   optarg);
-			if ((v | gpa) & (PAGE_4K - 1))
-				return usage_error("--mem %s: size and gpa must be multiples of "
-						   "4 KiB",
-						   optarg);
-			opt.mem[opt.nmem].size = v;
-			opt.mem[opt.nmem].gpa = gpa;
-			opt.nmem++;
-			break;
-		case OPT_START:
-			if (strcmp(optarg, "shared") && strcmp(optarg, "private"))
-				return usage_error("--start %s: expected shared or private",
-						   optarg);
-			opt.start_private = !strcmp(optarg, "private");
-			break;
-		case OPT_TOUCH:
-			opt.touch = true;
-			break;
-		case OPT_CSV:
-			opt.csv = optarg;
-			break;
-		case OPT_JSON:
-			opt.json = optarg;
-			break;
-		case OPT_STRICT:
-			opt.strict = true;
-			break;
-		case 'q':
-			opt.quiet = true;
-			break;
-		case 'v':
-			opt.verbose = true;
-			break;
-		case 'h':
-			usage(stdout);
-			exit(EXIT_OK);
-		case 'V':
-			printf("cvmconv-replay %s (library %s)\n", CVMCONV_VERSION_STRING,
-			       cvmconv_version());
-			exit(EXIT_OK);
-		default:
-			return usage_error("unknown option");
-		}
-	}
-	if (optind + 1 != argc)
-		return usage_error(optind == argc ? "no TRACE given" : "more than one TRACE given");
-	opt.trace = argv[optind];
-	if (opt.quiet && opt.verbose)
-		return usage_error("--quiet and --verbose exclude each other");
-	return 0;
 }
 
 /* ---- guest memory layout ---- */
@@ -501,13 +213,6 @@ static void cleanup(void)
 	}
 	nregions = 0;
 	hugepool_restore(); /* after the huge pages were released */
-}
-
-static void on_signal(int sig)
-{
-	hugepool_restore();
-	signal(sig, SIG_DFL);
-	raise(sig);
 }
 
 static int create_shared(uint64_t size)
@@ -698,7 +403,7 @@ static void replay_map(struct replay_counts *n, uint64_t gpa, uint64_t npages, u
 	}
 	if (hc_ret) {
 		n->map_refused++;
-		if (opt.verbose && spend(&refusal_budget, "refusals"))
+		if (opt.out.verbose && spend(&refusal_budget, "refusals"))
 			note("line %" PRIu64 ": map gpa 0x%" PRIx64 " npages 0x%" PRIx64
 			     " attrs 0x%" PRIx64 ": refused, the guest gets %" PRId64,
 			     current_line, gpa, npages, attrs, (int64_t)hc_ret);
@@ -734,7 +439,7 @@ static void replay_fault(struct replay_counts *n, uint64_t gpa, uint64_t size, b
 	if (ret == -EFAULT || ret == -EPERM || ret == -ELOOP) {
 		/* cannot be answered: the VMM stops this vCPU; the replay goes on */
 		n->faults_refused++;
-		if (!opt.quiet && spend(&refusal_budget, "refusals"))
+		if (!opt.out.quiet && spend(&refusal_budget, "refusals"))
 			note("line %" PRIu64 ": fault gpa 0x%" PRIx64 " size 0x%" PRIx64
 			     " %s: refused (%s), a VMM would stop this vCPU",
 			     current_line, gpa, size, to_private ? "private" : "shared",
@@ -759,7 +464,7 @@ static void replay_convert(struct replay_counts *n, uint64_t gpa, uint64_t size,
 	}
 	if (ret == -EINVAL) {
 		n->conversions_refused++;
-		if (!opt.quiet && spend(&refusal_budget, "refusals"))
+		if (!opt.out.quiet && spend(&refusal_budget, "refusals"))
 			note("line %" PRIu64 ": convert gpa 0x%" PRIx64 " size 0x%" PRIx64
 			     " %s: refused (-EINVAL: misaligned, empty or outside guest memory)",
 			     current_line, gpa, size, to_private ? "private" : "shared");
@@ -794,7 +499,7 @@ static int replay(struct line_reader *lr, uint64_t total, struct replay_counts *
 				     lr->lineno, rec.column, rec.error);
 				return EXIT_FAIL;
 			}
-			if (!opt.quiet && spend(&malformed_budget, "malformed lines"))
+			if (!opt.out.quiet && spend(&malformed_budget, "malformed lines"))
 				note("%s:%" PRIu64 ":%zu: %s (line skipped)", opt.trace, lr->lineno,
 				     rec.column, rec.error);
 			break;
@@ -827,142 +532,6 @@ static int replay(struct line_reader *lr, uint64_t total, struct replay_counts *
 	return EXIT_OK;
 }
 
-/* ---- results ---- */
-
-static void print_counts(const struct replay_counts *n, double elapsed)
-{
-	printf("\nreplay\n");
-	printf("  %-34s %12" PRIu64 "\n", "lines", n->lines);
-	printf("  %-34s %12" PRIu64 "\n", "  blank or comment", n->blank);
-	printf("  %-34s %12" PRIu64 "\n", "  other lines (ignored)", n->other);
-	printf("  %-34s %12" PRIu64 "\n", "  malformed (skipped)", n->malformed);
-	printf("  %-34s %12" PRIu64 "\n", "  kvm_hypercall lines", n->hypercalls);
-	printf("  %-34s %12" PRIu64 "\n", "    other hypercalls (skipped)", n->other_hypercalls);
-	printf("  %-34s %12" PRIu64 "\n", "map_gpa_range requests replayed", n->map_requests);
-	printf("  %-34s %12" PRIu64 "\n", "  refused (guest got an error)", n->map_refused);
-	printf("  %-34s %12" PRIu64 "\n", "memory faults replayed", n->faults);
-	printf("  %-34s %12" PRIu64 "\n", "  refused (fatal for a vCPU)", n->faults_refused);
-	printf("  %-34s %12" PRIu64 "\n", "host conversions replayed", n->conversions);
-	printf("  %-34s %12" PRIu64 "\n", "  refused (-EINVAL)", n->conversions_refused);
-	printf("  %-34s %12" PRIu64 "\n", "host failures", n->host_failures);
-	printf("  %-34s %12.3f s\n", "elapsed", elapsed);
-}
-
-static uint64_t allocated_bytes(int fd)
-{
-	struct stat st;
-
-	return fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
-}
-
-/* The recorder's per-page state against cvmconv_is_private(). */
-static int cross_check(void)
-{
-	struct attr_recorder_counts rc;
-	uint64_t pages = 0, differ = 0, first_bad = 0;
-	char a[32], b[32];
-
-	attr_recorder_get_counts(recorder, &rc);
-	printf("\nattribute recorder (stands in for KVM_SET_MEMORY_ATTRIBUTES)\n");
-	printf("  %" PRIu64 " update(s): %s set private, %s set shared, %" PRIu64 " refused%s%s\n",
-	       rc.calls, stats_human_bytes(rc.private_bytes, a, sizeof(a)),
-	       stats_human_bytes(rc.shared_bytes, b, sizeof(b)), rc.refused,
-	       rc.last_refusal ? ", last: " : "", rc.last_refusal ? rc.last_refusal : "");
-	if (!attr_recorder_tracking(recorder)) {
-		printf("  per-page check skipped (guest memory above %" PRIu64 " GiB)\n",
-		       TRACK_LIMIT_PAGES * PAGE_4K / GiB);
-		return rc.refused ? EXIT_FAIL : EXIT_OK;
-	}
-	for (size_t i = 0; i < nregions; i++) {
-		for (uint64_t g = regions[i].gpa; g < regions[i].gpa + regions[i].size;
-		     g += PAGE_4K) {
-			if (cvmconv_is_private(ctx, g) != attr_recorder_is_private(recorder, g)) {
-				if (!differ)
-					first_bad = g;
-				differ++;
-			}
-			pages++;
-		}
-	}
-	if (differ)
-		printf("  MISMATCH: cvmconv_is_private() differs from the recorded attributes on "
-		       "%" PRIu64 " of %" PRIu64 " pages (first at gpa 0x%" PRIx64 ")\n",
-		       differ, pages, first_bad);
-	else
-		printf("  cvmconv_is_private() agrees with the recorded attributes on all %" PRIu64
-		       " pages\n",
-		       pages);
-	return differ || rc.refused ? EXIT_FAIL : EXIT_OK;
-}
-
-static void print_kernel(void)
-{
-	uint64_t shared = 0, private_ = 0;
-	char a[32], b[32];
-
-	for (size_t i = 0; i < nregions; i++) {
-		shared += allocated_bytes(regions[i].shared_fd);
-		private_ += allocated_bytes(regions[i].private_fd);
-	}
-	printf("\nkernel (st_blocks of the backings%s)\n",
-	       opt.touch ? "" : "; not populated: --touch allocates the live side");
-	printf("  shared backing allocated %20" PRIu64 "  %s\n", shared,
-	       stats_human_bytes(shared, a, sizeof(a)));
-	printf("  private stand-in allocated %18" PRIu64 "  %s\n", private_,
-	       stats_human_bytes(private_, b, sizeof(b)));
-}
-
-static int write_outputs(const struct cvmconv_stats *st)
-{
-	int status = EXIT_OK;
-
-	if (opt.csv) {
-		FILE *f = fopen(opt.csv, "we");
-		int err = f ? stats_write_csv(f, st) : -errno;
-
-		if (f && fclose(f) && !err)
-			err = -errno;
-		if (err) {
-			note("cvmconv-replay: --csv %s: %s", opt.csv, strerror(-err));
-			status = EXIT_FAIL;
-		}
-	}
-	if (opt.json) {
-		FILE *f = fopen(opt.json, "we");
-		int err = f ? stats_write_json(f, ctx) : -errno;
-
-		if (f && fclose(f) && !err)
-			err = -errno;
-		if (err) {
-			note("cvmconv-replay: --json %s: %s", opt.json, strerror(-err));
-			status = EXIT_FAIL;
-		}
-	}
-	return status;
-}
-
-static void print_header(void)
-{
-	char g[32];
-
-	printf("cvmconv-replay %s (library %s)\n", CVMCONV_VERSION_STRING, cvmconv_version());
-	printf("trace:       %s\n", opt.trace);
-	printf("attributes:  no /dev/kvm is used: KVM_SET_MEMORY_ATTRIBUTES is served by a strict\n"
-	       "             in-tool recorder (4 KiB alignment, no wrap, PRIVATE bit only,\n"
-	       "             inside guest memory)\n");
-	printf("policy:      unaligned %s, granule %s\n", policy_names[opt.policy],
-	       stats_human_bytes(opt.granule, g, sizeof(g)));
-	if (opt.backing == BACKING_SHMEM)
-		printf("backings:    shared: shmem memfd (4 KiB pages)");
-	else if (opt.backing == BACKING_NONE)
-		printf("backings:    shared: none (nothing to punch on the shared side)");
-	else
-		printf("backings:    shared: %s with %s pages",
-		       opt.backing == BACKING_HUGETLB ? "MFD_HUGETLB memfd" : "hugetlbfs file",
-		       stats_human_bytes(opt.huge_page_size, g, sizeof(g)));
-	printf("; private: shmem memfd standing in for guest_memfd\n");
-}
-
 int main(int argc, char **argv)
 {
 	struct line_reader lr = { 0 };
@@ -973,7 +542,7 @@ int main(int argc, char **argv)
 	uint64_t total = 0;
 	int status, check;
 
-	status = parse_options(argc, argv);
+	status = replay_parse_options(argc, argv);
 	if (status)
 		return status;
 	progress_enabled = isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
@@ -1018,16 +587,15 @@ int main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	atexit(cleanup);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	print_header();
+	hugepool_restore_on_signals();
+	replay_print_header();
 	status = setup();
 	if (status)
 		return status;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	status = replay(&lr, total, &counts);
-	print_counts(&counts, seconds_since(&t0));
+	replay_print_counts(&counts, seconds_since(&t0));
 	if (lr.f != stdin)
 		fclose(lr.f);
 
@@ -1039,13 +607,13 @@ int main(int argc, char **argv)
 			status = EXIT_FAIL;
 		}
 	}
-	check = cross_check();
+	check = replay_cross_check();
 	if (check) {
 		note("cvmconv-replay: the recorder and the library disagree: a library bug");
 		status = EXIT_FAIL;
 	}
-	print_kernel();
-	if (write_outputs(&st))
+	replay_print_kernel();
+	if (replay_write_outputs(&st))
 		status = EXIT_FAIL;
 	return status;
 }

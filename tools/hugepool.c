@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -11,9 +13,11 @@
 #include <unistd.h>
 
 #include "hugepool.h"
+#include "kernel_accounting.h"
 
-static char knob_path[128];   /* nr_hugepages file written */
-static char restore_text[32]; /* old value, preformatted for the signal path */
+static char knob_path[128];    /* nr_hugepages file written */
+static char restore_path[128]; /* ... and the one restore_text belongs to */
+static char restore_text[32];  /* old value, preformatted for the signal path */
 static size_t restore_len;
 static int lock_fd = -1;
 static long raised_from = -1, raised_to = -1;
@@ -48,17 +52,9 @@ static int write_long(const char *path, long v)
 /* Hugepagesize from /proc/meminfo, in bytes; 0 if absent. */
 static uint64_t default_page_size(void)
 {
-	FILE *f = fopen("/proc/meminfo", "re");
-	char line[128];
-	unsigned long long kb = 0;
+	long kb = meminfo_count("Hugepagesize:");
 
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Hugepagesize: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return (uint64_t)kb << 10;
+	return kb > 0 ? (uint64_t)kb << 10 : 0;
 }
 
 /* Pages of the pool in @dir that nobody has claimed yet. */
@@ -78,8 +74,13 @@ static long available(const char *dir)
 
 static void take_lock(void)
 {
+	if (lock_fd >= 0)
+		return; /* held since an earlier reserve */
+	/* flock needs no write access: another user's lock file will do */
 	lock_fd = open(HUGEPOOL_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-	if (lock_fd < 0 && errno == EACCES)
+	if (lock_fd >= 0)
+		(void)fchmod(lock_fd, 0666);
+	else if (errno == EACCES)
 		lock_fd = open(HUGEPOOL_LOCK, O_RDONLY | O_CLOEXEC); /* flock needs no write */
 	if (lock_fd < 0)
 		return; /* no lock: still correct for this process, only racier */
@@ -96,6 +97,7 @@ int hugepool_reserve(uint64_t page_size, uint64_t n, char *why, size_t why_len)
 {
 	char dir[96];
 	long have, old;
+	bool outer = lock_fd < 0; /* a failure undoes only what this call began */
 	int err;
 
 	snprintf(dir, sizeof(dir), "/sys/kernel/mm/hugepages/hugepages-%" PRIu64 "kB",
@@ -114,7 +116,8 @@ int hugepool_reserve(uint64_t page_size, uint64_t n, char *why, size_t why_len)
 	have = available(dir);
 	if (have < 0) {
 		snprintf(why, why_len, "cannot read %s/free_hugepages and resv_hugepages", dir);
-		hugepool_restore();
+		if (outer)
+			hugepool_restore();
 		return -EIO;
 	}
 	if ((uint64_t)have >= n)
@@ -137,7 +140,8 @@ int hugepool_reserve(uint64_t page_size, uint64_t n, char *why, size_t why_len)
 				 "%" PRIu64 " more huge pages of %" PRIu64
 				 " KiB is more than half of MemAvailable (%llu KiB)",
 				 n - (uint64_t)have, page_size >> 10, kb);
-			hugepool_restore();
+			if (outer)
+				hugepool_restore();
 			return -ENOMEM;
 		}
 	}
@@ -154,10 +158,19 @@ int hugepool_reserve(uint64_t page_size, uint64_t n, char *why, size_t why_len)
 			 page_size >> 10, n,
 			 geteuid() != 0 ? "not root to raise nr_hugepages"
 					: "cannot read nr_hugepages");
-		hugepool_restore();
+		if (outer)
+			hugepool_restore();
 		return -EPERM;
 	}
-	restore_len = (size_t)snprintf(restore_text, sizeof(restore_text), "%ld\n", old);
+	if (restore_len && strcmp(knob_path, restore_path)) {
+		snprintf(why, why_len, "a pool of another page size is raised already");
+		return -EBUSY;
+	}
+	if (!restore_len) {
+		restore_len = (size_t)snprintf(restore_text, sizeof(restore_text), "%ld\n", old);
+		snprintf(restore_path, sizeof(restore_path), "%s", knob_path);
+		raised_from = old;
+	}
 	err = write_long(knob_path, old + (long)(n - (uint64_t)have));
 	have = available(dir);
 	if (err || have < 0 || (uint64_t)have < n) {
@@ -165,10 +178,10 @@ int hugepool_reserve(uint64_t page_size, uint64_t n, char *why, size_t why_len)
 			 "raised %s from %ld, but only %ld huge pages are free of the %" PRIu64
 			 " needed (memory short or fragmented?)",
 			 knob_path, old, have < 0 ? 0 : have, n);
-		hugepool_restore();
+		if (outer)
+			hugepool_restore();
 		return err ? err : -ENOMEM;
 	}
-	raised_from = old;
 	raised_to = read_long(knob_path);
 	return 0;
 }
@@ -184,7 +197,7 @@ void hugepool_raised(long *before, long *after)
 void hugepool_restore(void)
 {
 	if (restore_len) {
-		int fd = open(knob_path, O_WRONLY | O_CLOEXEC);
+		int fd = open(restore_path, O_WRONLY | O_CLOEXEC);
 
 		if (fd >= 0) {
 			if (write(fd, restore_text, restore_len) < 0) {
@@ -198,4 +211,34 @@ void hugepool_restore(void)
 		close(lock_fd); /* drops the flock */
 		lock_fd = -1;
 	}
+	raised_from = raised_to = -1;
+}
+
+bool hugepool_held(void)
+{
+	return lock_fd >= 0;
+}
+
+long hugepool_free(uint64_t page_size)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path),
+		 "/sys/kernel/mm/hugepages/hugepages-%" PRIu64 "kB/free_hugepages",
+		 page_size >> 10);
+	return read_long(path);
+}
+
+static void restore_and_raise(int sig)
+{
+	hugepool_restore();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void hugepool_restore_on_signals(void)
+{
+	signal(SIGINT, restore_and_raise);
+	signal(SIGTERM, restore_and_raise);
+	signal(SIGHUP, restore_and_raise);
 }

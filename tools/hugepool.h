@@ -1,14 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The kernel's huge page pool for tools: make N huge pages of a size
- * available, raising nr_hugepages when root, and put the old value back.
- * While pages are reserved this way, an exclusive flock is held on
- * /tmp/cvmconv-hugepages.lock, the lock the test fixtures and the demo take,
- * so that nothing reading HugePages_Free races with the change.
+ * The kernel's huge page pool for the tests, tools, examples and benches:
+ * make N huge pages of a size available, raising nr_hugepages when root,
+ * and put the old value back. While pages are reserved this way, an
+ * exclusive flock is held on /tmp/cvmconv-hugepages.lock, so that nothing
+ * reading HugePages_Free (another test, tool, example or bench, in this or
+ * another build) races with the change.
+ *
+ * Thread safety: none; one reservation per process at a time, made and
+ * undone from one thread (hugepool_restore() may also run in a signal
+ * handler).
  */
 #ifndef CVMCONV_HUGEPOOL_H
 #define CVMCONV_HUGEPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,9 +25,14 @@
  * reserved by someone else). For the default huge page size the knob is
  * /proc/sys/vm/nr_hugepages, for other sizes
  * /sys/kernel/mm/hugepages/hugepages-<kB>kB/nr_hugepages; the count of free
- * pages is that directory's free_hugepages minus resv_hugepages.
- * Call once per process; hugepool_restore() undoes it.
- * Return: 0, or -errno with a one-line reason written to @why.
+ * pages is that directory's free_hugepages minus resv_hugepages. Never
+ * more than half of MemAvailable is taken.
+ * A second call before hugepool_restore() keeps the lock and the value to
+ * restore, and only raises the pool further; hugepool_restore() undoes all.
+ * Return: 0, or -errno with a one-line reason written to @why: -ENODEV (no
+ * pages of that size), -E2BIG, -EIO (pool unreadable), -ENOMEM (memory
+ * short), -EPERM (not root to raise it), -EBUSY (a pool of another page
+ * size raised by an earlier call), or the write's error.
  */
 int hugepool_reserve(uint64_t page_size, uint64_t n, char *why, size_t why_len);
 
@@ -33,5 +44,15 @@ void hugepool_raised(long *before, long *after);
  * close only), idempotent. Call it after the huge pages were released
  * (fds closed), else the kernel keeps the in-use pages as surplus until then. */
 void hugepool_restore(void);
+
+/* Whether the lock is held (a reservation is in force). */
+bool hugepool_held(void);
+
+/* Free pages of @page_size (that size's free_hugepages), -1 if unreadable. */
+long hugepool_free(uint64_t page_size);
+
+/* On SIGINT, SIGTERM and SIGHUP: hugepool_restore(), then the signal's
+ * default action. */
+void hugepool_restore_on_signals(void);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "hugepool.h"
 #include "perf.h"
+#include "perf_inline.h"
 #include "private_backing.h"
 #include "qemu_like.h"
 
@@ -25,11 +26,7 @@ static const char *prog_name = "perf";
 
 int perf_noop_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
 {
-	(void)opaque;
-	(void)gpa;
-	(void)size;
-	(void)attributes;
-	return 0;
+	return perf_attr_accept(opaque, gpa, size, attributes);
 }
 
 void perf_die(const char *what, int err)

@@ -1,42 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One stream through one host over real backings: a shared memfd (2 MiB
- * MFD_HUGETLB or shmem) and a shmem memfd standing in for guest_memfd,
- * both as large as guest RAM and sparse. Attribute updates go to the strict
- * recorder of tools/attr_recorder.h (there is no /dev/kvm); punches are
- * real fallocate() calls. With opt->touch every page made shared is
- * written once after its exit, as a guest using the memory would, so that
- * the kernel's allocation (st_blocks, HugePages_Free) is what a VM would
- * hold.
+ * One stream through one host of the host engine (tools/engine/
+ * host_engine.h: real backings, the strict attribute recorder, the kernel's
+ * accounting), each exit's kernel calls compared with the oracle's. With
+ * opt->touch every page made shared is written once after its exit, as a
+ * guest using the memory would, so that the kernel's allocation
+ * (st_blocks, HugePages_Free) is what a VM would hold.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "kernel_accounting.h"
-#include "private_backing.h"
-#include "attr_recorder.h"
+#include "host_engine.h"
 #include "perf.h"
 #include "qemu_like.h"
 
-#ifndef MFD_HUGE_SHIFT
-#define MFD_HUGE_SHIFT 26 /* include/uapi/linux/memfd.h */
-#endif
 #define MAX_CALLS 2048 /* kernel calls of one exit kept for the diagnostics */
 
 struct call {
@@ -51,14 +38,8 @@ struct run {
 	const struct perf_host_opts *opt;
 	struct perf_host_result *res;
 	enum perf_host host;
-	int shared_fd, private_fd;
-	uint8_t *map;
-	struct attr_recorder *rec;
-	struct cvmconv *c;
-	struct qemu_like *q;
-	uint64_t *priv; /* the attributes as set, per file page */
-	uint64_t live_shared_pages;
-	bool counting; /* false while regions are added */
+	struct host_engine eng; /* backings, host, the attributes as set */
+	bool counting;		/* false while regions are added */
 	/* the current exit */
 	uint32_t ex_attr, ex_punch_shared, ex_punch_private;
 	struct call calls[MAX_CALLS];
@@ -82,71 +63,6 @@ static int __attribute__((format(printf, 3, 4))) fail(struct run *r, int err, co
 	if (!r->err)
 		r->err = err;
 	return err;
-}
-
-long perf_hugepages_free(void)
-{
-	FILE *f = fopen("/proc/meminfo", "re");
-	char line[128];
-	long v = -1;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "HugePages_Free: %ld", &v) == 1)
-			break;
-	fclose(f);
-	return v;
-}
-
-const char *perf_library_path(void)
-{
-	static char exe[512];
-	Dl_info info;
-	ssize_t n;
-
-	if (!dladdr((void *)cvmconv_version, &info) || !info.dli_fname)
-		return "(unknown)";
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = 0;
-		if (!strcmp(exe, info.dli_fname))
-			return "(linked statically)";
-	}
-	return info.dli_fname;
-}
-
-void perf_print_machine(FILE *f)
-{
-	char line[256], model[128] = "?";
-	FILE *c = fopen("/proc/cpuinfo", "re");
-	struct utsname u;
-	long mem_kb = 0;
-
-	if (c) {
-		while (fgets(line, sizeof(line), c))
-			if (sscanf(line, "model name : %127[^\n]", model) == 1)
-				break;
-		fclose(c);
-	}
-	c = fopen("/proc/meminfo", "re");
-	if (c) {
-		while (fgets(line, sizeof(line), c))
-			if (sscanf(line, "MemTotal: %ld", &mem_kb) == 1)
-				break;
-		fclose(c);
-	}
-	uname(&u);
-	fprintf(f, "machine: %s, %ld CPUs, %ld GiB RAM, Linux %s\n", model,
-		sysconf(_SC_NPROCESSORS_ONLN), (mem_kb + (1 << 19)) >> 20, u.release);
-	c = fopen("/proc/loadavg", "re");
-	if (c) {
-		if (fgets(line, sizeof(line), c))
-			fprintf(f, "load average: %s", line);
-		fclose(c);
-	}
-	fprintf(f, "library: cvmconv %s, %s\n", cvmconv_version(), perf_library_path());
-	fprintf(f, "private side: %s\n", private_backing_name());
 }
 
 /* ---- the attributes, for both hosts ---- */
@@ -174,135 +90,40 @@ static int push_shared(struct run *r, uint64_t gpa, uint64_t size)
 	return 0;
 }
 
-static int set_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
+/* The engine's observers: an accepted attribute update, a punch. */
+static void on_attr(void *opaque, uint64_t gpa, uint64_t size, bool to_private)
 {
 	struct run *r = opaque;
-	bool private_ = attributes & CVMCONV_ATTR_PRIVATE;
-	int ret = attr_recorder_set(r->rec, gpa, size, attributes);
-	uint64_t end = gpa + size;
 
-	if (ret)
-		return ret;
-	if (r->counting) {
-		r->ex_attr++;
-		note_call(r, 'a', gpa, size, private_);
-		if (!private_ && push_shared(r, gpa, size))
-			fail(r, -ENOMEM, "out of memory");
-	}
-	for (uint64_t g = gpa; g < end;) {
-		uint64_t off, left, n;
-
-		if (!perf_stream_offset(r->s, g, &off, &left))
-			return -EINVAL; /* the recorder checked: cannot happen */
-		n = end - g < left ? end - g : left;
-		for (uint64_t p = off / PERF_4K; p < (off + n) / PERF_4K; p++) {
-			bool was = (r->priv[p / 64] >> (p % 64)) & 1;
-
-			if (was == private_)
-				continue;
-			if (private_) {
-				r->priv[p / 64] |= 1ULL << (p % 64);
-				r->live_shared_pages--;
-			} else {
-				r->priv[p / 64] &= ~(1ULL << (p % 64));
-				r->live_shared_pages++;
-			}
-		}
-		g += n;
-	}
-	return 0;
+	if (!r->counting)
+		return;
+	r->ex_attr++;
+	note_call(r, 'a', gpa, size, to_private);
+	if (!to_private && push_shared(r, gpa, size))
+		fail(r, -ENOMEM, "out of memory");
 }
 
-/* In place: the guest_memfd update (offsets in the file, the uAPI's
- * checks), landing where set_attr() puts VM-wide updates. */
-static int set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64_t attributes,
-		    uint64_t flags, uint64_t *error_offset)
+static void on_punch(void *opaque, bool shared, uint64_t offset, uint64_t len)
 {
 	struct run *r = opaque;
-
-	(void)error_offset;
-	if (r->counting)
-		r->res->gmem_calls++;
-	if (fd != r->private_fd || !size || ((offset | size) & (PERF_4K - 1)) ||
-	    (attributes & ~CVMCONV_ATTR_PRIVATE) ||
-	    (flags & ~(CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE)) ||
-	    ((attributes & CVMCONV_ATTR_PRIVATE) && flags == CVMCONV_CONTENT_ZERO))
-		return -EINVAL;
-	for (int i = 0; i < r->s->nreg; i++)
-		if (offset >= r->s->reg[i].off && offset - r->s->reg[i].off < r->s->reg[i].size &&
-		    size <= r->s->reg[i].size - (offset - r->s->reg[i].off))
-			return set_attr(r, r->s->reg[i].gpa + (offset - r->s->reg[i].off), size,
-					attributes);
-	return -EINVAL;
-}
-
-static int punch(void *opaque, int fd, uint64_t offset, uint64_t len)
-{
-	struct run *r = opaque;
-	bool shared = fd == r->shared_fd;
 
 	if (shared)
 		r->ex_punch_shared++;
 	else
 		r->ex_punch_private++;
 	note_call(r, shared ? 's' : 'p', offset, len, false);
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len))
-		return -errno;
-	return 0;
-}
-
-/* ---- touching ---- */
-
-static sigjmp_buf touch_jmp;
-static volatile sig_atomic_t touching;
-
-static void on_sigbus(int sig)
-{
-	if (touching)
-		siglongjmp(touch_jmp, 1);
-	signal(sig, SIG_DFL);
-	raise(sig);
 }
 
 static int touch_made_shared(struct run *r)
 {
-	if (!r->map)
-		return 0;
-	if (sigsetjmp(touch_jmp, 1)) {
-		touching = 0;
-		return fail(r, -ENOMEM, "SIGBUS touching the shared memfd: no huge page left");
-	}
-	touching = 1;
 	for (size_t i = 0; i < r->made_shared.n; i += 2) {
-		uint64_t gpa = r->made_shared.v[i], end = gpa + r->made_shared.v[i + 1];
+		int ret = host_engine_touch_gpa(&r->eng, r->made_shared.v[i],
+						r->made_shared.v[i + 1]);
 
-		while (gpa < end) {
-			uint64_t off, left, n;
-
-			if (!perf_stream_offset(r->s, gpa, &off, &left))
-				break;
-			n = end - gpa < left ? end - gpa : left;
-			for (uint64_t p = off / PERF_4K; p < (off + n) / PERF_4K; p++)
-				if (!((r->priv[p / 64] >> (p % 64)) & 1))
-					((volatile uint8_t *)r->map)[p * PERF_4K] = 1;
-			gpa += n;
-		}
+		if (ret)
+			return fail(r, ret, "%s", r->eng.why);
 	}
-	touching = 0;
 	return 0;
-}
-
-static uint64_t shared_alloc_bytes(const struct run *r)
-{
-	struct stat st;
-
-	if (r->host == PERF_HOST_INPLACE) {
-		/* a guest_memfd keeps no block count: its resident pages */
-		uint64_t b = fd_allocated_bytes(r->shared_fd);
-
-		return b == UINT64_MAX ? 0 : b;
-	}
-	return fstat(r->shared_fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
 }
 
 /* ---- hosts ---- */
@@ -310,57 +131,27 @@ static uint64_t shared_alloc_bytes(const struct run *r)
 static int host_init(struct run *r)
 {
 	const struct perf_stream *s = r->s;
-	int ret = 0;
+	struct host_engine_config cfg = {
+		.host = r->host == PERF_HOST_BASELINE  ? HOST_ENGINE_QEMU_LIKE
+			: r->host == PERF_HOST_INPLACE ? HOST_ENGINE_INPLACE
+						       : HOST_ENGINE_CVMCONV,
+		.nreg = s->nreg,
+		.span = s->span,
+		.shared_huge = r->opt->huge_shared,
+		.map_shared = r->opt->touch,
+		.start_private = true, /* a confidential guest's memory at launch */
+		.policy = CVMCONV_UNALIGNED_ALLOW,
+		.shared_name = "perf-shared",
+		.obs = { .attr = on_attr, .punch = on_punch, .opaque = r },
+	};
+	int ret;
 
-	if (r->host == PERF_HOST_CVMCONV || r->host == PERF_HOST_INPLACE) {
-		static const struct cvmconv_ops ops = { .set_memory_attributes = set_attr,
-							.punch = punch,
-							.set_gmem_attributes = set_gmem };
-		struct cvmconv_config cfg = { .sz = sizeof(cfg),
-					      .vm_fd = -1,
-					      .unaligned = CVMCONV_UNALIGNED_ALLOW,
-					      .ops = &ops,
-					      .ops_opaque = r };
-
-		ret = cvmconv_create(&cfg, &r->c);
-		for (int i = 0; i < s->nreg && !ret; i++) {
-			struct cvmconv_region reg = { .sz = sizeof(reg),
-						      .gpa = s->reg[i].gpa,
-						      .size = s->reg[i].size,
-						      .private_fd = r->private_fd,
-						      .private_offset = s->reg[i].off,
-						      .shared_fd = r->shared_fd,
-						      .shared_offset = s->reg[i].off,
-						      .flags = CVMCONV_REGION_PRIVATE,
-						      .unaligned = -1 };
-
-			if (r->host == PERF_HOST_INPLACE) {
-				reg.flags |= CVMCONV_REGION_INPLACE;
-				reg.shared_fd = -1;
-				reg.shared_offset = 0;
-				reg.shared_hva = r->map ? r->map + s->reg[i].off : NULL;
-				reg.content_mode = CVMCONV_CONTENT_ZERO;
-			}
-			ret = cvmconv_add_region(r->c, &reg);
-		}
-		if (ret)
-			return fail(r, ret, "cvmconv setup: %s", strerror(-ret));
-		return 0;
-	}
-	ret = qemu_like_create(set_attr, r, &r->q);
-	for (int i = 0; i < s->nreg && !ret; i++) {
-		struct qemu_like_region reg = { .gpa = s->reg[i].gpa,
-						.size = s->reg[i].size,
-						.private_fd = r->private_fd,
-						.private_offset = s->reg[i].off,
-						.shared_fd = r->shared_fd,
-						.shared_offset = s->reg[i].off,
-						.start_private = true };
-
-		ret = qemu_like_add_region(r->q, &reg);
-	}
+	for (int i = 0; i < s->nreg; i++)
+		cfg.reg[i] =
+			(struct host_engine_region){ s->reg[i].gpa, s->reg[i].size, s->reg[i].off };
+	ret = host_engine_open(&r->eng, &cfg);
 	if (ret)
-		return fail(r, ret, "baseline setup: %s", strerror(-ret));
+		return fail(r, ret, "%s", r->eng.why);
 	return 0;
 }
 
@@ -373,9 +164,9 @@ static int baseline_hc(void *opaque, uint64_t gpa, uint64_t npages, uint64_t att
 	bool to_private = attrs & CVMCONV_MAP_GPA_RANGE_ENCRYPTED;
 	int ret;
 
-	qemu_like_get_counts(r->q, &before);
-	ret = qemu_like_map_gpa_range(r->q, gpa, npages, attrs);
-	qemu_like_get_counts(r->q, &after);
+	qemu_like_get_counts(r->eng.ql, &before);
+	ret = qemu_like_map_gpa_range(r->eng.ql, gpa, npages, attrs);
+	qemu_like_get_counts(r->eng.ql, &after);
 	if (to_private)
 		r->ex_punch_shared += (uint32_t)(after.discards - before.discards);
 	else
@@ -395,10 +186,10 @@ static int dispatch(struct run *r, const struct perf_exit *e)
 		return ret ? fail(r, ret, "baseline failed an exit: %s", strerror(-ret)) : 0;
 	}
 	if (e->kind == PERF_EXIT_MAP)
-		ret = cvmconv_map_gpa_range(r->c, e->a, e->b, e->attrs, &hc);
+		ret = cvmconv_map_gpa_range(r->eng.conv, e->a, e->b, e->attrs, &hc);
 	else
-		ret = cvmconv_convert_batch(r->c, r->s->ranges + e->a, e->b, CVMCONV_BATCH_GUEST,
-					    &hc);
+		ret = cvmconv_convert_batch(r->eng.conv, r->s->ranges + e->a, e->b,
+					    CVMCONV_BATCH_GUEST, &hc);
 	if (ret)
 		return fail(r, ret, "cvmconv failed an exit: %s", strerror(-ret));
 	if (hc)
@@ -410,7 +201,7 @@ static int dispatch(struct run *r, const struct perf_exit *e)
 static bool has_live_shared(const struct run *r, uint64_t from, uint64_t to)
 {
 	for (uint64_t p = from; p < to; p++)
-		if (!((r->priv[p / 64] >> (p % 64)) & 1))
+		if (!host_engine_page_private(&r->eng, p))
 			return true;
 	return false;
 }
@@ -494,12 +285,7 @@ static void after_exit(struct run *r, size_t i)
 	/* in place, the file's allocation is a mincore() of the whole guest:
 	 * read once, after the last exit (nothing can be held twice there) */
 	if (r->opt->touch && (r->host != PERF_HOST_INPLACE || i + 1 == r->s->nexits)) {
-		uint64_t alloc = shared_alloc_bytes(r), live = r->live_shared_pages * PERF_4K;
-
-		/* in place the file's pages are each the one page of their gpa */
-		if (r->host == PERF_HOST_INPLACE)
-			live = r->s->span;
-		res->kernel_da = alloc > live ? alloc - live : 0;
+		res->kernel_da = host_engine_kernel_da(&r->eng);
 		if (res->kernel_da > res->kernel_da_peak)
 			res->kernel_da_peak = res->kernel_da;
 		if (r->opt->series)
@@ -510,7 +296,7 @@ static void after_exit(struct run *r, size_t i)
 	if (r->host == PERF_HOST_INPLACE) {
 		struct cvmconv_stats st = { .sz = sizeof(st) };
 
-		cvmconv_get_stats(r->c, &st);
+		cvmconv_get_stats(r->eng.conv, &st);
 		res->lib_da = st.double_alloc_bytes;
 		res->lib_da_peak = st.double_alloc_peak_bytes;
 		return;
@@ -521,7 +307,7 @@ static void after_exit(struct run *r, size_t i)
 		struct cvmconv_stats st = { .sz = sizeof(st) };
 		bool above, below;
 
-		cvmconv_get_stats(r->c, &st);
+		cvmconv_get_stats(r->eng.conv, &st);
 		res->lib_da = st.double_alloc_bytes;
 		res->lib_da_peak = st.double_alloc_peak_bytes;
 		if (st.double_alloc_bytes != oracle_da)
@@ -552,87 +338,27 @@ static void after_exit(struct run *r, size_t i)
 	}
 }
 
-static int backings(struct run *r)
-{
-	unsigned flags = MFD_CLOEXEC;
-
-	if (r->host == PERF_HOST_INPLACE) {
-		/* one file for both sides: a real guest_memfd where the host's
-		 * KVM makes one the host can map (4 KiB pages), else shmem */
-		r->shared_fd = r->private_fd = private_backing_fd(r->s->span);
-		if (r->private_fd < 0)
-			return fail(r, r->private_fd, "guest_memfd (%s): %s",
-				    private_backing_name(), strerror(-r->private_fd));
-		if (r->opt->touch) {
-			void *m = mmap(NULL, r->s->span, PROT_READ | PROT_WRITE,
-				       MAP_SHARED | MAP_NORESERVE, r->shared_fd, 0);
-
-			if (m == MAP_FAILED)
-				return fail(r, -errno, "mmap: %s", strerror(errno));
-			r->map = m;
-		}
-		return 0;
-	}
-	if (r->opt->huge_shared)
-		flags |= MFD_HUGETLB | (21u << MFD_HUGE_SHIFT); /* MFD_HUGE_2MB */
-	r->shared_fd = memfd_create("perf-shared", flags);
-	if (r->shared_fd < 0)
-		return fail(r, -errno, "memfd_create: %s", strerror(errno));
-	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
-	r->private_fd = private_backing_fd(r->s->span);
-	if (r->private_fd < 0)
-		return fail(r, r->private_fd, "private side (%s): %s", private_backing_name(),
-			    strerror(-r->private_fd));
-	if (ftruncate(r->shared_fd, (off_t)r->s->span))
-		return fail(r, -errno, "ftruncate: %s", strerror(errno));
-	if (r->opt->touch) {
-		/* MAP_NORESERVE: no reservation of the whole RAM's huge pages */
-		void *m = mmap(NULL, r->s->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-			       r->shared_fd, 0);
-
-		if (m == MAP_FAILED)
-			return fail(r, -errno, "mmap: %s", strerror(errno));
-		r->map = m;
-	}
-	return 0;
-}
-
-static int state_init(struct run *r)
-{
-	uint64_t words = (r->s->span / PERF_4K + 63) / 64;
-	struct attr_recorder_range ranges[PERF_MAX_REGIONS];
-
-	r->priv = malloc(words * sizeof(*r->priv));
-	if (!r->priv)
-		return fail(r, -ENOMEM, "out of memory");
-	memset(r->priv, 0xff, words * sizeof(*r->priv));
-	for (int i = 0; i < r->s->nreg; i++)
-		ranges[i] = (struct attr_recorder_range){ r->s->reg[i].gpa, r->s->reg[i].size };
-	if (attr_recorder_create(ranges, (size_t)r->s->nreg, 0, &r->rec))
-		return fail(r, -ENOMEM, "attr_recorder_create failed");
-	return 0;
-}
-
 int perf_host_run(enum perf_host h, const struct perf_stream *s, const struct perf_oracle *o,
 		  const struct perf_host_opts *opt, struct perf_host_result *res)
 {
-	struct run r = {
-		.s = s, .o = o, .opt = opt, .res = res, .host = h, .shared_fd = -1, .private_fd = -1
-	};
-	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	struct run r = { .s = s, .o = o, .opt = opt, .res = res, .host = h };
 	struct timespec t0, t1;
+	uint64_t setup_gmem_calls;
 	long free0 = -1, free1;
 
 	memset(res, 0, sizeof(*res));
 	res->hp_used = res->hp_da = -1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, &old);
-	if (!backings(&r) && !state_init(&r)) {
+	if (!host_init(&r)) {
 		free0 = opt->touch && opt->huge_shared && h != PERF_HOST_INPLACE
 				? perf_hugepages_free()
 				: -1;
-		if (!host_init(&r)) {
+		int ret = host_engine_start(&r.eng);
+
+		if (ret) {
+			fail(&r, ret, "%s", r.eng.why);
+		} else {
+			setup_gmem_calls = r.eng.gmem_calls;
 			r.counting = true;
 			for (size_t i = 0; i < s->nexits && !r.err; i++) {
 				r.ex_attr = r.ex_punch_shared = r.ex_punch_private = 0;
@@ -643,6 +369,7 @@ int perf_host_run(enum perf_host h, const struct perf_stream *s, const struct pe
 				after_exit(&r, i);
 				res->exits++;
 			}
+			res->gmem_calls = r.eng.gmem_calls - setup_gmem_calls;
 		}
 		free1 = opt->touch && opt->huge_shared && h != PERF_HOST_INPLACE
 				? perf_hugepages_free()
@@ -650,31 +377,21 @@ int perf_host_run(enum perf_host h, const struct perf_stream *s, const struct pe
 		if (free0 >= 0 && free1 >= 0) {
 			res->hp_used = free0 - free1;
 			res->hp_da = res->hp_used * (int64_t)PERF_2M -
-				     (int64_t)(r.live_shared_pages * PERF_4K);
+				     (int64_t)(r.eng.live_shared_pages * PERF_4K);
 		}
 	}
-	res->live_shared_bytes = r.live_shared_pages * PERF_4K;
+	res->live_shared_bytes = r.eng.live_shared_pages * PERF_4K;
 	res->state_matches_oracle =
-		!r.err && r.priv &&
-		!memcmp(r.priv, o->priv, (s->span / PERF_4K + 63) / 64 * sizeof(uint64_t));
-	if (r.c) {
+		!r.err && r.eng.priv &&
+		!memcmp(r.eng.priv, o->priv, (s->span / PERF_4K + 63) / 64 * sizeof(uint64_t));
+	if (r.eng.conv) {
 		struct cvmconv_stats st = { .sz = sizeof(st) };
 
-		cvmconv_get_stats(r.c, &st);
+		cvmconv_get_stats(r.eng.conv, &st);
 		res->tracker_bytes = st.tracker_bytes;
 	}
-	cvmconv_destroy(r.c);
-	qemu_like_destroy(r.q);
-	attr_recorder_destroy(r.rec);
-	if (r.map)
-		munmap(r.map, s->span);
-	if (r.shared_fd >= 0)
-		close(r.shared_fd);
-	if (r.private_fd >= 0 && r.private_fd != r.shared_fd)
-		close(r.private_fd);
-	free(r.priv);
+	host_engine_close(&r.eng);
 	free(r.made_shared.v);
-	sigaction(SIGBUS, &old, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	res->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	return r.err;

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Shared pieces of the performance benchmarks (bench/perf/, see
- * docs/performance.md): exit streams, the oracle, and the drivers that run
- * one stream through cvmconv or through the QEMU-like baseline
- * (tools/sim/qemu_like.h) over real memfd backings.
+ * docs/performance.md): exit streams, the oracle, and the driver that runs
+ * one stream through a host of the host engine (tools/engine/host_engine.h:
+ * cvmconv with two backings or in place, the QEMU-like baseline) over real
+ * backings and compares each exit with the oracle.
  *
  * A stream is a list of exits exactly as a VMM would receive them: a
  * KVM_HC_MAP_GPA_RANGE hypercall (gpa, npages, attrs), or an SEV-SNP page

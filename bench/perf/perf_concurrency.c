@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cvmconv.h"
+#include "perf_inline.h"
 
 #define SZ_4K 4096ULL
 #define SZ_1G (1ULL << 30)
@@ -63,21 +64,12 @@ struct vcpu {
 	int err;
 };
 
-static uint64_t rng(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL); /* splitmix64 */
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 static void *vcpu_loop(void *arg)
 {
 	struct vcpu *v = arg;
 
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		uint64_t gpa = v->base + (rng(&v->seed) % (SZ_1G / SZ_4K)) * SZ_4K, hc;
+		uint64_t gpa = v->base + (perf_rng(&v->seed) % (SZ_1G / SZ_4K)) * SZ_4K, hc;
 
 		for (int k = 0; k < 2; k++) {
 			int ret = cvmconv_map_gpa_range(

@@ -52,6 +52,7 @@
 #endif
 
 #include "cvmconv.h"
+#include "perf_inline.h"
 
 #ifndef MFD_HUGE_SHIFT
 #define MFD_HUGE_SHIFT 26
@@ -91,33 +92,6 @@ static const struct config configs[] = {
 	{ "psc-253/16t/memfd", PSC_253, SZ_16T, true },
 };
 
-static int noop_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
-{
-	(void)opaque;
-	(void)gpa;
-	(void)size;
-	(void)attributes;
-	return 0;
-}
-
-static int noop_punch(void *opaque, int fd, uint64_t offset, uint64_t len)
-{
-	(void)opaque;
-	(void)fd;
-	(void)offset;
-	(void)len;
-	return 0;
-}
-
-static uint64_t rng(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL); /* splitmix64 */
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 struct bench {
 	const struct config *cfg;
 	struct cvmconv *c;
@@ -138,8 +112,8 @@ static void die(const char *what, int err)
 
 static int setup(struct bench *b, const struct config *cfg)
 {
-	static const struct cvmconv_ops ops = { .set_memory_attributes = noop_attr,
-						.punch = noop_punch };
+	static const struct cvmconv_ops ops = { .set_memory_attributes = perf_attr_accept,
+						.punch = perf_punch_none };
 	struct cvmconv_config cc = {
 		.sz = sizeof(cc), .vm_fd = -1, .unaligned = CVMCONV_UNALIGNED_ALLOW, .ops = &ops
 	};
@@ -179,8 +153,9 @@ static int setup(struct bench *b, const struct config *cfg)
 		uint64_t slice = cfg->guest / EXISTING_RUNS / SZ_4K * SZ_4K;
 
 		for (unsigned i = 0; i < EXISTING_RUNS; i++) {
-			uint64_t pages = 1 + rng(&b->seed) % 8;
-			uint64_t gpa = i * slice + (rng(&b->seed) % (slice / SZ_4K - 8)) * SZ_4K;
+			uint64_t pages = 1 + perf_rng(&b->seed) % 8;
+			uint64_t gpa =
+				i * slice + (perf_rng(&b->seed) % (slice / SZ_4K - 8)) * SZ_4K;
 
 			ret = cvmconv_convert(b->c, gpa, pages * SZ_4K, false);
 			if (ret)
@@ -205,7 +180,7 @@ static void teardown(struct bench *b)
 static uint64_t clean_extent(struct bench *b)
 {
 	for (;;) {
-		uint64_t e = rng(&b->seed) % (b->cfg->guest / SZ_2M);
+		uint64_t e = perf_rng(&b->seed) % (b->cfg->guest / SZ_2M);
 		bool ok = true;
 
 		for (uint64_t i = 0; i < b->nbusy && ok; i++)
@@ -223,7 +198,7 @@ static void psc_fill(struct bench *b)
 
 	/* 2M entries in distinct extents, 4K entries elsewhere, sorted */
 	while (k < n2m) {
-		uint64_t e = rng(&b->seed) % (PSC_WINDOW / SZ_2M);
+		uint64_t e = perf_rng(&b->seed) % (PSC_WINDOW / SZ_2M);
 		bool dup = false;
 
 		for (unsigned i = 0; i < k; i++)
@@ -232,10 +207,10 @@ static void psc_fill(struct bench *b)
 			continue;
 		ext_used[k] = e;
 		b->psc[k++] = (struct cvmconv_range){ window + e * SZ_2M, SZ_2M,
-						      (uint32_t)(rng(&b->seed) & 1), 0 };
+						      (uint32_t)(perf_rng(&b->seed) & 1), 0 };
 	}
 	while (k < PSC_ENTRIES) {
-		uint64_t p = rng(&b->seed) % (PSC_WINDOW / SZ_4K);
+		uint64_t p = perf_rng(&b->seed) % (PSC_WINDOW / SZ_4K);
 		bool dup = false;
 
 		for (unsigned i = 0; i < n2m; i++)
@@ -245,7 +220,7 @@ static void psc_fill(struct bench *b)
 		if (dup)
 			continue;
 		b->psc[k++] = (struct cvmconv_range){ window + p * SZ_4K, SZ_4K,
-						      (uint32_t)(rng(&b->seed) & 1), 0 };
+						      (uint32_t)(perf_rng(&b->seed) & 1), 0 };
 	}
 	for (unsigned i = 1; i < PSC_ENTRIES; i++)
 		for (unsigned j = i; j > 0 && b->psc[j - 1].gpa > b->psc[j].gpa; j--) {
@@ -265,16 +240,16 @@ static int draw_targets(struct bench *b, uint64_t exits)
 	for (uint64_t i = 0; i <= exits; i++) {
 		switch (b->cfg->pattern) {
 		case STEADY_4K:
-			b->target[i] = clean_extent(b) * SZ_2M + (rng(&b->seed) % 512) * SZ_4K;
+			b->target[i] = clean_extent(b) * SZ_2M + (perf_rng(&b->seed) % 512) * SZ_4K;
 			break;
 		case STEADY_2M:
 			b->target[i] = clean_extent(b) * SZ_2M;
 			break;
 		case RANDOM_4K:
-			b->target[i] = rng(&b->seed) % (b->cfg->guest / SZ_4K);
+			b->target[i] = perf_rng(&b->seed) % (b->cfg->guest / SZ_4K);
 			break;
 		case RANDOM_2M:
-			b->target[i] = rng(&b->seed) % (b->cfg->guest / SZ_2M);
+			b->target[i] = perf_rng(&b->seed) % (b->cfg->guest / SZ_2M);
 			break;
 		case PSC_253:
 			break;

@@ -2,7 +2,7 @@
 /*
  * perf_latency: how long a vCPU thread waits in each conversion exit, and
  * how long until the stale memory the exit made is really freed, for the
- * QEMU-like baseline (tools/sim/qemu_like.h), cvmconv's default mode, and
+ * QEMU-like baseline (tools/engine/qemu_like.h), cvmconv's default mode, and
  * cvmconv with CVMCONV_DEFER_PUNCH and a thread serving
  * cvmconv_get_poll_fd() (poll(), then cvmconv_flush()).
  *

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * perf_throughput: converting 1 GiB shared -> private -> shared with real
- * backings, cvmconv against the QEMU-like baseline (tools/sim/qemu_like.h).
+ * backings, cvmconv against the QEMU-like baseline (tools/engine/qemu_like.h).
  *
  * Guest memory: one 1 GiB region at gpa 0 that starts shared; shared side a
  * 2 MiB MFD_HUGETLB memfd (512 huge pages reserved, tools/hugepool.h, and

@@ -17,33 +17,16 @@
 #include <string.h>
 
 #include "cvmconv.h"
+#include "perf_inline.h"
 
 #define SZ_4K 4096ULL
 #define SZ_2M (2ULL << 20)
 #define TARGET_BYTES (1ULL << 20)
 
-static int noop_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
-{
-	(void)opaque;
-	(void)gpa;
-	(void)size;
-	(void)attributes;
-	return 0;
-}
-
-static uint64_t rng(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL); /* splitmix64 */
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* tracker_bytes and mixed extents after @k ranges; -errno on failure. */
 static int measure(uint64_t guest, uint64_t k, bool huge, struct cvmconv_stats *st)
 {
-	static const struct cvmconv_ops ops = { .set_memory_attributes = noop_attr };
+	static const struct cvmconv_ops ops = { .set_memory_attributes = perf_attr_accept };
 	struct cvmconv_config cfg = { .sz = sizeof(cfg), .vm_fd = -1, .ops = &ops };
 	struct cvmconv_region r = { .sz = sizeof(r),
 				    .gpa = 0,
@@ -60,9 +43,9 @@ static int measure(uint64_t guest, uint64_t k, bool huge, struct cvmconv_stats *
 		ret = cvmconv_add_region(c, &r);
 	for (uint64_t i = 0; i < k && !ret; i++) {
 		uint64_t slice = guest / k / unit; /* in units, >= 8 */
-		uint64_t n = 1 + rng(&seed) % (max < slice - 2 ? max : slice - 2);
+		uint64_t n = 1 + perf_rng(&seed) % (max < slice - 2 ? max : slice - 2);
 		/* a unit of gap on each side keeps ranges apart */
-		uint64_t at = 1 + rng(&seed) % (slice - n - 1);
+		uint64_t at = 1 + perf_rng(&seed) % (slice - n - 1);
 
 		ret = cvmconv_convert(c, (i * slice + at) * unit, n * unit, false);
 	}

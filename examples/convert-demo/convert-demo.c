@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -37,6 +36,8 @@
 #include <linux/kvm.h>
 
 #include "cvmconv.h"
+#include "hugepool.h"
+#include "log_level.h"
 
 /* The few KVM UAPI values the demo needs that older <linux/kvm.h> lacks
  * (Linux include/uapi/linux/kvm.h, arch/x86/include/uapi/asm/kvm.h). */
@@ -60,9 +61,6 @@ struct demo_create_guest_memfd { /* = struct kvm_create_guest_memfd */
 #define REGION_PAGES (REGION_SIZE / PAGE)
 #define HUGE_PAGES_NEEDED (REGION_SIZE / HUGE)
 
-#define HP_SYSFS "/sys/kernel/mm/hugepages/hugepages-2048kB/"
-#define HP_LOCK "/tmp/cvmconv-hugepages.lock" /* shared with the test fixtures */
-
 static struct cvmconv *ctx;
 static int shared_fd = -1, private_fd = -1;
 static uint8_t *shared_map;
@@ -70,100 +68,23 @@ static bool shared_huge, private_is_gmem, use_recorder;
 
 /* ---- huge page pool: raise nr_hugepages for the demo, restore at exit ---- */
 
-static int hp_lock_fd = -1;
-static char hp_restore[32]; /* old nr_hugepages, preformatted for the signal path */
-static size_t hp_restore_len;
-
-static long read_long(const char *path)
+/* Make @need free 2 MiB pages available (tools/hugepool.h: under the lock
+ * the test fixtures take); false with a reason otherwise. */
+static bool hugepages_reserve(long need, char *why, size_t len)
 {
-	FILE *f = fopen(path, "re");
-	long v = -1;
+	long before, after;
 
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-static bool write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "we");
-	bool ok;
-
-	if (!f)
+	if (hugepool_reserve(HUGE, (uint64_t)need, why, len))
 		return false;
-	ok = fprintf(f, "%ld\n", v) > 0;
-	return (fclose(f) == 0) && ok;
+	hugepool_raised(&before, &after);
+	if (before >= 0)
+		printf("raised 2 MiB nr_hugepages %ld -> %ld (restored at exit)\n", before, after);
+	return true;
 }
 
 static long hugepages_free(void)
 {
-	return read_long(HP_SYSFS "free_hugepages");
-}
-
-/* Async-signal-safe: only open/write/close. */
-static void hugepages_restore(void)
-{
-	if (hp_restore_len) {
-		int fd = open(HP_SYSFS "nr_hugepages", O_WRONLY | O_CLOEXEC);
-
-		if (fd >= 0) {
-			if (write(fd, hp_restore, hp_restore_len) < 0) {
-				/* nothing more to do: the pool keeps its size */
-			}
-			close(fd);
-		}
-		hp_restore_len = 0;
-	}
-	if (hp_lock_fd >= 0) {
-		close(hp_lock_fd); /* drops the flock */
-		hp_lock_fd = -1;
-	}
-}
-
-static void on_signal(int sig)
-{
-	hugepages_restore();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-/* Make @need free 2 MiB pages available; false with a reason otherwise. */
-static bool hugepages_reserve(long need, char *why, size_t len)
-{
-	long old, have;
-
-	if (access(HP_SYSFS "nr_hugepages", F_OK) != 0) {
-		snprintf(why, len, "this kernel has no 2 MiB huge pages");
-		return false;
-	}
-	/* Tests that read the free count hold this lock; do not race them. */
-	hp_lock_fd = open(HP_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-	if (hp_lock_fd >= 0 && flock(hp_lock_fd, LOCK_EX) != 0) {
-		close(hp_lock_fd);
-		hp_lock_fd = -1;
-	}
-	have = hugepages_free();
-	if (have >= need)
-		return true;
-	old = read_long(HP_SYSFS "nr_hugepages");
-	if (geteuid() != 0 || old < 0) {
-		snprintf(why, len, "%ld free 2 MiB huge pages, %ld needed, and not root", have,
-			 need);
-		return false;
-	}
-	hp_restore_len = (size_t)snprintf(hp_restore, sizeof(hp_restore), "%ld\n", old);
-	if (!write_long(HP_SYSFS "nr_hugepages", old + (need - have)) || hugepages_free() < need) {
-		hugepages_restore();
-		snprintf(why, len, "the kernel could not provide %ld huge pages (fragmented?)",
-			 need);
-		return false;
-	}
-	printf("raised 2 MiB nr_hugepages %ld -> %ld (restored at exit)\n", old,
-	       old + (need - have));
-	return true;
+	return hugepool_free(HUGE);
 }
 
 /* ---- attribute recorder: used when there is no KVM on this host ---- */
@@ -296,19 +217,10 @@ static int guest_map(const char *step, uint64_t off, uint64_t len, uint64_t attr
 	return report(step);
 }
 
-static const char *level_name(int level)
-{
-	if (level <= LOG_ERR)
-		return "err";
-	if (level <= LOG_WARNING)
-		return "warn";
-	return level <= LOG_INFO ? "info" : "debug";
-}
-
 static void log_cb(void *opaque, int level, const char *msg)
 {
 	(void)opaque;
-	printf("    cvmconv log (%s): %s\n", level_name(level), msg);
+	printf("    cvmconv log (%s): %s\n", example_log_level_name(level), msg);
 }
 
 static void cleanup(void)
@@ -324,7 +236,7 @@ static void cleanup(void)
 	if (private_fd >= 0)
 		close(private_fd);
 	shared_fd = private_fd = -1;
-	hugepages_restore(); /* after the huge pages were released */
+	hugepool_restore(); /* after the huge pages were released */
 }
 
 static int setup_shared(void)
@@ -352,7 +264,7 @@ static int setup_shared(void)
 		shared_huge = true;
 		printf("shared backing: memfd with 2 MiB huge pages (MFD_HUGETLB)\n");
 	} else {
-		hugepages_restore();
+		hugepool_restore();
 		printf("shared backing: plain shmem memfd (no huge pages: %s)\n", why);
 		fd = cvmconv_memfd_create("convert-demo-shared", REGION_SIZE, PAGE);
 		if (fd < 0) {
@@ -498,8 +410,7 @@ int main(void)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	atexit(cleanup);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	hugepool_restore_on_signals();
 
 	printf("convert-demo: cvmconv %s, %" PRIu64 " MiB guest region at gpa 0x%" PRIx64 "\n",
 	       cvmconv_version(), REGION_SIZE / MiB, REGION_GPA);

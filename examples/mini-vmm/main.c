@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hugepool.h"
 #include "mini-vmm.h"
 
 static struct vmm vmm;
@@ -31,13 +32,6 @@ static void vmm_reset(struct vmm *v, enum path p)
 	memset(v, 0, sizeof(*v));
 	v->path = p;
 	v->shared_fd = v->private_fd = v->noslot_fd = v->vm_fd = -1;
-}
-
-static void on_signal(int sig)
-{
-	hugepages_restore();
-	signal(sig, SIG_DFL);
-	raise(sig);
 }
 
 static void usage(FILE *f)
@@ -179,8 +173,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	hugepool_restore_on_signals(); /* the pool back on SIGINT, SIGTERM, SIGHUP */
 	if (dump)
 		return dump_guest(dump);
 	printf("mini-vmm: cvmconv %s\n", cvmconv_version());

@@ -5,60 +5,37 @@
 #endif
 #include <errno.h>
 #include <inttypes.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "kernel_accounting.h"
-#include "private_backing.h"
 #include "attr_recorder.h"
+#include "host_engine.h"
 #include "qemu_like.h"
 #include "sim.h"
 
 #define SZ_1M (1ULL << 20)
 #define SZ_1G (1ULL << 30)
 #define SZ_4G (4ULL << 30)
-#define PAGES_PER_EXTENT 512u
 #define VMEMMAP_LOST_PER_SPLIT (28ULL * 1024) /* HVO: 7 of 8 vmemmap pages of a 2 MiB page */
 #define Q35_HIGHMEM_FROM 0xb0000000ULL	      /* pc_q35_init(): 2 GiB low from 2.75 GiB on */
 #define KERNEL_AT (16 * SZ_1M)		      /* the model's CONFIG_PHYSICAL_START */
 #define KERNEL_SIZE (48 * SZ_1M)	      /* the model's default kernel image */
 #define CMA_MAX_ALIGN_ORDER 8		      /* CONFIG_CMA_ALIGNMENT default: 1 MiB */
-#ifndef MFD_HUGE_SHIFT
-#define MFD_HUGE_SHIFT 26 /* include/uapi/linux/memfd.h */
-#endif
-
-struct sim_region {
-	uint64_t gpa, size, off; /* off: offset in both memfds */
-};
 
 struct sim {
 	const struct sim_scenario *sc;
 	struct sim_result *res;
 	bool dry;
-	struct sim_region reg[2];
-	int nreg;
-	uint64_t lowmem, span; /* span: memfd size = RAM */
-	int shared_fd, private_fd;
-	uint8_t *shared_map;
-	struct attr_recorder *rec;
-	bool inplace;			/* SIM_HOST_INPLACE: shared_fd == private_fd */
-	uint64_t to_private_gmem_calls; /* for gmem_busy_every */
-	bool refused_last;		/* the last guest_memfd update was refused */
-	struct cvmconv *conv;
-	struct qemu_like *ql;
+	struct host_engine_config ecfg; /* the layout and the host */
+	struct host_engine eng;
+	bool eng_open;
+	bool inplace_; /* SIM_HOST_INPLACE (not in a dry run) */
+	long free0;    /* HugePages_Free before the host was set up */
+	uint64_t lowmem;
 	struct cvmg *m;
-	/* the attributes as set, in memfd-offset pages; extents of 512 pages */
-	uint64_t *shared_bits;
-	uint16_t *ext_shared;
-	uint64_t nextents, live_shared_pages, mixed;
 	/* dry run: huge pages ever made shared */
 	uint64_t *touched;
 	/* failure of the simulation itself */
@@ -126,17 +103,13 @@ static int __attribute__((format(printf, 3, 4))) fail(struct sim *s, int err, co
 
 long sim_hugepages_free(void)
 {
-	FILE *f = fopen("/proc/meminfo", "re");
-	char line[128];
-	long v = -1;
+	return host_engine_hugepages_free();
+}
 
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "HugePages_Free: %ld", &v) == 1)
-			break;
-	fclose(f);
-	return v;
+/* An engine failure: its reason becomes the simulation's. */
+static int engine_fail(struct sim *s, int err)
+{
+	return fail(s, err, "%s", s->eng.why);
 }
 
 static unsigned order_of(uint64_t size)
@@ -151,218 +124,25 @@ static unsigned order_of(uint64_t size)
 static int layout(struct sim *s)
 {
 	const struct sim_scenario *sc = s->sc;
+	struct host_engine_config *c = &s->ecfg;
 
 	if (sc->ram < 256 * SZ_1M || sc->ram % SIM_SZ_2M || sc->ram > (64ULL << 40))
 		return fail(s, -EINVAL, "RAM must be a multiple of 2 MiB from 256 MiB to 64 TiB");
 	/* the model's default low RAM (guest.h: cvmg_config.lowmem_size) */
 	s->lowmem = sc->ram >= Q35_HIGHMEM_FROM ? 2 * SZ_1G : sc->ram;
-	s->reg[0] = (struct sim_region){ 0, s->lowmem, 0 };
-	s->nreg = 1;
+	c->reg[0] = (struct host_engine_region){ 0, s->lowmem, 0 };
+	c->nreg = 1;
 	if (sc->ram > s->lowmem)
-		s->reg[s->nreg++] = (struct sim_region){ SZ_4G, sc->ram - s->lowmem, s->lowmem };
-	s->span = sc->ram;
-	s->nextents = s->span / SIM_SZ_2M;
+		c->reg[c->nreg++] =
+			(struct host_engine_region){ SZ_4G, sc->ram - s->lowmem, s->lowmem };
+	c->span = sc->ram;
 	return 0;
 }
 
 /* memfd offset of @gpa, and the bytes of its region from there */
 static bool offset_of(const struct sim *s, uint64_t gpa, uint64_t *off, uint64_t *left)
 {
-	for (int i = 0; i < s->nreg; i++) {
-		if (gpa >= s->reg[i].gpa && gpa - s->reg[i].gpa < s->reg[i].size) {
-			*off = s->reg[i].off + (gpa - s->reg[i].gpa);
-			*left = s->reg[i].size - (gpa - s->reg[i].gpa);
-			return true;
-		}
-	}
-	return false;
-}
-
-/* ---- the attributes as set ---- */
-
-/* Set bits [from, to) of @map to @v; return how many changed. */
-static uint64_t bits_assign(uint64_t *map, uint64_t from, uint64_t to, bool v)
-{
-	uint64_t changed = 0;
-
-	while (from < to) {
-		uint64_t w = from / 64, lo = from % 64;
-		uint64_t hi = (to - w * 64) < 64 ? to - w * 64 : 64;
-		uint64_t mask = (hi == 64 ? ~0ULL : (1ULL << hi) - 1) & ~((1ULL << lo) - 1);
-
-		if (v) {
-			changed += (uint64_t)__builtin_popcountll(mask & ~map[w]);
-			map[w] |= mask;
-		} else {
-			changed += (uint64_t)__builtin_popcountll(mask & map[w]);
-			map[w] &= ~mask;
-		}
-		from = w * 64 + hi;
-	}
-	return changed;
-}
-
-static bool is_mixed(uint64_t n)
-{
-	return n && n < PAGES_PER_EXTENT;
-}
-
-static void state_set(struct sim *s, uint64_t from, uint64_t to, bool shared)
-{
-	while (from < to) {
-		uint64_t e = from / PAGES_PER_EXTENT;
-		uint64_t stop = (e + 1) * PAGES_PER_EXTENT < to ? (e + 1) * PAGES_PER_EXTENT : to;
-		uint64_t before = s->ext_shared[e];
-		uint64_t changed = bits_assign(s->shared_bits, from, stop, shared);
-		uint64_t after = shared ? before + changed : before - changed;
-
-		s->ext_shared[e] = (uint16_t)after;
-		s->mixed += is_mixed(after);
-		s->mixed -= is_mixed(before);
-		if (shared)
-			s->live_shared_pages += changed;
-		else
-			s->live_shared_pages -= changed;
-		from = stop;
-	}
-}
-
-static bool page_shared(const struct sim *s, uint64_t page)
-{
-	return (s->shared_bits[page / 64] >> (page % 64)) & 1;
-}
-
-/* The one place attribute updates land, for both hosts: the strict
- * recorder first (it refuses what KVM_SET_MEMORY_ATTRIBUTES refuses), then
- * the engine's own record of which pages are shared. */
-static int set_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
-{
-	struct sim *s = opaque;
-	int ret = attr_recorder_set(s->rec, gpa, size, attributes);
-	uint64_t end = gpa + size;
-
-	if (ret)
-		return ret;
-	while (gpa < end) {
-		uint64_t off, left, n;
-
-		if (!offset_of(s, gpa, &off, &left))
-			return -EINVAL; /* the recorder checked: cannot happen */
-		n = end - gpa < left ? end - gpa : left;
-		state_set(s, off / SIM_SZ_4K, (off + n) / SIM_SZ_4K,
-			  !(attributes & CVMCONV_ATTR_PRIVATE));
-		gpa += n;
-	}
-	return 0;
-}
-
-/*
- * SIM_HOST_INPLACE: KVM_SET_MEMORY_ATTRIBUTES2 on the one guest_memfd, with
- * the rules of the posted series (tests/fake_gmem.h lists them): offsets in
- * the file, 4 KiB aligned, non-empty, inside a region; PRIVATE the only
- * attribute; a content mode, ZERO never for to-private. The attributes
- * land where set_attr() puts them: the recorder and the engine's record.
- */
-static int set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64_t attributes,
-		    uint64_t flags, uint64_t *error_offset)
-{
-	struct sim *s = opaque;
-	bool to_private = attributes & CVMCONV_ATTR_PRIVATE;
-
-	s->res->gmem_calls++;
-	if (fd != s->private_fd || !size || ((offset | size) & (SIM_SZ_4K - 1)) ||
-	    offset + size < offset || (attributes & ~CVMCONV_ATTR_PRIVATE) ||
-	    (flags & ~(CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE)) ||
-	    (to_private && flags == CVMCONV_CONTENT_ZERO))
-		return -EINVAL;
-	if (to_private && s->sc->gmem_busy_every && !s->refused_last &&
-	    ++s->to_private_gmem_calls % s->sc->gmem_busy_every == 0) {
-		s->refused_last = true; /* refused once: the retry goes through */
-		*error_offset = offset;
-		return -EAGAIN;
-	}
-	s->refused_last = false;
-	for (int i = 0; i < s->nreg; i++)
-		if (offset >= s->reg[i].off && offset - s->reg[i].off < s->reg[i].size) {
-			if (size > s->reg[i].size - (offset - s->reg[i].off))
-				return -EINVAL;
-			return set_attr(s, s->reg[i].gpa + (offset - s->reg[i].off), size,
-					attributes);
-		}
-	return -EINVAL;
-}
-
-/* ---- touching the shared side ---- */
-
-static sigjmp_buf touch_jmp;
-static volatile sig_atomic_t touching;
-
-static void on_sigbus(int sig)
-{
-	if (touching)
-		siglongjmp(touch_jmp, 1);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-/*
- * Write one byte to every shared page of [off, off + len): the kernel then
- * allocates the page (a whole 2 MiB page on hugetlb). A SIGBUS means the
- * huge page pool ran out: sim_hugepages_needed() undercounted.
- */
-static int touch(struct sim *s, uint64_t off, uint64_t len)
-{
-	uint64_t first = off / SIM_SZ_4K, last = (off + len) / SIM_SZ_4K;
-
-	if (sigsetjmp(touch_jmp, 1)) {
-		touching = 0;
-		return fail(s, -ENOMEM,
-			    "SIGBUS touching the shared memfd near offset %#" PRIx64
-			    ": no huge page left (HugePages_Free %ld)",
-			    off, sim_hugepages_free());
-	}
-	touching = 1;
-	for (uint64_t p = first; p < last; p++)
-		if (page_shared(s, p))
-			((volatile uint8_t *)s->shared_map)[p * SIM_SZ_4K] = 1;
-	touching = 0;
-	return 0;
-}
-
-static void touch_gpa_range(struct sim *s, uint64_t gpa, uint64_t len)
-{
-	uint64_t end = gpa + len;
-
-	while (gpa < end && !s->fatal) {
-		uint64_t off, left, n;
-
-		if (!offset_of(s, gpa, &off, &left))
-			return;
-		n = end - gpa < left ? end - gpa : left;
-		touch(s, off, n);
-		gpa += n;
-	}
-}
-
-/* ---- measuring ---- */
-
-/* st_blocks, or a guest_memfd's resident pages (kernel_accounting.h) */
-static uint64_t fd_alloc_bytes(int fd)
-{
-	uint64_t bytes = fd_allocated_bytes(fd);
-
-	return bytes == UINT64_MAX ? 0 : bytes;
-}
-
-static uint64_t kernel_da(const struct sim *s)
-{
-	uint64_t alloc = fd_alloc_bytes(s->shared_fd), live = s->live_shared_pages * SIM_SZ_4K;
-
-	/* in place, a page the file holds is the one page of its gpa, shared
-	 * or private: never a second copy (the file's size bounds it) */
-	if (s->inplace)
-		return alloc > s->span ? alloc - s->span : 0;
-	return alloc > live ? alloc - live : 0;
+	return host_engine_regions_offset(s->ecfg.reg, s->ecfg.nreg, gpa, off, left);
 }
 
 /* After every exit: the kernel's double allocation, its peak, and whether
@@ -370,17 +150,17 @@ static uint64_t kernel_da(const struct sim *s)
 static void sample(struct sim *s, uint64_t gpa)
 {
 	struct sim_result *r = s->res;
-	/* in place nothing can be held twice (kernel_da()), and reading a
-	 * guest_memfd's allocation is a mincore() of the whole guest: only
-	 * at the end (collect()) */
-	uint64_t kda = s->inplace ? 0 : kernel_da(s);
+	/* in place nothing can be held twice (host_engine_kernel_da()), and
+	 * reading a guest_memfd's allocation is a mincore() of the whole
+	 * guest: only at the end (collect()) */
+	uint64_t kda = s->inplace_ ? 0 : host_engine_kernel_da(&s->eng);
 
 	if (kda > r->kernel_da_peak)
 		r->kernel_da_peak = kda;
-	if (s->conv) {
+	if (s->eng.conv) {
 		struct cvmconv_stats st = { .sz = sizeof(st) };
 
-		if (!cvmconv_get_stats(s->conv, &st) && st.double_alloc_bytes != kda) {
+		if (!cvmconv_get_stats(s->eng.conv, &st) && st.double_alloc_bytes != kda) {
 			if (!r->lib_kernel_mismatches)
 				r->first_mismatch_gpa = gpa;
 			r->lib_kernel_mismatches++;
@@ -439,19 +219,15 @@ static int guest_exit(void *opaque, uint64_t gpa, uint64_t npages, uint64_t attr
 		dry_exit(s, gpa, npages, attrs);
 		return 0;
 	}
-	if (s->conv) {
-		ret = cvmconv_map_gpa_range(s->conv, gpa, npages, attrs, &hc_ret);
-		if (ret < 0) {
-			s->res->host_errors++;
-			hc_ret = (uint64_t)-CVMCONV_KVM_EFAULT;
-		}
-	} else {
+	ret = host_engine_map_gpa_range(&s->eng, gpa, npages, attrs, &hc_ret);
+	if (ret < 0) {
 		/* QEMU stops the vCPU on an error; the guest never sees one */
-		if (qemu_like_map_gpa_range(s->ql, gpa, npages, attrs))
-			s->res->host_errors++;
+		s->res->host_errors++;
+		hc_ret = s->eng.conv ? (uint64_t)-CVMCONV_KVM_EFAULT : 0;
 	}
-	if (!(attrs & CVMCONV_MAP_GPA_RANGE_ENCRYPTED) && npages < (UINT64_MAX >> 12))
-		touch_gpa_range(s, gpa, npages * SIM_SZ_4K);
+	if (!(attrs & CVMCONV_MAP_GPA_RANGE_ENCRYPTED) && npages < (UINT64_MAX >> 12) &&
+	    host_engine_touch_gpa(&s->eng, gpa, npages * SIM_SZ_4K))
+		engine_fail(s, -ENOMEM);
 	sample(s, gpa);
 	return (int)(int64_t)hc_ret;
 }
@@ -464,138 +240,34 @@ static void log_cb(void *opaque, int level, const char *msg)
 		fprintf(stderr, "cvmconv: %s\n", msg);
 }
 
-/* ---- backings and hosts ---- */
-
-static int backings(struct sim *s)
-{
-	unsigned flags = MFD_CLOEXEC;
-
-	if (s->inplace) {
-		/* one file for both sides: a real guest_memfd where the host's
-		 * KVM makes one the host can map, else a shmem stand-in */
-		s->private_fd = s->shared_fd = private_backing_fd(s->span);
-		if (s->private_fd < 0)
-			return fail(s, s->private_fd, "guest_memfd (%s): %s",
-				    private_backing_name(), strerror(-s->private_fd));
-		s->shared_map = mmap(NULL, s->span, PROT_READ | PROT_WRITE,
-				     MAP_SHARED | MAP_NORESERVE, s->shared_fd, 0);
-		if (s->shared_map == MAP_FAILED) {
-			s->shared_map = NULL;
-			return fail(s, -errno, "mmap(guest_memfd): %s", strerror(errno));
-		}
-		return 0;
-	}
-	if (s->sc->shared_huge)
-		flags |= MFD_HUGETLB | (21u << MFD_HUGE_SHIFT); /* MFD_HUGE_2MB */
-	s->shared_fd = memfd_create("cvmconv-sim-shared", flags);
-	if (s->shared_fd < 0)
-		return fail(s, -errno, "memfd_create(shared%s): %s",
-			    s->sc->shared_huge ? ", MFD_HUGETLB" : "", strerror(errno));
-	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
-	s->private_fd = private_backing_fd(s->span);
-	if (s->private_fd < 0)
-		return fail(s, s->private_fd, "private side (%s): %s", private_backing_name(),
-			    strerror(-s->private_fd));
-	if (ftruncate(s->shared_fd, (off_t)s->span))
-		return fail(s, -errno, "ftruncate(%" PRIu64 "): %s", s->span, strerror(errno));
-	/* MAP_NORESERVE: hugetlbfs would otherwise reserve the whole RAM's
-	 * worth of huge pages at mmap (hugetlb_reserve_pages) */
-	s->shared_map = mmap(NULL, s->span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-			     s->shared_fd, 0);
-	if (s->shared_map == MAP_FAILED) {
-		s->shared_map = NULL;
-		return fail(s, -errno, "mmap(shared memfd): %s", strerror(errno));
-	}
-	return 0;
-}
-
-static int state_init(struct sim *s)
-{
-	uint64_t words = (s->span / SIM_SZ_4K + 63) / 64;
-	struct attr_recorder_range ranges[2];
-
-	s->shared_bits = malloc(words * sizeof(uint64_t));
-	s->ext_shared = malloc(s->nextents * sizeof(uint16_t));
-	if (!s->shared_bits || !s->ext_shared)
-		return fail(s, -ENOMEM, "out of memory");
-	/* KVM's default: every page shared */
-	memset(s->shared_bits, 0xff, words * sizeof(uint64_t));
-	for (uint64_t e = 0; e < s->nextents; e++)
-		s->ext_shared[e] = PAGES_PER_EXTENT;
-	s->live_shared_pages = s->span / SIM_SZ_4K;
-	for (int i = 0; i < s->nreg; i++)
-		ranges[i] = (struct attr_recorder_range){ s->reg[i].gpa, s->reg[i].size };
-	if (attr_recorder_create(ranges, (size_t)s->nreg, 0, &s->rec))
-		return fail(s, -ENOMEM, "attr_recorder_create failed");
-	return 0;
-}
+/* ---- the host ---- */
 
 static int host_init(struct sim *s)
 {
 	const struct sim_scenario *sc = s->sc;
-	bool start_private = !sc->populate_all;
+	struct host_engine_config *c = &s->ecfg;
 	int ret;
 
-	if (sc->host == SIM_HOST_CVMCONV || sc->host == SIM_HOST_INPLACE) {
-		static const struct cvmconv_ops ops = { .set_memory_attributes = set_attr,
-							.set_gmem_attributes = set_gmem };
-		struct cvmconv_config cfg = {
-			.sz = sizeof(cfg),
-			.vm_fd = -1,
-			.unaligned = sc->policy,
-			.ops = &ops,
-			.ops_opaque = s,
-			.log = log_cb,
-			.log_opaque = s,
-		};
-
-		ret = cvmconv_create(&cfg, &s->conv);
-		if (ret)
-			return fail(s, ret, "cvmconv_create: %s", strerror(-ret));
-		for (int i = 0; i < s->nreg && !ret; i++) {
-			struct cvmconv_region r = {
-				.sz = sizeof(r),
-				.gpa = s->reg[i].gpa,
-				.size = s->reg[i].size,
-				.private_fd = s->private_fd,
-				.private_offset = s->reg[i].off,
-				.shared_fd = s->shared_fd,
-				.shared_offset = s->reg[i].off,
-				.flags = start_private ? CVMCONV_REGION_PRIVATE : 0,
-				.unaligned = -1,
-			};
-
-			if (s->inplace) {
-				/* CoCo guests: to-shared zeroes, PRESERVE is for
-				 * launch only (the uAPI's content modes) */
-				r.flags |= CVMCONV_REGION_INPLACE;
-				r.shared_fd = -1;
-				r.shared_offset = 0;
-				r.shared_hva = s->shared_map + s->reg[i].off;
-				r.content_mode = CVMCONV_CONTENT_ZERO;
-			}
-			ret = cvmconv_add_region(s->conv, &r);
-		}
-		if (ret)
-			return fail(s, ret, "cvmconv_add_region: %s", strerror(-ret));
-	} else {
-		ret = qemu_like_create(set_attr, s, &s->ql);
-		for (int i = 0; i < s->nreg && !ret; i++) {
-			struct qemu_like_region r = {
-				.gpa = s->reg[i].gpa,
-				.size = s->reg[i].size,
-				.private_fd = s->private_fd,
-				.private_offset = s->reg[i].off,
-				.shared_fd = s->shared_fd,
-				.shared_offset = s->reg[i].off,
-				.start_private = start_private,
-			};
-
-			ret = qemu_like_add_region(s->ql, &r);
-		}
-		if (ret)
-			return fail(s, ret, "qemu-like setup: %s", strerror(-ret));
-	}
+	c->host = sc->host == SIM_HOST_QEMU_LIKE ? HOST_ENGINE_QEMU_LIKE
+		  : sc->host == SIM_HOST_INPLACE ? HOST_ENGINE_INPLACE
+						 : HOST_ENGINE_CVMCONV;
+	c->shared_huge = sc->shared_huge;
+	c->map_shared = true;
+	c->start_private = !sc->populate_all;
+	c->policy = sc->policy;
+	c->log = log_cb;
+	c->log_opaque = s;
+	c->gmem_busy_every = sc->gmem_busy_every;
+	c->shared_name = "cvmconv-sim-shared";
+	s->eng_open = true;
+	ret = host_engine_open(&s->eng, c);
+	if (ret)
+		return engine_fail(s, ret);
+	if (sc->shared_huge && !s->inplace_)
+		s->free0 = sim_hugepages_free();
+	ret = host_engine_start(&s->eng);
+	if (ret)
+		return engine_fail(s, ret);
 	if (!sc->populate_all)
 		return 0;
 	/*
@@ -603,14 +275,13 @@ static int host_init(struct sim *s)
 	 * writes guest RAM before launch), then becomes private before the
 	 * guest runs: one host conversion per region.
 	 */
-	if (touch(s, 0, s->span))
-		return s->fatal;
-	for (int i = 0; i < s->nreg; i++) {
+	if (host_engine_touch(&s->eng, 0, c->span))
+		return engine_fail(s, -ENOMEM);
+	for (int i = 0; i < c->nreg; i++) {
 		if (sc->trace)
 			fprintf(sc->trace, "convert 0x%" PRIx64 " 0x%" PRIx64 " private\n",
-				s->reg[i].gpa, s->reg[i].size);
-		ret = s->conv ? cvmconv_convert(s->conv, s->reg[i].gpa, s->reg[i].size, true)
-			      : qemu_like_convert(s->ql, s->reg[i].gpa, s->reg[i].size, true);
+				c->reg[i].gpa, c->reg[i].size);
+		ret = host_engine_convert(&s->eng, c->reg[i].gpa, c->reg[i].size, true);
 		if (ret)
 			return fail(s, ret, "initial conversion to private: %s", strerror(-ret));
 	}
@@ -852,6 +523,7 @@ static int guest_run(struct sim *s)
 static void collect(struct sim *s)
 {
 	struct sim_result *r = s->res;
+	struct host_engine *e = &s->eng;
 	struct cvmg_stats g = { .sz = sizeof(g) };
 	struct attr_recorder_counts rc;
 
@@ -881,13 +553,14 @@ static void collect(struct sim *s)
 	}
 	if (s->dry)
 		return;
-	attr_recorder_get_counts(s->rec, &rc);
+	attr_recorder_get_counts(e->rec, &rc);
 	r->attr_calls = rc.calls - r->attr_setup_calls;
 	r->attr_refused = rc.refused;
-	if (s->conv) {
+	r->gmem_calls = e->gmem_calls;
+	if (e->conv) {
 		struct cvmconv_stats st = { .sz = sizeof(st) };
 
-		cvmconv_get_stats(s->conv, &st);
+		cvmconv_get_stats(e->conv, &st);
 		r->have_lib = true;
 		r->punches = st.punches;
 		r->punch_failures = st.punch_failures;
@@ -898,46 +571,37 @@ static void collect(struct sim *s)
 		r->lib_huge_mappable = st.huge_mappable_bytes;
 		r->gmem_busy_retries = st.gmem_busy_retries;
 		r->gmem_busy_failures = st.gmem_busy_failures;
-	} else {
+	} else if (e->ql) {
 		struct qemu_like_counts qc;
 		struct qemu_like_memory qm;
 
-		qemu_like_get_counts(s->ql, &qc);
+		qemu_like_get_counts(e->ql, &qc);
 		r->punches = qc.discards;
 		r->punch_failures = qc.discard_failures;
-		if (!qemu_like_measure(s->ql, s->live_shared_pages * SIM_SZ_4K, &qm) &&
-		    qm.double_alloc_bytes != kernel_da(s))
+		if (!qemu_like_measure(e->ql, e->live_shared_pages * SIM_SZ_4K, &qm) &&
+		    qm.double_alloc_bytes != host_engine_kernel_da(e))
 			fail(s, -EPROTO, "qemu_like_measure disagrees with the engine");
 	}
 	r->have_kernel = true;
-	r->shared_alloc_bytes = fd_alloc_bytes(s->shared_fd);
+	r->shared_alloc_bytes = host_engine_alloc_bytes(e->shared_fd);
 	/* in place the one file is reported once, as the shared side */
-	r->private_alloc_bytes = s->inplace ? 0 : fd_alloc_bytes(s->private_fd);
-	r->kernel_da = kernel_da(s);
+	r->private_alloc_bytes = s->inplace_ ? 0 : host_engine_alloc_bytes(e->private_fd);
+	r->kernel_da = host_engine_kernel_da(e);
 	if (r->kernel_da > r->kernel_da_peak)
 		r->kernel_da_peak = r->kernel_da;
-	r->guest_bytes = s->span;
-	r->live_shared_bytes = s->live_shared_pages * SIM_SZ_4K;
-	r->mixed_extents = s->mixed;
-	r->huge_mappable_bytes = (s->nextents - s->mixed) * SIM_SZ_2M;
-	r->vmemmap_lost_bytes = s->mixed * VMEMMAP_LOST_PER_SPLIT;
-	r->ept_table_pages = s->mixed;
+	r->guest_bytes = s->ecfg.span;
+	r->live_shared_bytes = e->live_shared_pages * SIM_SZ_4K;
+	r->mixed_extents = e->mixed;
+	r->huge_mappable_bytes = (e->nextents - e->mixed) * SIM_SZ_2M;
+	r->vmemmap_lost_bytes = e->mixed * VMEMMAP_LOST_PER_SPLIT;
+	r->ept_table_pages = e->mixed;
 }
 
 static void teardown(struct sim *s)
 {
 	cvmg_destroy(s->m);
-	cvmconv_destroy(s->conv);
-	qemu_like_destroy(s->ql);
-	attr_recorder_destroy(s->rec);
-	if (s->shared_map)
-		munmap(s->shared_map, s->span);
-	if (s->shared_fd >= 0)
-		close(s->shared_fd);
-	if (s->private_fd >= 0 && s->private_fd != s->shared_fd)
-		close(s->private_fd);
-	free(s->shared_bits);
-	free(s->ext_shared);
+	if (s->eng_open)
+		host_engine_close(&s->eng);
 	free(s->touched);
 	free(s->cma_ref);
 }
@@ -945,23 +609,17 @@ static void teardown(struct sim *s)
 static int run(const struct sim_scenario *sc, struct sim_result *res, bool dry, char *why,
 	       size_t why_len)
 {
-	struct sim s = { .sc = sc,
-			 .res = res,
-			 .dry = dry,
-			 .shared_fd = -1,
-			 .private_fd = -1,
-			 .why = why,
-			 .why_len = why_len };
-	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	struct sim s = { .sc = sc, .res = res, .dry = dry, .why = why, .why_len = why_len };
 	struct timespec t0, t1;
-	long free0 = -1, free1;
+	long free1;
 
 	memset(res, 0, sizeof(*res));
 	res->hugepages_used = -1;
 	res->kernel_da_hpfree = -1;
 	if (why && why_len)
 		why[0] = 0;
-	s.inplace = sc && sc->host == SIM_HOST_INPLACE && !dry;
+	s.inplace_ = sc && sc->host == SIM_HOST_INPLACE && !dry;
+	s.free0 = -1;
 	if (!sc || sc->cpus == 0 || (unsigned)sc->guest >= SIM_GUEST_COUNT ||
 	    (unsigned)sc->host >= SIM_HOST_NONE || sc->nphases > SIM_MAX_PHASES)
 		return fail(&s, -EINVAL, "bad scenario");
@@ -969,38 +627,36 @@ static int run(const struct sim_scenario *sc, struct sim_result *res, bool dry, 
 	if (layout(&s))
 		return s.fatal;
 	if (dry) {
-		s.touched = calloc((s.nextents + 63) / 64, sizeof(uint64_t));
+		uint64_t nextents = s.ecfg.span / SIM_SZ_2M;
+
+		s.touched = calloc((nextents + 63) / 64, sizeof(uint64_t));
 		if (!s.touched)
 			return fail(&s, -ENOMEM, "out of memory");
 		if (sc->populate_all)
-			res->touched_hugepages = s.nextents;
+			res->touched_hugepages = nextents;
 		else
 			guest_run(&s);
 		collect(&s);
 		teardown(&s);
 		return s.fatal;
 	}
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, &old);
-	if (!backings(&s) && !state_init(&s)) {
-		free0 = sc->shared_huge && !s.inplace ? sim_hugepages_free() : -1;
-		if (!host_init(&s)) {
-			struct attr_recorder_counts rc;
+	if (!host_init(&s)) {
+		struct attr_recorder_counts rc;
 
-			attr_recorder_get_counts(s.rec, &rc);
-			res->attr_setup_calls = rc.calls;
-			guest_run(&s);
-		}
+		attr_recorder_get_counts(s.eng.rec, &rc);
+		res->attr_setup_calls = rc.calls;
+		guest_run(&s);
+	}
+	if (s.eng.rec) {
 		collect(&s);
-		free1 = sc->shared_huge && !s.inplace ? sim_hugepages_free() : -1;
-		if (free0 >= 0 && free1 >= 0) {
-			res->hugepages_used = free0 - free1;
+		free1 = sc->shared_huge && !s.inplace_ ? sim_hugepages_free() : -1;
+		if (s.free0 >= 0 && free1 >= 0) {
+			res->hugepages_used = s.free0 - free1;
 			res->kernel_da_hpfree = res->hugepages_used * (int64_t)SIM_SZ_2M -
 						(int64_t)res->live_shared_bytes;
 		}
 	}
 	teardown(&s);
-	sigaction(SIGBUS, &old, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	res->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (!s.fatal && res->attr_refused)

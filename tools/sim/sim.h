@@ -1,26 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cvmconv-sim's engine: one scenario = a guest model (cvmconv_guest) run
- * through one host (libcvmconv, the QEMU-like handler, or none) over real
- * backings, measured by the host library and by the kernel.
+ * cvmconv-sim's scenarios: a guest model (cvmconv_guest) run through one
+ * host of the host engine (tools/engine/host_engine.h: libcvmconv with two
+ * backings or in place, the QEMU-like handler) over real backings,
+ * measured by the host library and by the kernel; or a dry run with no
+ * host (SIM_HOST_NONE) that counts the huge pages touched.
  *
  * Guest memory follows the model's q35 layout: [0, lowmem) and, for RAM of
- * 2.75 GiB and more, [4 GiB, 4 GiB + RAM - lowmem). Each region's shared
- * side lies in one shared memfd (an MFD_HUGETLB memfd with 2 MiB pages, or
- * shmem), its private side in one shmem memfd standing in for guest_memfd;
- * both are sized to the RAM but only what is touched costs memory. There is
- * no /dev/kvm: attribute updates go to the strict recorder of
- * tools/attr_recorder.h, and the engine keeps, from the accepted updates,
- * which pages are shared (the truth both hosts are measured against).
+ * 2.75 GiB and more, [4 GiB, 4 GiB + RAM - lowmem). The engine lays each
+ * region's shared side in one shared memfd (an MFD_HUGETLB memfd with
+ * 2 MiB pages, or shmem) and its private side in a guest_memfd (or a shmem
+ * stand-in); both are sized to the RAM but only what is touched costs
+ * memory. There is no /dev/kvm: attribute updates go to the engine's
+ * strict recorder, and the engine keeps, from the accepted updates, which
+ * pages are shared (the truth every host is measured against).
  *
- * Touching: the kernel allocates only touched pages, so the engine writes
- * one byte to every 4 KiB page the moment the attributes make it shared
- * (a hugetlb fault allocates the whole 2 MiB page at the first write). That
- * is what a guest using its shared buffers would cause, and it makes the
- * kernel's count comparable with cvmconv's double_alloc_bytes, which counts
- * a huge page from the moment one of its pages is live (an upper bound for
- * untouched memory). Private memory is never touched: the double
- * allocation measured is the shared side's memory held for private pages.
+ * Touching: the kernel allocates only touched pages, so every 4 KiB page
+ * is written the moment the attributes make it shared (a hugetlb fault
+ * allocates the whole 2 MiB page at the first write). That is what a guest
+ * using its shared buffers would cause, and it makes the kernel's count
+ * comparable with cvmconv's double_alloc_bytes, which counts a huge page
+ * from the moment one of its pages is live (an upper bound for untouched
+ * memory). Private memory is never touched: the double allocation
+ * measured is the shared side's memory held for private pages.
  *
  * Not thread-safe; one scenario at a time per process (SIGBUS guard).
  */

@@ -27,8 +27,8 @@
  * Thread safety: none; one handler per VM, called from one thread (QEMU's
  * conversions run under the BQL).
  */
-#ifndef CVMCONV_SIM_QEMU_LIKE_H
-#define CVMCONV_SIM_QEMU_LIKE_H
+#ifndef CVMCONV_ENGINE_QEMU_LIKE_H
+#define CVMCONV_ENGINE_QEMU_LIKE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -133,4 +133,4 @@ int qemu_like_measure(const struct qemu_like *q, uint64_t live_shared_bytes,
 }
 #endif
 
-#endif /* CVMCONV_SIM_QEMU_LIKE_H */
+#endif /* CVMCONV_ENGINE_QEMU_LIKE_H */

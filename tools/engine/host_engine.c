@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT */
+/* The host engine: backings, hosts, the attributes as set (see host_engine.h). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "attr_recorder.h"
+#include "host_engine.h"
+#include "kernel_accounting.h"
+#include "private_backing.h"
+#include "qemu_like.h"
+
+#define PAGES_PER_EXTENT 512u
+#ifndef MFD_HUGE_SHIFT
+#define MFD_HUGE_SHIFT 26 /* include/uapi/linux/memfd.h */
+#endif
+
+static int __attribute__((format(printf, 3, 4)))
+fail(struct host_engine *e, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->why, sizeof(e->why), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+long host_engine_hugepages_free(void)
+{
+	return meminfo_count("HugePages_Free:");
+}
+
+bool host_engine_regions_offset(const struct host_engine_region *reg, int nreg, uint64_t gpa,
+				uint64_t *off, uint64_t *left)
+{
+	for (int i = 0; i < nreg; i++) {
+		const struct host_engine_region *r = &reg[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+			*off = r->off + (gpa - r->gpa);
+			*left = r->size - (gpa - r->gpa);
+			return true;
+		}
+	}
+	return false;
+}
+
+bool host_engine_offset(const struct host_engine *e, uint64_t gpa, uint64_t *off, uint64_t *left)
+{
+	return host_engine_regions_offset(e->cfg.reg, e->cfg.nreg, gpa, off, left);
+}
+
+/* ---- the attributes as set ---- */
+
+/* Set bits [from, to) of @map to @v; return how many changed. */
+static uint64_t bits_assign(uint64_t *map, uint64_t from, uint64_t to, bool v)
+{
+	uint64_t changed = 0;
+
+	while (from < to) {
+		uint64_t w = from / 64, lo = from % 64;
+		uint64_t hi = (to - w * 64) < 64 ? to - w * 64 : 64;
+		uint64_t mask = (hi == 64 ? ~0ULL : (1ULL << hi) - 1) & ~((1ULL << lo) - 1);
+
+		if (v) {
+			changed += (uint64_t)__builtin_popcountll(mask & ~map[w]);
+			map[w] |= mask;
+		} else {
+			changed += (uint64_t)__builtin_popcountll(mask & map[w]);
+			map[w] &= ~mask;
+		}
+		from = w * 64 + hi;
+	}
+	return changed;
+}
+
+static bool is_mixed(uint64_t n)
+{
+	return n && n < PAGES_PER_EXTENT;
+}
+
+static void state_set(struct host_engine *e, uint64_t from, uint64_t to, bool to_private)
+{
+	while (from < to) {
+		uint64_t x = from / PAGES_PER_EXTENT;
+		uint64_t stop = (x + 1) * PAGES_PER_EXTENT < to ? (x + 1) * PAGES_PER_EXTENT : to;
+		uint64_t before = e->ext_shared[x];
+		uint64_t changed = bits_assign(e->priv, from, stop, to_private);
+		uint64_t after = to_private ? before - changed : before + changed;
+
+		e->ext_shared[x] = (uint16_t)after;
+		e->mixed += is_mixed(after);
+		e->mixed -= is_mixed(before);
+		if (to_private)
+			e->live_shared_pages -= changed;
+		else
+			e->live_shared_pages += changed;
+		from = stop;
+	}
+}
+
+/* The one place attribute updates land, for every host: the strict
+ * recorder first, then the observer, then the engine's record. */
+static int set_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
+{
+	struct host_engine *e = opaque;
+	bool to_private = attributes & CVMCONV_ATTR_PRIVATE;
+	int ret = attr_recorder_set(e->rec, gpa, size, attributes);
+	uint64_t end = gpa + size;
+
+	if (ret)
+		return ret;
+	if (e->cfg.obs.attr)
+		e->cfg.obs.attr(e->cfg.obs.opaque, gpa, size, to_private);
+	while (gpa < end) {
+		uint64_t off, left, n;
+
+		if (!host_engine_offset(e, gpa, &off, &left))
+			return -EINVAL; /* the recorder checked: cannot happen */
+		n = end - gpa < left ? end - gpa : left;
+		state_set(e, off / HOST_ENGINE_4K, (off + n) / HOST_ENGINE_4K, to_private);
+		gpa += n;
+	}
+	return 0;
+}
+
+/*
+ * In place: KVM_SET_MEMORY_ATTRIBUTES2 on the one guest_memfd, with the
+ * rules of the posted series: offsets in the file, 4 KiB aligned, non-empty,
+ * inside a region; PRIVATE the only attribute; a content mode, ZERO never
+ * for to-private. The attributes land where set_attr() puts them.
+ */
+static int set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64_t attributes,
+		    uint64_t flags, uint64_t *error_offset)
+{
+	struct host_engine *e = opaque;
+	bool to_private = attributes & CVMCONV_ATTR_PRIVATE;
+
+	e->gmem_calls++;
+	if (fd != e->private_fd || !size || ((offset | size) & (HOST_ENGINE_4K - 1)) ||
+	    offset + size < offset || (attributes & ~CVMCONV_ATTR_PRIVATE) ||
+	    (flags & ~(CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE)) ||
+	    (to_private && flags == CVMCONV_CONTENT_ZERO))
+		return -EINVAL;
+	if (to_private && e->cfg.gmem_busy_every && !e->refused_last &&
+	    ++e->to_private_gmem_calls % e->cfg.gmem_busy_every == 0) {
+		e->refused_last = true; /* refused once: the retry goes through */
+		*error_offset = offset;
+		return -EAGAIN;
+	}
+	e->refused_last = false;
+	for (int i = 0; i < e->cfg.nreg; i++) {
+		const struct host_engine_region *r = &e->cfg.reg[i];
+
+		if (offset >= r->off && offset - r->off < r->size) {
+			if (size > r->size - (offset - r->off))
+				return -EINVAL;
+			return set_attr(e, r->gpa + (offset - r->off), size, attributes);
+		}
+	}
+	return -EINVAL;
+}
+
+static int punch(void *opaque, int fd, uint64_t offset, uint64_t len)
+{
+	struct host_engine *e = opaque;
+
+	e->cfg.obs.punch(e->cfg.obs.opaque, fd == e->shared_fd, offset, len);
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len))
+		return -errno;
+	return 0;
+}
+
+/* ---- touching the shared side ---- */
+
+static sigjmp_buf touch_jmp;
+static volatile sig_atomic_t touching;
+static struct sigaction old_sigbus;
+
+static void on_sigbus(int sig)
+{
+	if (touching)
+		siglongjmp(touch_jmp, 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+int host_engine_touch(struct host_engine *e, uint64_t off, uint64_t len)
+{
+	uint64_t first = off / HOST_ENGINE_4K, last = (off + len) / HOST_ENGINE_4K;
+
+	if (!e->shared_map)
+		return 0;
+	if (sigsetjmp(touch_jmp, 1)) {
+		touching = 0;
+		return fail(e, -ENOMEM,
+			    "SIGBUS touching the shared memfd near offset %#" PRIx64
+			    ": no huge page left (HugePages_Free %ld)",
+			    off, host_engine_hugepages_free());
+	}
+	touching = 1;
+	for (uint64_t p = first; p < last; p++)
+		if (!host_engine_page_private(e, p))
+			((volatile uint8_t *)e->shared_map)[p * HOST_ENGINE_4K] = 1;
+	touching = 0;
+	return 0;
+}
+
+int host_engine_touch_gpa(struct host_engine *e, uint64_t gpa, uint64_t len)
+{
+	uint64_t end = gpa + len;
+
+	while (gpa < end) {
+		uint64_t off, left, n;
+		int ret;
+
+		if (!host_engine_offset(e, gpa, &off, &left))
+			return 0;
+		n = end - gpa < left ? end - gpa : left;
+		ret = host_engine_touch(e, off, n);
+		if (ret)
+			return ret;
+		gpa += n;
+	}
+	return 0;
+}
+
+/* ---- measuring ---- */
+
+uint64_t host_engine_alloc_bytes(int fd)
+{
+	uint64_t bytes = fd >= 0 ? fd_allocated_bytes(fd) : UINT64_MAX;
+
+	return bytes == UINT64_MAX ? 0 : bytes;
+}
+
+uint64_t host_engine_kernel_da(const struct host_engine *e)
+{
+	uint64_t alloc = host_engine_alloc_bytes(e->shared_fd);
+	uint64_t live = e->live_shared_pages * HOST_ENGINE_4K;
+
+	if (e->cfg.host == HOST_ENGINE_INPLACE)
+		live = e->cfg.span;
+	return alloc > live ? alloc - live : 0;
+}
+
+/* ---- backings ---- */
+
+static int map_shared(struct host_engine *e, const char *what)
+{
+	/* MAP_NORESERVE: hugetlbfs would otherwise reserve the whole RAM's
+	 * worth of huge pages at mmap (hugetlb_reserve_pages) */
+	void *m = mmap(NULL, e->cfg.span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		       e->shared_fd, 0);
+
+	if (m == MAP_FAILED)
+		return fail(e, -errno, "mmap(%s): %s", what, strerror(errno));
+	e->shared_map = m;
+	return 0;
+}
+
+static int backings(struct host_engine *e)
+{
+	const struct host_engine_config *c = &e->cfg;
+	unsigned flags = MFD_CLOEXEC;
+
+	if (c->host == HOST_ENGINE_INPLACE) {
+		/* one file for both sides: a real guest_memfd where the host's
+		 * KVM makes one the host can map, else a shmem stand-in */
+		e->private_fd = e->shared_fd = private_backing_fd(c->span);
+		if (e->private_fd < 0)
+			return fail(e, e->private_fd, "guest_memfd (%s): %s",
+				    private_backing_name(), strerror(-e->private_fd));
+		return c->map_shared ? map_shared(e, "guest_memfd") : 0;
+	}
+	if (c->shared_huge)
+		flags |= MFD_HUGETLB | (21u << MFD_HUGE_SHIFT); /* MFD_HUGE_2MB */
+	e->shared_fd = memfd_create(c->shared_name ? c->shared_name : "cvmconv-shared", flags);
+	if (e->shared_fd < 0)
+		return fail(e, -errno, "memfd_create(shared%s): %s",
+			    c->shared_huge ? ", MFD_HUGETLB" : "", strerror(errno));
+	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
+	e->private_fd = private_backing_fd(c->span);
+	if (e->private_fd < 0)
+		return fail(e, e->private_fd, "private side (%s): %s", private_backing_name(),
+			    strerror(-e->private_fd));
+	if (ftruncate(e->shared_fd, (off_t)c->span))
+		return fail(e, -errno, "ftruncate(%" PRIu64 "): %s", c->span, strerror(errno));
+	return c->map_shared ? map_shared(e, "shared memfd") : 0;
+}
+
+static int state_init(struct host_engine *e)
+{
+	uint64_t words = (e->npages + 63) / 64;
+	struct attr_recorder_range ranges[HOST_ENGINE_MAX_REGIONS];
+
+	e->priv = malloc(words * sizeof(*e->priv));
+	e->ext_shared = malloc(e->nextents * sizeof(*e->ext_shared));
+	if (!e->priv || !e->ext_shared)
+		return fail(e, -ENOMEM, "out of memory");
+	memset(e->priv, 0xff, words * sizeof(*e->priv));
+	if (e->cfg.start_private) {
+		/* the regions are added private: set them so at once */
+		memset(e->ext_shared, 0, e->nextents * sizeof(*e->ext_shared));
+		e->live_shared_pages = 0;
+	} else {
+		/* KVM's default: every page shared */
+		bits_assign(e->priv, 0, e->npages, false);
+		for (uint64_t x = 0; x < e->nextents; x++)
+			e->ext_shared[x] = PAGES_PER_EXTENT;
+		e->live_shared_pages = e->npages;
+	}
+	for (int i = 0; i < e->cfg.nreg; i++)
+		ranges[i] = (struct attr_recorder_range){ e->cfg.reg[i].gpa, e->cfg.reg[i].size };
+	if (attr_recorder_create(ranges, (size_t)e->cfg.nreg, 0, &e->rec))
+		return fail(e, -ENOMEM, "attr_recorder_create failed");
+	return 0;
+}
+
+int host_engine_open(struct host_engine *e, const struct host_engine_config *cfg)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus };
+	int ret;
+
+	memset(e, 0, sizeof(*e));
+	e->shared_fd = e->private_fd = -1;
+	if (!cfg || cfg->nreg < 1 || cfg->nreg > HOST_ENGINE_MAX_REGIONS)
+		return fail(e, -EINVAL, "bad engine configuration");
+	e->cfg = *cfg;
+	for (int i = 0; i < cfg->nreg; i++)
+		if (cfg->reg[i].off > cfg->span || cfg->reg[i].size > cfg->span - cfg->reg[i].off)
+			return fail(e, -EINVAL, "a region lies beyond the files");
+	e->npages = cfg->span / HOST_ENGINE_4K;
+	e->nextents = (cfg->span + HOST_ENGINE_2M - 1) / HOST_ENGINE_2M;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, &old_sigbus);
+	e->sigbus_installed = true;
+	ret = backings(e);
+	return ret ? ret : state_init(e);
+}
+
+/* ---- hosts ---- */
+
+static int start_cvmconv(struct host_engine *e)
+{
+	const struct host_engine_config *c = &e->cfg;
+	static const struct cvmconv_ops ops = { .set_memory_attributes = set_attr,
+						.set_gmem_attributes = set_gmem };
+	static const struct cvmconv_ops ops_punch = { .set_memory_attributes = set_attr,
+						      .punch = punch,
+						      .set_gmem_attributes = set_gmem };
+	struct cvmconv_config cfg = {
+		.sz = sizeof(cfg),
+		.vm_fd = -1,
+		.unaligned = c->policy,
+		.ops = c->obs.punch ? &ops_punch : &ops,
+		.ops_opaque = e,
+		.log = c->log,
+		.log_opaque = c->log_opaque,
+	};
+	int ret = cvmconv_create(&cfg, &e->conv);
+
+	if (ret)
+		return fail(e, ret, "cvmconv_create: %s", strerror(-ret));
+	for (int i = 0; i < c->nreg && !ret; i++) {
+		struct cvmconv_region r = {
+			.sz = sizeof(r),
+			.gpa = c->reg[i].gpa,
+			.size = c->reg[i].size,
+			.private_fd = e->private_fd,
+			.private_offset = c->reg[i].off,
+			.shared_fd = e->shared_fd,
+			.shared_offset = c->reg[i].off,
+			.flags = c->start_private ? CVMCONV_REGION_PRIVATE : 0,
+			.unaligned = -1,
+		};
+
+		if (c->host == HOST_ENGINE_INPLACE) {
+			/* CoCo guests: to-shared zeroes, PRESERVE is for launch
+			 * only (the uAPI's content modes) */
+			r.flags |= CVMCONV_REGION_INPLACE;
+			r.shared_fd = -1;
+			r.shared_offset = 0;
+			r.shared_hva = e->shared_map ? e->shared_map + c->reg[i].off : NULL;
+			r.content_mode = CVMCONV_CONTENT_ZERO;
+		}
+		ret = cvmconv_add_region(e->conv, &r);
+	}
+	return ret ? fail(e, ret, "cvmconv_add_region: %s", strerror(-ret)) : 0;
+}
+
+static int start_qemu_like(struct host_engine *e)
+{
+	const struct host_engine_config *c = &e->cfg;
+	int ret = qemu_like_create(set_attr, e, &e->ql);
+
+	for (int i = 0; i < c->nreg && !ret; i++) {
+		struct qemu_like_region r = {
+			.gpa = c->reg[i].gpa,
+			.size = c->reg[i].size,
+			.private_fd = e->private_fd,
+			.private_offset = c->reg[i].off,
+			.shared_fd = e->shared_fd,
+			.shared_offset = c->reg[i].off,
+			.start_private = c->start_private,
+		};
+
+		ret = qemu_like_add_region(e->ql, &r);
+	}
+	return ret ? fail(e, ret, "qemu-like setup: %s", strerror(-ret)) : 0;
+}
+
+int host_engine_start(struct host_engine *e)
+{
+	return e->cfg.host == HOST_ENGINE_QEMU_LIKE ? start_qemu_like(e) : start_cvmconv(e);
+}
+
+int host_engine_map_gpa_range(struct host_engine *e, uint64_t gpa, uint64_t npages, uint64_t attrs,
+			      uint64_t *hc_ret)
+{
+	*hc_ret = 0;
+	if (e->conv)
+		return cvmconv_map_gpa_range(e->conv, gpa, npages, attrs, hc_ret);
+	return qemu_like_map_gpa_range(e->ql, gpa, npages, attrs);
+}
+
+int host_engine_convert(struct host_engine *e, uint64_t gpa, uint64_t size, bool to_private)
+{
+	if (e->conv)
+		return cvmconv_convert(e->conv, gpa, size, to_private);
+	return qemu_like_convert(e->ql, gpa, size, to_private);
+}
+
+void host_engine_close(struct host_engine *e)
+{
+	cvmconv_destroy(e->conv);
+	e->conv = NULL;
+	qemu_like_destroy(e->ql);
+	e->ql = NULL;
+	attr_recorder_destroy(e->rec);
+	e->rec = NULL;
+	if (e->shared_map)
+		munmap(e->shared_map, e->cfg.span);
+	e->shared_map = NULL;
+	if (e->shared_fd >= 0)
+		close(e->shared_fd);
+	if (e->private_fd >= 0 && e->private_fd != e->shared_fd)
+		close(e->private_fd);
+	e->shared_fd = e->private_fd = -1;
+	free(e->priv);
+	e->priv = NULL;
+	free(e->ext_shared);
+	e->ext_shared = NULL;
+	if (e->sigbus_installed)
+		sigaction(SIGBUS, &old_sigbus, NULL);
+	e->sigbus_installed = false;
+}

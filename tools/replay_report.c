@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/* cvmconv-replay's report: counts, the recorder's cross-check, the kernel's
+ * figures, CSV and JSON (see replay.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "attr_recorder.h"
+#include "replay.h"
+#include "stats_report.h"
+
+/* ---- results ---- */
+
+void replay_print_counts(const struct replay_counts *n, double elapsed)
+{
+	printf("\nreplay\n");
+	printf("  %-34s %12" PRIu64 "\n", "lines", n->lines);
+	printf("  %-34s %12" PRIu64 "\n", "  blank or comment", n->blank);
+	printf("  %-34s %12" PRIu64 "\n", "  other lines (ignored)", n->other);
+	printf("  %-34s %12" PRIu64 "\n", "  malformed (skipped)", n->malformed);
+	printf("  %-34s %12" PRIu64 "\n", "  kvm_hypercall lines", n->hypercalls);
+	printf("  %-34s %12" PRIu64 "\n", "    other hypercalls (skipped)", n->other_hypercalls);
+	printf("  %-34s %12" PRIu64 "\n", "map_gpa_range requests replayed", n->map_requests);
+	printf("  %-34s %12" PRIu64 "\n", "  refused (guest got an error)", n->map_refused);
+	printf("  %-34s %12" PRIu64 "\n", "memory faults replayed", n->faults);
+	printf("  %-34s %12" PRIu64 "\n", "  refused (fatal for a vCPU)", n->faults_refused);
+	printf("  %-34s %12" PRIu64 "\n", "host conversions replayed", n->conversions);
+	printf("  %-34s %12" PRIu64 "\n", "  refused (-EINVAL)", n->conversions_refused);
+	printf("  %-34s %12" PRIu64 "\n", "host failures", n->host_failures);
+	printf("  %-34s %12.3f s\n", "elapsed", elapsed);
+}
+
+static uint64_t allocated_bytes(int fd)
+{
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+/* The recorder's per-page state against cvmconv_is_private(). */
+int replay_cross_check(void)
+{
+	struct attr_recorder_counts rc;
+	uint64_t pages = 0, differ = 0, first_bad = 0;
+	char a[32], b[32];
+
+	attr_recorder_get_counts(recorder, &rc);
+	printf("\nattribute recorder (stands in for KVM_SET_MEMORY_ATTRIBUTES)\n");
+	printf("  %" PRIu64 " update(s): %s set private, %s set shared, %" PRIu64 " refused%s%s\n",
+	       rc.calls, stats_human_bytes(rc.private_bytes, a, sizeof(a)),
+	       stats_human_bytes(rc.shared_bytes, b, sizeof(b)), rc.refused,
+	       rc.last_refusal ? ", last: " : "", rc.last_refusal ? rc.last_refusal : "");
+	if (!attr_recorder_tracking(recorder)) {
+		printf("  per-page check skipped (guest memory above %" PRIu64 " GiB)\n",
+		       TRACK_LIMIT_PAGES * PAGE_4K / GiB);
+		return rc.refused ? EXIT_FAIL : EXIT_OK;
+	}
+	for (size_t i = 0; i < nregions; i++) {
+		for (uint64_t g = regions[i].gpa; g < regions[i].gpa + regions[i].size;
+		     g += PAGE_4K) {
+			if (cvmconv_is_private(ctx, g) != attr_recorder_is_private(recorder, g)) {
+				if (!differ)
+					first_bad = g;
+				differ++;
+			}
+			pages++;
+		}
+	}
+	if (differ)
+		printf("  MISMATCH: cvmconv_is_private() differs from the recorded attributes on "
+		       "%" PRIu64 " of %" PRIu64 " pages (first at gpa 0x%" PRIx64 ")\n",
+		       differ, pages, first_bad);
+	else
+		printf("  cvmconv_is_private() agrees with the recorded attributes on all %" PRIu64
+		       " pages\n",
+		       pages);
+	return differ || rc.refused ? EXIT_FAIL : EXIT_OK;
+}
+
+void replay_print_kernel(void)
+{
+	uint64_t shared = 0, private_ = 0;
+	char a[32], b[32];
+
+	for (size_t i = 0; i < nregions; i++) {
+		shared += allocated_bytes(regions[i].shared_fd);
+		private_ += allocated_bytes(regions[i].private_fd);
+	}
+	printf("\nkernel (st_blocks of the backings%s)\n",
+	       opt.touch ? "" : "; not populated: --touch allocates the live side");
+	printf("  shared backing allocated %20" PRIu64 "  %s\n", shared,
+	       stats_human_bytes(shared, a, sizeof(a)));
+	printf("  private stand-in allocated %18" PRIu64 "  %s\n", private_,
+	       stats_human_bytes(private_, b, sizeof(b)));
+}
+
+int replay_write_outputs(const struct cvmconv_stats *st)
+{
+	int status = EXIT_OK;
+
+	if (opt.out.csv) {
+		FILE *f = fopen(opt.out.csv, "we");
+		int err = f ? stats_write_csv(f, st) : -errno;
+
+		if (f && fclose(f) && !err)
+			err = -errno;
+		if (err) {
+			note("cvmconv-replay: --csv %s: %s", opt.out.csv, strerror(-err));
+			status = EXIT_FAIL;
+		}
+	}
+	if (opt.out.json) {
+		FILE *f = fopen(opt.out.json, "we");
+		int err = f ? stats_write_json(f, ctx) : -errno;
+
+		if (f && fclose(f) && !err)
+			err = -errno;
+		if (err) {
+			note("cvmconv-replay: --json %s: %s", opt.out.json, strerror(-err));
+			status = EXIT_FAIL;
+		}
+	}
+	return status;
+}
+
+void replay_print_header(void)
+{
+	char g[32];
+
+	printf("cvmconv-replay %s (library %s)\n", CVMCONV_VERSION_STRING, cvmconv_version());
+	printf("trace:       %s\n", opt.trace);
+	printf("attributes:  no /dev/kvm is used: KVM_SET_MEMORY_ATTRIBUTES is served by a strict\n"
+	       "             in-tool recorder (4 KiB alignment, no wrap, PRIVATE bit only,\n"
+	       "             inside guest memory)\n");
+	printf("policy:      unaligned %s, granule %s\n", policy_names[opt.policy],
+	       stats_human_bytes(opt.granule, g, sizeof(g)));
+	if (opt.backing == BACKING_SHMEM)
+		printf("backings:    shared: shmem memfd (4 KiB pages)");
+	else if (opt.backing == BACKING_NONE)
+		printf("backings:    shared: none (nothing to punch on the shared side)");
+	else
+		printf("backings:    shared: %s with %s pages",
+		       opt.backing == BACKING_HUGETLB ? "MFD_HUGETLB memfd" : "hugetlbfs file",
+		       stats_human_bytes(opt.huge_page_size, g, sizeof(g)));
+	printf("; private: shmem memfd standing in for guest_memfd\n");
+}

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/* cvmconv-replay's state: the command line (with its defaults), guest memory
+ * and the context (see replay.h). */
+#include "replay.h"
+
+struct options opt = {
+	.policy = CVMCONV_UNALIGNED_ALLOW,
+	.granule = 2 * MiB,
+	.backing = BACKING_SHMEM,
+	.huge_page_size = 2 * MiB,
+};
+struct guest_region regions[MAX_REGIONS];
+size_t nregions;
+struct cvmconv *ctx;
+struct attr_recorder *recorder;
