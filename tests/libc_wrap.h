@@ -2,7 +2,7 @@
 /* The libc calls a test or fuzz executable intercepts with the linker
  * (-Wl,--wrap=NAME): the library's call to NAME lands in __wrap_NAME, which
  * reaches libc's through __real_NAME. Used by tests/fault_injection/ and
- * fuzz/fuzz_exits_fast.c; each executable defines the __wrap_ functions of
+ * fuzz/fuzz_exits_fast_*.c; each executable defines the __wrap_ functions of
  * the calls it wraps. */
 #ifndef CVMCONV_TEST_LIBC_WRAP_H
 #define CVMCONV_TEST_LIBC_WRAP_H
