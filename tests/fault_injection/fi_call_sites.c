@@ -234,7 +234,8 @@ void test_call_sites(void **state)
 		if (k == NCOVERED) {
 			fprintf(stderr,
 				"UNCOVERED: src/%s: %s() calls %s() (%u site%s): add a fault "
-				"injection case and list it in tests/fault_injection/fi_call_sites.c\n",
+				"injection case and list it in "
+				"tests/fault_injection/fi_call_sites.c\n",
 				found[j].file, found[j].function, found[j].callee, found[j].count,
 				found[j].count == 1 ? "" : "s");
 			bad++;
