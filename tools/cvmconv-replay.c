@@ -10,12 +10,13 @@
  * of which KVM_HC_MAP_GPA_RANGE (nr 0xc) is replayed through
  * cvmconv_map_gpa_range(), and the project's own map/fault/convert lines.
  *
- * Guest memory is real kernel memory: per region a shmem memfd stands in for
- * guest_memfd on the private side, and the shared side is a shmem memfd, an
- * MFD_HUGETLB memfd, a file on a hugetlbfs mount, or nothing. Punches are the
- * library's real fallocate calls. There is no /dev/kvm here: memory
- * attributes go to a strict recorder (attr_recorder.c) that refuses what
- * KVM_SET_MEMORY_ATTRIBUTES refuses.
+ * Guest memory is real kernel memory, held by the host engine
+ * (tools/engine/host_engine.h) with a pair of files per region: a shmem
+ * memfd stands in for guest_memfd on the private side, and the shared side
+ * is a shmem memfd, an MFD_HUGETLB memfd, a file on a hugetlbfs mount, or
+ * nothing. Punches are the library's real fallocate calls. There is no
+ * /dev/kvm here: memory attributes go to the engine's strict recorder
+ * (attr_recorder.c) that refuses what KVM_SET_MEMORY_ATTRIBUTES refuses.
  *
  * Exit status: 0 success; 1 a malformed line under --strict, a host failure
  * (the library returned an error a VMM must act on, backings could not be
@@ -25,10 +26,8 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,31 +39,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/kvm.h>
-
 #include "cvmconv.h"
 
-#include "attr_recorder.h"
+#include "host_engine.h"
 #include "hugepool.h"
 #include "replay.h"
 #include "stats_report.h"
 #include "trace_parse.h"
-
-/* include/uapi/linux/kvm.h values the Debian 12 (6.1) headers lack. */
-#ifndef KVM_EXIT_MEMORY_FAULT
-#define KVM_EXIT_MEMORY_FAULT 39
-#endif
-#ifndef KVM_MEMORY_EXIT_FLAG_PRIVATE
-#define KVM_MEMORY_EXIT_FLAG_PRIVATE (1ULL << 3)
-#endif
-/* struct kvm_run (x86-64): the exit union starts at byte 32; memory_fault
- * is { u64 flags; u64 gpa; u64 size; } there. Written by offset so that
- * older headers without the memory_fault member do. */
-#define RUN_MEMORY_FAULT_FLAGS 32
-#define RUN_MEMORY_FAULT_GPA 40
-#define RUN_MEMORY_FAULT_SIZE 48
-_Static_assert(offsetof(struct kvm_run, hypercall) == 32, "kvm_run exit union not at 32");
-_Static_assert(sizeof(struct kvm_run) >= RUN_MEMORY_FAULT_SIZE + 8, "kvm_run too small");
 
 static bool layout_inferred;
 static uint64_t current_line; /* for the log callback's messages */
@@ -197,183 +178,114 @@ static int check_layout(void)
 	return EXIT_OK;
 }
 
-/* ---- backings and the context ---- */
+/* ---- guest memory and its host ---- */
 
 static void cleanup(void)
 {
-	cvmconv_destroy(ctx);
-	ctx = NULL;
-	attr_recorder_destroy(recorder);
-	recorder = NULL;
-	for (size_t i = 0; i < nregions; i++) {
-		if (regions[i].shared_fd >= 0)
-			close(regions[i].shared_fd);
-		if (regions[i].private_fd >= 0)
-			close(regions[i].private_fd);
-	}
-	nregions = 0;
+	host_engine_close(&eng);
 	hugepool_restore(); /* after the huge pages were released */
-}
-
-static int create_shared(uint64_t size)
-{
-	char mnt[256];
-	int fd;
-
-	switch (opt.backing) {
-	case BACKING_SHMEM:
-		fd = cvmconv_memfd_create("cvmconv-replay-shared", size, PAGE_4K);
-		break;
-	case BACKING_HUGETLB:
-		fd = cvmconv_memfd_create("cvmconv-replay-shared", size, opt.huge_page_size);
-		if (fd == -ENODEV)
-			note("cvmconv-replay: the kernel has no %" PRIu64 " KiB huge pages for "
-			     "MFD_HUGETLB",
-			     opt.huge_page_size / KiB);
-		break;
-	case BACKING_HUGETLBFS:
-		fd = cvmconv_hugetlbfs_create(size, opt.huge_page_size);
-		if (fd == -ENOENT)
-			note("cvmconv-replay: no hugetlbfs mount with %" PRIu64
-			     " KiB pages; as root: mkdir -p /dev/hugepages && mount -t hugetlbfs "
-			     "-o pagesize=%s none /dev/hugepages",
-			     opt.huge_page_size / KiB, opt.huge_page_size == GiB ? "1G" : "2M");
-		else if (fd >= 0 &&
-			 cvmconv_hugetlbfs_mount_path(opt.huge_page_size, mnt, sizeof(mnt)) == 0)
-			printf("             hugetlbfs mount: %s\n", mnt);
-		break;
-	case BACKING_NONE:
-	default:
-		return -1;
-	}
-	if (fd < 0)
-		note("cvmconv-replay: cannot create the %s shared backing of %" PRIu64 " bytes: %s",
-		     backing_names[opt.backing], size, strerror(-fd));
-	return fd;
-}
-
-static int populate(int fd, uint64_t offset, uint64_t len)
-{
-	/* fallocate allocates like a first touch; on hugetlbfs it allocates
-	 * whole huge pages (fs/hugetlbfs/inode.c hugetlbfs_fallocate) */
-	if (fd >= 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) != 0)
-		return -errno;
-	return 0;
 }
 
 /* --touch: the guest now uses [gpa, gpa + size) on the side it asked for. */
 static int touch_range(uint64_t gpa, uint64_t size, bool to_private)
 {
-	uint64_t end = gpa + size;
+	int err = host_engine_populate(&eng, gpa, size, to_private);
 
-	for (size_t i = 0; i < nregions; i++) {
-		const struct guest_region *r = &regions[i];
-		uint64_t lo = gpa > r->gpa ? gpa : r->gpa;
-		uint64_t hi = end < r->gpa + r->size ? end : r->gpa + r->size;
-		int err;
+	if (err)
+		note("cvmconv-replay: --touch: %s", eng.why);
+	return err;
+}
 
-		if (lo >= hi)
-			continue;
-		err = populate(to_private ? r->private_fd : r->shared_fd, lo - r->gpa, hi - lo);
-		if (err) {
-			note("cvmconv-replay: --touch: allocating %s memory at gpa 0x%" PRIx64
-			     " (+0x%" PRIx64 "): %s",
-			     to_private ? "private" : "shared", lo, hi - lo, strerror(-err));
-			return err;
-		}
+static int reserve_huge_pages(uint64_t total)
+{
+	uint64_t need = total / opt.huge_page_size;
+	long before, after;
+	char why[256];
+	int ret = hugepool_reserve(opt.huge_page_size, need, why, sizeof(why));
+
+	if (ret) {
+		note("cvmconv-replay: --touch with --backing %s needs %" PRIu64
+		     " huge pages: %s\n(run as root, use a smaller --mem, or drop --touch)",
+		     backing_names[opt.backing], need, why);
+		return EXIT_FAIL;
 	}
-	return 0;
+	hugepool_raised(&before, &after);
+	if (before >= 0)
+		printf("huge pages:  raised nr_hugepages %ld -> %ld (restored at exit)\n", before,
+		       after);
+	return EXIT_OK;
+}
+
+/* The engine could not make the backings: say why, with a hint. */
+static void backing_failed(int ret)
+{
+	if (opt.backing == BACKING_HUGETLB && ret == -ENODEV)
+		note("cvmconv-replay: the kernel has no %" PRIu64 " KiB huge pages for "
+		     "MFD_HUGETLB",
+		     opt.huge_page_size / KiB);
+	else if (opt.backing == BACKING_HUGETLBFS && ret == -ENOENT)
+		note("cvmconv-replay: no hugetlbfs mount with %" PRIu64
+		     " KiB pages; as root: mkdir -p /dev/hugepages && mount -t hugetlbfs "
+		     "-o pagesize=%s none /dev/hugepages",
+		     opt.huge_page_size / KiB, opt.huge_page_size == GiB ? "1G" : "2M");
+	note("cvmconv-replay: %s", eng.why);
 }
 
 static int setup(void)
 {
-	static const struct cvmconv_ops ops = { .set_memory_attributes = attr_recorder_set };
-	struct attr_recorder_range rr[MAX_REGIONS];
-	struct cvmconv_config cfg = {
-		.sz = sizeof(cfg),
-		.vm_fd = -1, /* no KVM: the recorder serves the attributes */
+	static const enum host_engine_shared shared[] = {
+		[BACKING_SHMEM] = HOST_ENGINE_SHARED_SHMEM,
+		[BACKING_HUGETLB] = HOST_ENGINE_SHARED_MFD_HUGETLB,
+		[BACKING_HUGETLBFS] = HOST_ENGINE_SHARED_HUGETLBFS,
+		[BACKING_NONE] = HOST_ENGINE_SHARED_NONE,
+	};
+	struct host_engine_config cfg = {
+		.host = HOST_ENGINE_CVMCONV,
+		.nreg = (int)opt.nmem,
+		.per_region_files = true,
+		.shared = shared[opt.backing],
+		.huge_page_size = opt.huge_page_size,
+		.private_standin = true,
+		.track_limit_pages = TRACK_LIMIT_PAGES,
+		.start_private = opt.start_private,
+		.policy = opt.policy,
 		.granule = opt.granule,
-		.unaligned = opt.policy,
-		.ops = &ops,
 		.log = log_cb,
+		.shared_name = "cvmconv-replay-shared",
 	};
 	bool huge = opt.backing == BACKING_HUGETLB || opt.backing == BACKING_HUGETLBFS;
-	uint64_t total = 0;
-	char why[256], human[32];
+	char human[32], mnt[256];
 	int ret;
 
 	for (size_t i = 0; i < opt.nmem; i++) {
-		rr[i].gpa = opt.mem[i].gpa;
-		rr[i].size = opt.mem[i].size;
-		total += opt.mem[i].size;
+		/* the engine's record lays the regions end to end */
+		cfg.reg[i] =
+			(struct host_engine_region){ opt.mem[i].gpa, opt.mem[i].size, cfg.span };
+		cfg.span += opt.mem[i].size;
 	}
-	if (huge && opt.touch) {
-		uint64_t need = total / opt.huge_page_size;
-		long before, after;
-
-		ret = hugepool_reserve(opt.huge_page_size, need, why, sizeof(why));
-		if (ret) {
-			note("cvmconv-replay: --touch with --backing %s needs %" PRIu64
-			     " huge pages: %s\n(run as root, use a smaller --mem, or drop --touch)",
-			     backing_names[opt.backing], need, why);
-			return EXIT_FAIL;
-		}
-		hugepool_raised(&before, &after);
-		if (before >= 0)
-			printf("huge pages:  raised nr_hugepages %ld -> %ld (restored at exit)\n",
-			       before, after);
-	}
-	ret = attr_recorder_create(rr, opt.nmem, TRACK_LIMIT_PAGES, &recorder);
+	if (huge && opt.touch && reserve_huge_pages(cfg.span))
+		return EXIT_FAIL;
+	ret = host_engine_open(&eng, &cfg);
 	if (ret) {
-		note("cvmconv-replay: attribute recorder: %s", strerror(-ret));
+		backing_failed(ret);
 		return EXIT_FAIL;
 	}
-	cfg.ops_opaque = recorder;
-	ret = cvmconv_create(&cfg, &ctx);
+	ret = host_engine_start(&eng);
 	if (ret) {
-		note("cvmconv-replay: cvmconv_create: %s", strerror(-ret));
+		note("cvmconv-replay: %s", eng.why);
 		return EXIT_FAIL;
 	}
 	for (size_t i = 0; i < opt.nmem; i++) {
-		struct guest_region *g = &regions[nregions];
-		struct cvmconv_region r = {
-			.sz = sizeof(r),
-			.gpa = opt.mem[i].gpa,
-			.size = opt.mem[i].size,
-			.shared_fd = -1,
-			.flags = opt.start_private ? CVMCONV_REGION_PRIVATE : 0,
-			.unaligned = -1,
-		};
+		const struct host_engine_region *r = &cfg.reg[i];
 
-		g->gpa = r.gpa;
-		g->size = r.size;
-		g->shared_fd = -1;
-		g->private_fd = cvmconv_memfd_create("cvmconv-replay-private", r.size, PAGE_4K);
-		nregions++;
-		if (g->private_fd < 0) {
-			note("cvmconv-replay: private stand-in memfd of %" PRIu64 " bytes: %s",
-			     r.size, strerror(-g->private_fd));
-			return EXIT_FAIL;
-		}
-		if (opt.backing != BACKING_NONE) {
-			g->shared_fd = create_shared(r.size);
-			if (g->shared_fd < 0)
-				return EXIT_FAIL;
-		}
-		r.private_fd = g->private_fd;
-		r.shared_fd = g->shared_fd;
-		ret = cvmconv_add_region(ctx, &r);
-		if (ret) {
-			note("cvmconv-replay: cvmconv_add_region(gpa 0x%" PRIx64 ", size 0x%" PRIx64
-			     "): %s",
-			     r.gpa, r.size, strerror(-ret));
-			return EXIT_FAIL;
-		}
-		printf("memory:      [0x%" PRIx64 ", 0x%" PRIx64 ") %s%s, starts %s\n", r.gpa,
-		       r.gpa + r.size, stats_human_bytes(r.size, human, sizeof(human)),
+		if (opt.backing == BACKING_HUGETLBFS &&
+		    cvmconv_hugetlbfs_mount_path(opt.huge_page_size, mnt, sizeof(mnt)) == 0)
+			printf("             hugetlbfs mount: %s\n", mnt);
+		printf("memory:      [0x%" PRIx64 ", 0x%" PRIx64 ") %s%s, starts %s\n", r->gpa,
+		       r->gpa + r->size, stats_human_bytes(r->size, human, sizeof(human)),
 		       layout_inferred ? " (inferred from the trace)" : "",
 		       opt.start_private ? "private" : "shared");
-		if (opt.touch && touch_range(r.gpa, r.size, opt.start_private))
+		if (opt.touch && touch_range(r->gpa, r->size, opt.start_private))
 			return EXIT_FAIL;
 	}
 	return EXIT_OK;
@@ -396,7 +308,7 @@ static void replay_map(struct replay_counts *n, uint64_t gpa, uint64_t npages, u
 	int ret;
 
 	n->map_requests++;
-	ret = cvmconv_map_gpa_range(ctx, gpa, npages, attrs, &hc_ret);
+	ret = host_engine_map_gpa_range(&eng, gpa, npages, attrs, &hc_ret);
 	if (ret < 0) {
 		host_failure(n, "cvmconv_map_gpa_range", ret);
 		return;
@@ -417,20 +329,12 @@ static void replay_map(struct replay_counts *n, uint64_t gpa, uint64_t npages, u
 static void replay_fault(struct replay_counts *n, uint64_t gpa, uint64_t size, bool to_private,
 			 unsigned vcpu)
 {
-	/* one kvm_run per vCPU of the trace, as a VMM has: cvmconv tells the
-	 * vCPUs' faults apart by it */
-	static struct kvm_run runs[64];
-	struct kvm_run *rp = &runs[vcpu % 64];
-	uint64_t flags = to_private ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
+	/* the engine keeps one kvm_run per vCPU of the trace, as a VMM has:
+	 * cvmconv tells the vCPUs' faults apart by it */
 	int ret;
 
 	n->faults++;
-	memset(rp, 0, sizeof(*rp));
-	rp->exit_reason = KVM_EXIT_MEMORY_FAULT;
-	memcpy((unsigned char *)rp + RUN_MEMORY_FAULT_FLAGS, &flags, sizeof(flags));
-	memcpy((unsigned char *)rp + RUN_MEMORY_FAULT_GPA, &gpa, sizeof(gpa));
-	memcpy((unsigned char *)rp + RUN_MEMORY_FAULT_SIZE, &size, sizeof(size));
-	ret = cvmconv_handle_exit(ctx, rp);
+	ret = host_engine_memory_fault(&eng, vcpu, gpa, size, to_private);
 	if (ret == 1) {
 		if (opt.touch && touch_range(gpa, size, to_private))
 			n->host_failures++;
@@ -456,7 +360,7 @@ static void replay_convert(struct replay_counts *n, uint64_t gpa, uint64_t size,
 	int ret;
 
 	n->conversions++;
-	ret = cvmconv_convert(ctx, gpa, size, to_private);
+	ret = host_engine_convert(&eng, gpa, size, to_private);
 	if (ret == 0) {
 		if (opt.touch && touch_range(gpa, size, to_private))
 			n->host_failures++;
@@ -599,7 +503,7 @@ int main(int argc, char **argv)
 	if (lr.f != stdin)
 		fclose(lr.f);
 
-	if (cvmconv_get_stats(ctx, &st) == 0) {
+	if (cvmconv_get_stats(eng.conv, &st) == 0) {
 		printf("\ncvmconv statistics (cvmconv_get_stats)\n");
 		stats_print_table(stdout, &st);
 		if (st.broken) {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * cvmconv-replay's parts: the options (replay_options.c), the replay
- * (cvmconv-replay.c: reading, layout, backings, one record after another)
- * and the report (replay_report.c). One process-wide state.
+ * (cvmconv-replay.c: reading, layout, one record after another through the
+ * host engine, which owns the backings and the host) and the report
+ * (replay_report.c). One process-wide state.
  * Thread safety: none (one replay per process).
  */
 #ifndef CVMCONV_REPLAY_H
@@ -17,6 +18,7 @@
 #include "cvmconv.h"
 
 #include "cli.h"
+#include "host_engine.h"
 
 #define EXIT_OK CLI_EXIT_OK
 #define EXIT_FAIL CLI_EXIT_FAIL
@@ -24,7 +26,7 @@
 
 #define PAGE_4K (4 * KiB)
 
-#define MAX_REGIONS 64
+#define MAX_REGIONS HOST_ENGINE_MAX_REGIONS
 #define INFER_MAX (1 * TiB)		       /* largest layout inferred without --mem */
 #define TRACK_LIMIT_PAGES ((uint64_t)16 << 20) /* per-page cross-check up to 64 GiB */
 #define MESSAGES_PER_KIND 20		       /* per-line messages of one kind, unless -v */
@@ -47,11 +49,6 @@ struct options {
 	const char *trace;
 };
 
-struct guest_region {
-	uint64_t gpa, size;
-	int shared_fd, private_fd;
-};
-
 /* What the replay saw and what became of it. */
 struct replay_counts {
 	uint64_t lines, blank, other, malformed;
@@ -69,12 +66,10 @@ struct budget {
 
 #define usage_error(...) cli_usage_error("cvmconv-replay", __VA_ARGS__)
 
-/* the state (replay_state.c) */
+/* the state (replay_state.c): the options, and guest memory with its host
+ * (cvmconv over per-region backings, tools/engine/host_engine.h) */
 extern struct options opt;
-extern struct guest_region regions[MAX_REGIONS];
-extern size_t nregions;
-extern struct cvmconv *ctx;
-extern struct attr_recorder *recorder;
+extern struct host_engine eng;
 
 /* Messages (replay_messages.c): a message on stderr after clearing the
  * progress line; the progress line (on a terminal: progress_enabled) at

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "attr_recorder.h"
 #include "replay.h"
@@ -31,13 +30,6 @@ void replay_print_counts(const struct replay_counts *n, double elapsed)
 	printf("  %-34s %12.3f s\n", "elapsed", elapsed);
 }
 
-static uint64_t allocated_bytes(int fd)
-{
-	struct stat st;
-
-	return fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
-}
-
 /* The recorder's per-page state against cvmconv_is_private(). */
 int replay_cross_check(void)
 {
@@ -45,21 +37,23 @@ int replay_cross_check(void)
 	uint64_t pages = 0, differ = 0, first_bad = 0;
 	char a[32], b[32];
 
-	attr_recorder_get_counts(recorder, &rc);
+	attr_recorder_get_counts(eng.rec, &rc);
 	printf("\nattribute recorder (stands in for KVM_SET_MEMORY_ATTRIBUTES)\n");
 	printf("  %" PRIu64 " update(s): %s set private, %s set shared, %" PRIu64 " refused%s%s\n",
 	       rc.calls, stats_human_bytes(rc.private_bytes, a, sizeof(a)),
 	       stats_human_bytes(rc.shared_bytes, b, sizeof(b)), rc.refused,
 	       rc.last_refusal ? ", last: " : "", rc.last_refusal ? rc.last_refusal : "");
-	if (!attr_recorder_tracking(recorder)) {
+	if (!attr_recorder_tracking(eng.rec)) {
 		printf("  per-page check skipped (guest memory above %" PRIu64 " GiB)\n",
 		       TRACK_LIMIT_PAGES * PAGE_4K / GiB);
 		return rc.refused ? EXIT_FAIL : EXIT_OK;
 	}
-	for (size_t i = 0; i < nregions; i++) {
-		for (uint64_t g = regions[i].gpa; g < regions[i].gpa + regions[i].size;
-		     g += PAGE_4K) {
-			if (cvmconv_is_private(ctx, g) != attr_recorder_is_private(recorder, g)) {
+	for (int i = 0; i < eng.cfg.nreg; i++) {
+		const struct host_engine_region *r = &eng.cfg.reg[i];
+
+		for (uint64_t g = r->gpa; g < r->gpa + r->size; g += PAGE_4K) {
+			if (cvmconv_is_private(eng.conv, g) !=
+			    attr_recorder_is_private(eng.rec, g)) {
 				if (!differ)
 					first_bad = g;
 				differ++;
@@ -80,13 +74,10 @@ int replay_cross_check(void)
 
 void replay_print_kernel(void)
 {
-	uint64_t shared = 0, private_ = 0;
+	uint64_t shared = host_engine_shared_bytes(&eng),
+		 private_ = host_engine_private_bytes(&eng);
 	char a[32], b[32];
 
-	for (size_t i = 0; i < nregions; i++) {
-		shared += allocated_bytes(regions[i].shared_fd);
-		private_ += allocated_bytes(regions[i].private_fd);
-	}
 	printf("\nkernel (st_blocks of the backings%s)\n",
 	       opt.touch ? "" : "; not populated: --touch allocates the live side");
 	printf("  shared backing allocated %20" PRIu64 "  %s\n", shared,
@@ -112,7 +103,7 @@ int replay_write_outputs(const struct cvmconv_stats *st)
 	}
 	if (opt.out.json) {
 		FILE *f = fopen(opt.out.json, "we");
-		int err = f ? stats_write_json(f, ctx) : -errno;
+		int err = f ? stats_write_json(f, eng.conv) : -errno;
 
 		if (f && fclose(f) && !err)
 			err = -errno;

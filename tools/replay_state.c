@@ -9,7 +9,4 @@ struct options opt = {
 	.backing = BACKING_SHMEM,
 	.huge_page_size = 2 * MiB,
 };
-struct guest_region regions[MAX_REGIONS];
-size_t nregions;
-struct cvmconv *ctx;
-struct attr_recorder *recorder;
+struct host_engine eng = { .shared_fd = -1, .private_fd = -1 };

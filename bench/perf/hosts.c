@@ -137,7 +137,8 @@ static int host_init(struct run *r)
 						       : HOST_ENGINE_CVMCONV,
 		.nreg = s->nreg,
 		.span = s->span,
-		.shared_huge = r->opt->huge_shared,
+		.shared = r->opt->huge_shared ? HOST_ENGINE_SHARED_MFD_HUGETLB
+					      : HOST_ENGINE_SHARED_SHMEM,
 		.map_shared = r->opt->touch,
 		.start_private = true, /* a confidential guest's memory at launch */
 		.policy = CVMCONV_UNALIGNED_ALLOW,

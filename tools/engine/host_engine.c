@@ -15,6 +15,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <linux/kvm.h>
+
 #include "attr_recorder.h"
 #include "host_engine.h"
 #include "kernel_accounting.h"
@@ -22,9 +24,23 @@
 #include "qemu_like.h"
 
 #define PAGES_PER_EXTENT 512u
-#ifndef MFD_HUGE_SHIFT
-#define MFD_HUGE_SHIFT 26 /* include/uapi/linux/memfd.h */
+#define RUNS 64 /* kvm_runs of host_engine_memory_fault(), by vCPU modulo */
+
+/* include/uapi/linux/kvm.h values the Debian 12 (6.1) headers lack. */
+#ifndef KVM_EXIT_MEMORY_FAULT
+#define KVM_EXIT_MEMORY_FAULT 39
 #endif
+#ifndef KVM_MEMORY_EXIT_FLAG_PRIVATE
+#define KVM_MEMORY_EXIT_FLAG_PRIVATE (1ULL << 3)
+#endif
+/* struct kvm_run (x86-64): the exit union starts at byte 32; memory_fault
+ * is { u64 flags; u64 gpa; u64 size; } there. Written by offset so that
+ * older headers without the memory_fault member do. */
+#define RUN_MEMORY_FAULT_FLAGS 32
+#define RUN_MEMORY_FAULT_GPA 40
+#define RUN_MEMORY_FAULT_SIZE 48
+_Static_assert(offsetof(struct kvm_run, hypercall) == 32, "kvm_run exit union not at 32");
+_Static_assert(sizeof(struct kvm_run) >= RUN_MEMORY_FAULT_SIZE + 8, "kvm_run too small");
 
 static int __attribute__((format(printf, 3, 4)))
 fail(struct host_engine *e, int err, const char *fmt, ...)
@@ -62,6 +78,28 @@ bool host_engine_offset(const struct host_engine *e, uint64_t gpa, uint64_t *off
 	return host_engine_regions_offset(e->cfg.reg, e->cfg.nreg, gpa, off, left);
 }
 
+/* The files of region @i and the region's offset in them. */
+static const struct host_engine_files *files_of(const struct host_engine *e, int i,
+						uint64_t *file_off)
+{
+	*file_off = e->cfg.per_region_files ? 0 : e->cfg.reg[i].off;
+	return &e->files[e->cfg.per_region_files ? i : 0];
+}
+
+/* The region holding @gpa (its bytes from there in *left), or -1. */
+static int region_of(const struct host_engine *e, uint64_t gpa, uint64_t *left)
+{
+	for (int i = 0; i < e->cfg.nreg; i++) {
+		const struct host_engine_region *r = &e->cfg.reg[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
+			*left = r->size - (gpa - r->gpa);
+			return i;
+		}
+	}
+	return -1;
+}
+
 /* ---- the attributes as set ---- */
 
 /* Set bits [from, to) of @map to @v; return how many changed. */
@@ -93,6 +131,8 @@ static bool is_mixed(uint64_t n)
 
 static void state_set(struct host_engine *e, uint64_t from, uint64_t to, bool to_private)
 {
+	if (!e->priv)
+		return; /* untracked: the recorder's counts only */
 	while (from < to) {
 		uint64_t x = from / PAGES_PER_EXTENT;
 		uint64_t stop = (x + 1) * PAGES_PER_EXTENT < to ? (x + 1) * PAGES_PER_EXTENT : to;
@@ -149,8 +189,8 @@ static int set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64
 	bool to_private = attributes & CVMCONV_ATTR_PRIVATE;
 
 	e->gmem_calls++;
-	if (fd != e->private_fd || !size || ((offset | size) & (HOST_ENGINE_4K - 1)) ||
-	    offset + size < offset || (attributes & ~CVMCONV_ATTR_PRIVATE) ||
+	if (fd < 0 || !size || ((offset | size) & (HOST_ENGINE_4K - 1)) || offset + size < offset ||
+	    (attributes & ~CVMCONV_ATTR_PRIVATE) ||
 	    (flags & ~(CVMCONV_CONTENT_ZERO | CVMCONV_CONTENT_PRESERVE)) ||
 	    (to_private && flags == CVMCONV_CONTENT_ZERO))
 		return -EINVAL;
@@ -163,21 +203,32 @@ static int set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64
 	e->refused_last = false;
 	for (int i = 0; i < e->cfg.nreg; i++) {
 		const struct host_engine_region *r = &e->cfg.reg[i];
+		uint64_t foff;
 
-		if (offset >= r->off && offset - r->off < r->size) {
-			if (size > r->size - (offset - r->off))
+		if (files_of(e, i, &foff)->private_fd != fd)
+			continue;
+		if (offset >= foff && offset - foff < r->size) {
+			if (size > r->size - (offset - foff))
 				return -EINVAL;
-			return set_attr(e, r->gpa + (offset - r->off), size, attributes);
+			return set_attr(e, r->gpa + (offset - foff), size, attributes);
 		}
 	}
 	return -EINVAL;
+}
+
+static bool is_shared_fd(const struct host_engine *e, int fd)
+{
+	for (int i = 0; i < e->nfiles; i++)
+		if (e->files[i].shared_fd == fd)
+			return true;
+	return false;
 }
 
 static int punch(void *opaque, int fd, uint64_t offset, uint64_t len)
 {
 	struct host_engine *e = opaque;
 
-	e->cfg.obs.punch(e->cfg.obs.opaque, fd == e->shared_fd, offset, len);
+	e->cfg.obs.punch(e->cfg.obs.opaque, is_shared_fd(e, fd), offset, len);
 	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len))
 		return -errno;
 	return 0;
@@ -237,6 +288,34 @@ int host_engine_touch_gpa(struct host_engine *e, uint64_t gpa, uint64_t len)
 	return 0;
 }
 
+int host_engine_populate(struct host_engine *e, uint64_t gpa, uint64_t len, bool to_private)
+{
+	uint64_t end = gpa + len;
+
+	while (gpa < end) {
+		uint64_t left, foff, n, at;
+		int i = region_of(e, gpa, &left);
+		const struct host_engine_files *f;
+		int fd;
+
+		if (i < 0)
+			return 0;
+		f = files_of(e, i, &foff);
+		fd = to_private ? f->private_fd : f->shared_fd;
+		n = end - gpa < left ? end - gpa : left;
+		at = foff + (gpa - e->cfg.reg[i].gpa);
+		/* fallocate allocates like a first touch; on hugetlbfs whole huge
+		 * pages (fs/hugetlbfs/inode.c hugetlbfs_fallocate) */
+		if (fd >= 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)n) != 0)
+			return fail(e, -errno,
+				    "allocating %s memory at gpa 0x%" PRIx64 " (+0x%" PRIx64
+				    "): %s",
+				    to_private ? "private" : "shared", gpa, n, strerror(errno));
+		gpa += n;
+	}
+	return 0;
+}
+
 /* ---- measuring ---- */
 
 uint64_t host_engine_alloc_bytes(int fd)
@@ -246,11 +325,31 @@ uint64_t host_engine_alloc_bytes(int fd)
 	return bytes == UINT64_MAX ? 0 : bytes;
 }
 
+uint64_t host_engine_shared_bytes(const struct host_engine *e)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < e->nfiles; i++)
+		sum += host_engine_alloc_bytes(e->files[i].shared_fd);
+	return sum;
+}
+
+uint64_t host_engine_private_bytes(const struct host_engine *e)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < e->nfiles; i++)
+		sum += host_engine_alloc_bytes(e->files[i].private_fd);
+	return sum;
+}
+
 uint64_t host_engine_kernel_da(const struct host_engine *e)
 {
-	uint64_t alloc = host_engine_alloc_bytes(e->shared_fd);
+	uint64_t alloc = host_engine_shared_bytes(e);
 	uint64_t live = e->live_shared_pages * HOST_ENGINE_4K;
 
+	if (!e->priv)
+		return 0;
 	if (e->cfg.host == HOST_ENGINE_INPLACE)
 		live = e->cfg.span;
 	return alloc > live ? alloc - live : 0;
@@ -258,54 +357,120 @@ uint64_t host_engine_kernel_da(const struct host_engine *e)
 
 /* ---- backings ---- */
 
-static int map_shared(struct host_engine *e, const char *what)
+static int map_shared(struct host_engine *e, struct host_engine_files *f, const char *what)
 {
 	/* MAP_NORESERVE: hugetlbfs would otherwise reserve the whole RAM's
 	 * worth of huge pages at mmap (hugetlb_reserve_pages) */
-	void *m = mmap(NULL, e->cfg.span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-		       e->shared_fd, 0);
+	void *m = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		       f->shared_fd, 0);
 
 	if (m == MAP_FAILED)
 		return fail(e, -errno, "mmap(%s): %s", what, strerror(errno));
-	e->shared_map = m;
+	f->shared_map = m;
 	return 0;
+}
+
+static const char *const shared_names[] = { "shmem", "hugetlb", "hugetlbfs", "none" };
+
+static int shared_backing(struct host_engine *e, struct host_engine_files *f)
+{
+	const struct host_engine_config *c = &e->cfg;
+	const char *name = c->shared_name ? c->shared_name : "cvmconv-shared";
+	uint64_t hps = c->huge_page_size ? c->huge_page_size : HOST_ENGINE_2M;
+
+	switch (c->shared) {
+	case HOST_ENGINE_SHARED_SHMEM:
+		f->shared_fd = cvmconv_memfd_create(name, f->size, HOST_ENGINE_4K);
+		break;
+	case HOST_ENGINE_SHARED_MFD_HUGETLB:
+		f->shared_fd = cvmconv_memfd_create(name, f->size, hps);
+		break;
+	case HOST_ENGINE_SHARED_HUGETLBFS:
+		f->shared_fd = cvmconv_hugetlbfs_create(f->size, hps);
+		break;
+	case HOST_ENGINE_SHARED_NONE:
+		return 0;
+	default:
+		return fail(e, -EINVAL, "bad shared backing %d", (int)c->shared);
+	}
+	if (f->shared_fd < 0)
+		return fail(e, f->shared_fd,
+			    "cannot create the %s shared backing of %" PRIu64 " bytes: %s",
+			    shared_names[c->shared], f->size, strerror(-f->shared_fd));
+	return 0;
+}
+
+static int private_backing(struct host_engine *e, struct host_engine_files *f)
+{
+	const char *what = e->cfg.private_standin ? "shmem stand-in" : private_backing_name();
+
+	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
+	f->private_fd = e->cfg.private_standin
+				? cvmconv_memfd_create("cvmconv-private", f->size, HOST_ENGINE_4K)
+				: private_backing_fd(f->size);
+	if (f->private_fd < 0)
+		return fail(e, f->private_fd, "%s of %" PRIu64 " bytes (%s): %s",
+			    e->cfg.host == HOST_ENGINE_INPLACE ? "guest_memfd" : "private side",
+			    f->size, what, strerror(-f->private_fd));
+	return 0;
+}
+
+static int backing_pair(struct host_engine *e, struct host_engine_files *f)
+{
+	int ret = private_backing(e, f);
+
+	if (ret)
+		return ret;
+	if (e->cfg.host == HOST_ENGINE_INPLACE) {
+		/* one file for both sides */
+		f->shared_fd = f->private_fd;
+		return e->cfg.map_shared ? map_shared(e, f, "guest_memfd") : 0;
+	}
+	ret = shared_backing(e, f);
+	if (ret)
+		return ret;
+	return e->cfg.map_shared && f->shared_fd >= 0 ? map_shared(e, f, "shared memfd") : 0;
 }
 
 static int backings(struct host_engine *e)
 {
 	const struct host_engine_config *c = &e->cfg;
-	unsigned flags = MFD_CLOEXEC;
 
-	if (c->host == HOST_ENGINE_INPLACE) {
-		/* one file for both sides: a real guest_memfd where the host's
-		 * KVM makes one the host can map, else a shmem stand-in */
-		e->private_fd = e->shared_fd = private_backing_fd(c->span);
-		if (e->private_fd < 0)
-			return fail(e, e->private_fd, "guest_memfd (%s): %s",
-				    private_backing_name(), strerror(-e->private_fd));
-		return c->map_shared ? map_shared(e, "guest_memfd") : 0;
+	e->nfiles = c->per_region_files ? c->nreg : 1;
+	for (int i = 0; i < e->nfiles; i++)
+		e->files[i].shared_fd = e->files[i].private_fd = -1;
+	for (int i = 0; i < e->nfiles; i++) {
+		struct host_engine_files *f = &e->files[i];
+		int ret;
+
+		f->size = c->per_region_files ? c->reg[i].size : c->span;
+		ret = backing_pair(e, f);
+		if (ret)
+			return ret;
 	}
-	if (c->shared_huge)
-		flags |= MFD_HUGETLB | (21u << MFD_HUGE_SHIFT); /* MFD_HUGE_2MB */
-	e->shared_fd = memfd_create(c->shared_name ? c->shared_name : "cvmconv-shared", flags);
-	if (e->shared_fd < 0)
-		return fail(e, -errno, "memfd_create(shared%s): %s",
-			    c->shared_huge ? ", MFD_HUGETLB" : "", strerror(errno));
-	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
-	e->private_fd = private_backing_fd(c->span);
-	if (e->private_fd < 0)
-		return fail(e, e->private_fd, "private side (%s): %s", private_backing_name(),
-			    strerror(-e->private_fd));
-	if (ftruncate(e->shared_fd, (off_t)c->span))
-		return fail(e, -errno, "ftruncate(%" PRIu64 "): %s", c->span, strerror(errno));
-	return c->map_shared ? map_shared(e, "shared memfd") : 0;
+	e->shared_fd = e->files[0].shared_fd;
+	e->private_fd = e->files[0].private_fd;
+	e->shared_map = e->files[0].shared_map;
+	return 0;
+}
+
+static int recorder_init(struct host_engine *e)
+{
+	struct attr_recorder_range ranges[HOST_ENGINE_MAX_REGIONS];
+	int ret;
+
+	for (int i = 0; i < e->cfg.nreg; i++)
+		ranges[i] = (struct attr_recorder_range){ e->cfg.reg[i].gpa, e->cfg.reg[i].size };
+	ret = attr_recorder_create(ranges, (size_t)e->cfg.nreg, e->cfg.track_limit_pages, &e->rec);
+	return ret ? fail(e, ret, "attr_recorder_create: %s", strerror(-ret)) : 0;
 }
 
 static int state_init(struct host_engine *e)
 {
 	uint64_t words = (e->npages + 63) / 64;
-	struct attr_recorder_range ranges[HOST_ENGINE_MAX_REGIONS];
 
+	if (e->cfg.track_limit_pages && e->npages > e->cfg.track_limit_pages)
+		return recorder_init(e); /* no record: too large */
 	e->priv = malloc(words * sizeof(*e->priv));
 	e->ext_shared = malloc(e->nextents * sizeof(*e->ext_shared));
 	if (!e->priv || !e->ext_shared)
@@ -322,11 +487,7 @@ static int state_init(struct host_engine *e)
 			e->ext_shared[x] = PAGES_PER_EXTENT;
 		e->live_shared_pages = e->npages;
 	}
-	for (int i = 0; i < e->cfg.nreg; i++)
-		ranges[i] = (struct attr_recorder_range){ e->cfg.reg[i].gpa, e->cfg.reg[i].size };
-	if (attr_recorder_create(ranges, (size_t)e->cfg.nreg, 0, &e->rec))
-		return fail(e, -ENOMEM, "attr_recorder_create failed");
-	return 0;
+	return recorder_init(e);
 }
 
 int host_engine_open(struct host_engine *e, const struct host_engine_config *cfg)
@@ -344,6 +505,12 @@ int host_engine_open(struct host_engine *e, const struct host_engine_config *cfg
 			return fail(e, -EINVAL, "a region lies beyond the files");
 	e->npages = cfg->span / HOST_ENGINE_4K;
 	e->nextents = (cfg->span + HOST_ENGINE_2M - 1) / HOST_ENGINE_2M;
+	if (cfg->map_shared && (cfg->per_region_files ||
+				(cfg->track_limit_pages && e->npages > cfg->track_limit_pages)))
+		return fail(e, -EINVAL,
+			    "a mapped shared side needs one pair of files and the record");
+	if (cfg->host == HOST_ENGINE_QEMU_LIKE && cfg->shared == HOST_ENGINE_SHARED_NONE)
+		return fail(e, -EINVAL, "the QEMU-like host needs a shared backing");
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, &old_sigbus);
 	e->sigbus_installed = true;
@@ -364,6 +531,7 @@ static int start_cvmconv(struct host_engine *e)
 	struct cvmconv_config cfg = {
 		.sz = sizeof(cfg),
 		.vm_fd = -1,
+		.granule = c->granule,
 		.unaligned = c->policy,
 		.ops = c->obs.punch ? &ops_punch : &ops,
 		.ops_opaque = e,
@@ -375,14 +543,16 @@ static int start_cvmconv(struct host_engine *e)
 	if (ret)
 		return fail(e, ret, "cvmconv_create: %s", strerror(-ret));
 	for (int i = 0; i < c->nreg && !ret; i++) {
+		uint64_t foff;
+		const struct host_engine_files *f = files_of(e, i, &foff);
 		struct cvmconv_region r = {
 			.sz = sizeof(r),
 			.gpa = c->reg[i].gpa,
 			.size = c->reg[i].size,
-			.private_fd = e->private_fd,
-			.private_offset = c->reg[i].off,
-			.shared_fd = e->shared_fd,
-			.shared_offset = c->reg[i].off,
+			.private_fd = f->private_fd,
+			.private_offset = foff,
+			.shared_fd = f->shared_fd,
+			.shared_offset = f->shared_fd >= 0 ? foff : 0,
 			.flags = c->start_private ? CVMCONV_REGION_PRIVATE : 0,
 			.unaligned = -1,
 		};
@@ -393,12 +563,16 @@ static int start_cvmconv(struct host_engine *e)
 			r.flags |= CVMCONV_REGION_INPLACE;
 			r.shared_fd = -1;
 			r.shared_offset = 0;
-			r.shared_hva = e->shared_map ? e->shared_map + c->reg[i].off : NULL;
+			r.shared_hva = f->shared_map ? f->shared_map + foff : NULL;
 			r.content_mode = CVMCONV_CONTENT_ZERO;
 		}
 		ret = cvmconv_add_region(e->conv, &r);
+		if (ret)
+			return fail(e, ret,
+				    "cvmconv_add_region(gpa 0x%" PRIx64 ", size 0x%" PRIx64 "): %s",
+				    r.gpa, r.size, strerror(-ret));
 	}
-	return ret ? fail(e, ret, "cvmconv_add_region: %s", strerror(-ret)) : 0;
+	return 0;
 }
 
 static int start_qemu_like(struct host_engine *e)
@@ -407,13 +581,15 @@ static int start_qemu_like(struct host_engine *e)
 	int ret = qemu_like_create(set_attr, e, &e->ql);
 
 	for (int i = 0; i < c->nreg && !ret; i++) {
+		uint64_t foff;
+		const struct host_engine_files *f = files_of(e, i, &foff);
 		struct qemu_like_region r = {
 			.gpa = c->reg[i].gpa,
 			.size = c->reg[i].size,
-			.private_fd = e->private_fd,
-			.private_offset = c->reg[i].off,
-			.shared_fd = e->shared_fd,
-			.shared_offset = c->reg[i].off,
+			.private_fd = f->private_fd,
+			.private_offset = foff,
+			.shared_fd = f->shared_fd,
+			.shared_offset = foff,
 			.start_private = c->start_private,
 		};
 
@@ -443,6 +619,33 @@ int host_engine_convert(struct host_engine *e, uint64_t gpa, uint64_t size, bool
 	return qemu_like_convert(e->ql, gpa, size, to_private);
 }
 
+int host_engine_memory_fault(struct host_engine *e, unsigned vcpu, uint64_t gpa, uint64_t size,
+			     bool to_private)
+{
+	uint64_t flags = to_private ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
+	struct kvm_run *run;
+	int ret;
+
+	if (!e->conv) {
+		ret = qemu_like_convert(e->ql, gpa, size, to_private);
+		return ret ? ret : 1;
+	}
+	/* one kvm_run per vCPU, as a VMM has: cvmconv tells the vCPUs'
+	 * faults apart by it */
+	if (!e->runs) {
+		e->runs = calloc(RUNS, sizeof(*e->runs));
+		if (!e->runs)
+			return fail(e, -ENOMEM, "out of memory");
+	}
+	run = &e->runs[vcpu % RUNS];
+	memset(run, 0, sizeof(*run));
+	run->exit_reason = KVM_EXIT_MEMORY_FAULT;
+	memcpy((unsigned char *)run + RUN_MEMORY_FAULT_FLAGS, &flags, sizeof(flags));
+	memcpy((unsigned char *)run + RUN_MEMORY_FAULT_GPA, &gpa, sizeof(gpa));
+	memcpy((unsigned char *)run + RUN_MEMORY_FAULT_SIZE, &size, sizeof(size));
+	return cvmconv_handle_exit(e->conv, run);
+}
+
 void host_engine_close(struct host_engine *e)
 {
 	cvmconv_destroy(e->conv);
@@ -451,13 +654,22 @@ void host_engine_close(struct host_engine *e)
 	e->ql = NULL;
 	attr_recorder_destroy(e->rec);
 	e->rec = NULL;
-	if (e->shared_map)
-		munmap(e->shared_map, e->cfg.span);
+	free(e->runs);
+	e->runs = NULL;
+	for (int i = 0; i < e->nfiles; i++) {
+		struct host_engine_files *f = &e->files[i];
+
+		if (f->shared_map)
+			munmap(f->shared_map, f->size);
+		if (f->shared_fd >= 0)
+			close(f->shared_fd);
+		if (f->private_fd >= 0 && f->private_fd != f->shared_fd)
+			close(f->private_fd);
+		f->shared_map = NULL;
+		f->shared_fd = f->private_fd = -1;
+	}
+	e->nfiles = 0;
 	e->shared_map = NULL;
-	if (e->shared_fd >= 0)
-		close(e->shared_fd);
-	if (e->private_fd >= 0 && e->private_fd != e->shared_fd)
-		close(e->private_fd);
 	e->shared_fd = e->private_fd = -1;
 	free(e->priv);
 	e->priv = NULL;

@@ -251,7 +251,7 @@ static int host_init(struct sim *s)
 	c->host = sc->host == SIM_HOST_QEMU_LIKE ? HOST_ENGINE_QEMU_LIKE
 		  : sc->host == SIM_HOST_INPLACE ? HOST_ENGINE_INPLACE
 						 : HOST_ENGINE_CVMCONV;
-	c->shared_huge = sc->shared_huge;
+	c->shared = sc->shared_huge ? HOST_ENGINE_SHARED_MFD_HUGETLB : HOST_ENGINE_SHARED_SHMEM;
 	c->map_shared = true;
 	c->start_private = !sc->populate_all;
 	c->policy = sc->policy;
