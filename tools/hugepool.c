@@ -49,14 +49,6 @@ static int write_long(const char *path, long v)
 	return err;
 }
 
-/* Hugepagesize from /proc/meminfo, in bytes; 0 if absent. */
-static uint64_t default_page_size(void)
-{
-	long kb = meminfo_count("Hugepagesize:");
-
-	return kb > 0 ? (uint64_t)kb << 10 : 0;
-}
-
 /* Pages of the pool in @dir that nobody has claimed yet. */
 static long available(const char *dir)
 {
@@ -126,31 +118,23 @@ int hugepool_reserve(uint64_t page_size, uint64_t n, char *why, size_t why_len)
 	 * of a large guest must fail with a message, not push the machine
 	 * into the OOM killer (seen with --touch on a 16 GiB guest). */
 	{
-		FILE *f = fopen("/proc/meminfo", "re");
-		char line[128];
-		unsigned long long kb = 0;
+		long kb = meminfo_count("MemAvailable:");
 
-		while (f && fgets(line, sizeof(line), f))
-			if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-				break;
-		if (f)
-			fclose(f);
-		if (kb && (n - (uint64_t)have) * (page_size >> 10) > kb / 2) {
+		if (kb > 0 && (n - (uint64_t)have) * (page_size >> 10) > (uint64_t)kb / 2) {
 			snprintf(why, why_len,
 				 "%" PRIu64 " more huge pages of %" PRIu64
-				 " KiB is more than half of MemAvailable (%llu KiB)",
+				 " KiB is more than half of MemAvailable (%ld KiB)",
 				 n - (uint64_t)have, page_size >> 10, kb);
 			if (outer)
 				hugepool_restore();
 			return -ENOMEM;
 		}
 	}
-	/* /proc/sys/vm/nr_hugepages is the default size's pool (the same
-	 * counter as its sysfs nr_hugepages, mm/hugetlb.c hugetlb_sysctl_handler) */
-	if (page_size == default_page_size())
-		snprintf(knob_path, sizeof(knob_path), "/proc/sys/vm/nr_hugepages");
-	else
-		snprintf(knob_path, sizeof(knob_path), "%s/nr_hugepages", dir);
+	/* Every size's pool through its sysfs knob: for the default size that
+	 * is the counter /proc/sys/vm/nr_hugepages also sets (both end in
+	 * __nr_hugepages_store_common() for the hstate, without the mempolicy,
+	 * mm/hugetlb.c), so the default size needs no probe here. */
+	snprintf(knob_path, sizeof(knob_path), "%s/nr_hugepages", dir);
 	old = read_long(knob_path);
 	if (geteuid() != 0 || old < 0) {
 		snprintf(why, why_len,

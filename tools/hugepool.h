@@ -22,9 +22,10 @@
 
 /*
  * hugepool_reserve() - make at least @n pages of @page_size free (and not
- * reserved by someone else). For the default huge page size the knob is
- * /proc/sys/vm/nr_hugepages, for other sizes
- * /sys/kernel/mm/hugepages/hugepages-<kB>kB/nr_hugepages; the count of free
+ * reserved by someone else). The knob is
+ * /sys/kernel/mm/hugepages/hugepages-<kB>kB/nr_hugepages for every size
+ * (for the default size the same counter as /proc/sys/vm/nr_hugepages,
+ * mm/hugetlb.c); the count of free
  * pages is that directory's free_hugepages minus resv_hugepages. Never
  * more than half of MemAvailable is taken.
  * A second call before hugepool_restore() keeps the lock and the value to

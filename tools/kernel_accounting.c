@@ -36,9 +36,7 @@ static void drain_lru_batches(void)
 
 uint64_t meminfo_unevictable_bytes(void)
 {
-	char line[128];
-	unsigned long long kb = 0;
-	FILE *f;
+	long kb;
 	int fd;
 
 	drain_lru_batches();
@@ -50,14 +48,8 @@ uint64_t meminfo_unevictable_bytes(void)
 		}
 		close(fd);
 	}
-	f = fopen("/proc/meminfo", "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Unevictable: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return (uint64_t)kb * 1024;
+	kb = meminfo_count("Unevictable:");
+	return kb > 0 ? (uint64_t)kb * 1024 : 0;
 }
 
 long meminfo_count(const char *name)

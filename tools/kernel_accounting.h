@@ -15,8 +15,9 @@
  * restores it). */
 uint64_t meminfo_unevictable_bytes(void);
 
-/* A /proc/meminfo field without a unit (@name with its colon, e.g.
- * "HugePages_Free:"), or -1. Thread safety: thread-safe. */
+/* The number of a /proc/meminfo field (@name with its colon, e.g.
+ * "HugePages_Free:" or "MemAvailable:"; sizes in kB), or -1: the tools'
+ * one reader of that file. Thread safety: thread-safe. */
 long meminfo_count(const char *name);
 
 /* Bytes the kernel has allocated to the file: st_blocks * 512, or for a

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "host_engine.h"
+#include "kernel_accounting.h"
 #include "perf.h"
 #include "private_backing.h"
 
@@ -40,7 +41,7 @@ void perf_print_machine(FILE *f)
 	char line[256], model[128] = "?";
 	FILE *c = fopen("/proc/cpuinfo", "re");
 	struct utsname u;
-	long mem_kb = 0;
+	long mem_kb;
 
 	if (c) {
 		while (fgets(line, sizeof(line), c))
@@ -48,13 +49,7 @@ void perf_print_machine(FILE *f)
 				break;
 		fclose(c);
 	}
-	c = fopen("/proc/meminfo", "re");
-	if (c) {
-		while (fgets(line, sizeof(line), c))
-			if (sscanf(line, "MemTotal: %ld", &mem_kb) == 1)
-				break;
-		fclose(c);
-	}
+	mem_kb = meminfo_count("MemTotal:");
 	uname(&u);
 	fprintf(f, "machine: %s, %ld CPUs, %ld GiB RAM, Linux %s\n", model,
 		sysconf(_SC_NPROCESSORS_ONLN), (mem_kb + (1 << 19)) >> 20, u.release);
