@@ -15,32 +15,16 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <linux/kvm.h>
-
 #include "attr_recorder.h"
 #include "host_engine.h"
 #include "kernel_accounting.h"
+#include "kvm_compat.h" /* src/: the kvm_run memory_fault accessor */
 #include "private_backing.h"
 #include "qemu_like.h"
 
 #define PAGES_PER_EXTENT 512u
 #define RUNS 64 /* kvm_runs of host_engine_memory_fault(), by vCPU modulo */
 
-/* include/uapi/linux/kvm.h values the Debian 12 (6.1) headers lack. */
-#ifndef KVM_EXIT_MEMORY_FAULT
-#define KVM_EXIT_MEMORY_FAULT 39
-#endif
-#ifndef KVM_MEMORY_EXIT_FLAG_PRIVATE
-#define KVM_MEMORY_EXIT_FLAG_PRIVATE (1ULL << 3)
-#endif
-/* struct kvm_run (x86-64): the exit union starts at byte 32; memory_fault
- * is { u64 flags; u64 gpa; u64 size; } there. Written by offset so that
- * older headers without the memory_fault member do. */
-#define RUN_MEMORY_FAULT_FLAGS 32
-#define RUN_MEMORY_FAULT_GPA 40
-#define RUN_MEMORY_FAULT_SIZE 48
-_Static_assert(offsetof(struct kvm_run, hypercall) == 32, "kvm_run exit union not at 32");
-_Static_assert(sizeof(struct kvm_run) >= RUN_MEMORY_FAULT_SIZE + 8, "kvm_run too small");
 
 static int __attribute__((format(printf, 3, 4)))
 fail(struct host_engine *e, int err, const char *fmt, ...)
@@ -640,9 +624,8 @@ int host_engine_memory_fault(struct host_engine *e, unsigned vcpu, uint64_t gpa,
 	run = &e->runs[vcpu % RUNS];
 	memset(run, 0, sizeof(*run));
 	run->exit_reason = KVM_EXIT_MEMORY_FAULT;
-	memcpy((unsigned char *)run + RUN_MEMORY_FAULT_FLAGS, &flags, sizeof(flags));
-	memcpy((unsigned char *)run + RUN_MEMORY_FAULT_GPA, &gpa, sizeof(gpa));
-	memcpy((unsigned char *)run + RUN_MEMORY_FAULT_SIZE, &size, sizeof(size));
+	*cvmconv_run_memory_fault(run) =
+		(struct cvmconv_kvm_memory_fault){ .flags = flags, .gpa = gpa, .size = size };
 	return cvmconv_handle_exit(e->conv, run);
 }
 
