@@ -43,24 +43,9 @@ fi
 case "$(basename "${CC:-gcc}")" in
 clang*) need_pkgs+=(clang) ;;
 esac
-missing=()
-if command -v dpkg-query >/dev/null 2>&1; then
-	for p in "${need_pkgs[@]}"; do
-		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-			missing+=("$p")
-		fi
-	done
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-		echo "build.sh: installing ${missing[*]}"
-		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq
-		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-	else
-		echo "build.sh: warning: missing packages (need root to install): ${missing[*]}" >&2
-	fi
-fi
+# shellcheck source=tools/apt-need.sh
+. tools/apt-need.sh
+apt_need build.sh "${need_pkgs[@]}"
 
 # --- configure and build ---
 cmake_args=()

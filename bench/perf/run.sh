@@ -35,16 +35,9 @@ esac
 need=()
 command -v gnuplot >/dev/null 2>&1 || need+=(gnuplot-nox)
 [ "$mode" = plot ] || command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
-if [ ${#need[@]} -gt 0 ]; then
-	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-		echo "run.sh: installing ${need[*]}"
-		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq
-		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-	else
-		echo "run.sh: warning: missing ${need[*]} (need root to install)" >&2
-	fi
-fi
+# shellcheck source=tools/apt-need.sh
+. tools/apt-need.sh
+apt_need run.sh "${need[@]}"
 
 # --- build ---
 cmake_args=()
