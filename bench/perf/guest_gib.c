@@ -18,10 +18,6 @@
 #include "private_backing.h"
 #include "qemu_like.h"
 
-#ifndef MFD_HUGE_SHIFT
-#define MFD_HUGE_SHIFT 26
-#endif
-
 static const char *prog_name = "perf";
 
 int perf_noop_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes)
@@ -56,16 +52,13 @@ int perf_gib_open(struct perf_gib *g, uint64_t size, const char *prog)
 		printf("skipped: %s\n", why);
 		return 77;
 	}
-	g->shared_fd =
-		memfd_create("perf-shared", MFD_CLOEXEC | MFD_HUGETLB | (21u << MFD_HUGE_SHIFT));
+	g->shared_fd = cvmconv_memfd_create("perf-shared", size, PERF_2M);
 	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
 	g->private_fd = private_backing_fd(size);
 	if (g->shared_fd < 0)
-		perf_die("memfd_create", errno);
+		perf_die("cvmconv_memfd_create", g->shared_fd);
 	if (g->private_fd < 0)
 		perf_die("private side", -g->private_fd);
-	if (ftruncate(g->shared_fd, (off_t)size))
-		perf_die("ftruncate", errno);
 	g->shared_map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
 			     g->shared_fd, 0);
 	if (g->shared_map == MAP_FAILED)
@@ -89,6 +82,18 @@ void perf_gib_reset(const struct perf_gib *g)
 		perf_die("reset", errno);
 	for (uint64_t off = 0; off < g->size; off += PERF_4K)
 		((volatile uint8_t *)g->shared_map)[off] = 1;
+}
+
+int perf_gib_map(struct cvmconv *c, struct qemu_like *q, uint64_t gpa, uint64_t npages,
+		 uint64_t attrs)
+{
+	uint64_t hc = 0;
+	int ret;
+
+	if (!c)
+		return qemu_like_map_gpa_range(q, gpa, npages, attrs);
+	ret = cvmconv_map_gpa_range(c, gpa, npages, attrs, &hc);
+	return !ret && hc ? -EPROTO : ret;
 }
 
 void perf_gib_host(const struct perf_gib *g, bool lib, uint32_t flags, struct cvmconv **c,

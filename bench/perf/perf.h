@@ -226,6 +226,10 @@ void perf_gib_reset(const struct perf_gib *g);
  * QEMU-like baseline; the other pointer is NULL. Exits on failure. */
 void perf_gib_host(const struct perf_gib *g, bool lib, uint32_t flags, struct cvmconv **c,
 		   struct qemu_like **q);
+/* One KVM_HC_MAP_GPA_RANGE to @c, else to @q: 0, the host's -errno, or
+ * -EPROTO when cvmconv answers the guest with an error. */
+int perf_gib_map(struct cvmconv *c, struct qemu_like *q, uint64_t gpa, uint64_t npages,
+		 uint64_t attrs);
 int perf_noop_attr(void *opaque, uint64_t gpa, uint64_t size, uint64_t attributes);
 /* Print "PROG: what: error", restore the huge page pool, exit(1). */
 void perf_die(const char *what, int err) __attribute__((noreturn));

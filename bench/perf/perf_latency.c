@@ -148,19 +148,13 @@ static void host_fini(struct host *h)
 static uint64_t host_exit(struct host *h, uint64_t gpa, uint64_t size, bool to_private,
 			  uint64_t *start, uint64_t *end)
 {
-	uint64_t attrs = to_private ? CVMCONV_MAP_GPA_RANGE_ENCRYPTED : 0, hc = 0;
+	uint64_t attrs = to_private ? CVMCONV_MAP_GPA_RANGE_ENCRYPTED : 0;
 	int ret;
 
 	if (size == PERF_2M)
 		attrs |= CVMCONV_MAP_GPA_RANGE_PAGE_SZ_2M;
 	*start = now_ns();
-	if (h->kind != BASELINE) {
-		ret = cvmconv_map_gpa_range(h->c, gpa, size / PERF_4K, attrs, &hc);
-		if (!ret && hc)
-			ret = -EPROTO;
-	} else {
-		ret = qemu_like_map_gpa_range(h->q, gpa, size / PERF_4K, attrs);
-	}
+	ret = perf_gib_map(h->c, h->q, gpa, size / PERF_4K, attrs);
 	*end = now_ns();
 	if (ret)
 		perf_die("conversion", ret);

@@ -79,16 +79,9 @@ static void host_fini(struct host *h)
 static void convert(struct host *h, uint64_t chunk, bool to_private)
 {
 	for (uint64_t gpa = 0; gpa < GUEST; gpa += chunk) {
-		uint64_t attrs = to_private ? CVMCONV_MAP_GPA_RANGE_ENCRYPTED : 0, hc = 0;
-		int ret;
+		uint64_t attrs = to_private ? CVMCONV_MAP_GPA_RANGE_ENCRYPTED : 0;
+		int ret = perf_gib_map(h->c, h->q, gpa, chunk / PERF_4K, attrs);
 
-		if (h->lib) {
-			ret = cvmconv_map_gpa_range(h->c, gpa, chunk / PERF_4K, attrs, &hc);
-			if (!ret && hc)
-				ret = -EPROTO;
-		} else {
-			ret = qemu_like_map_gpa_range(h->q, gpa, chunk / PERF_4K, attrs);
-		}
 		if (ret)
 			perf_die("conversion", ret);
 	}
