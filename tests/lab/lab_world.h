@@ -143,7 +143,8 @@ void world_context(void);
 
 /* tests/lab/lab_kernel_faults.c */
 void scenario_kernel_faults(void);
-extern unsigned kernel_faults_burst; /* --burst */
+/* --burst: tests/lab/lab_kfi.h */
+extern unsigned kernel_faults_burst;
 /* tests/lab/lab_pools.c */
 void scenario_pool_race(uint64_t steps);
 
