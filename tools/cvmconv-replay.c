@@ -240,7 +240,7 @@ static int setup(void)
 		[BACKING_NONE] = HOST_ENGINE_SHARED_NONE,
 	};
 	struct host_engine_config cfg = {
-		.host = HOST_ENGINE_CVMCONV,
+		.host = opt.inplace ? HOST_ENGINE_INPLACE : HOST_ENGINE_CVMCONV,
 		.nreg = (int)opt.nmem,
 		.per_region_files = true,
 		.shared = shared[opt.backing],

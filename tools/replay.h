@@ -36,6 +36,8 @@ extern const char *const backing_names[4];
 extern const char *const policy_names[3];
 
 struct options {
+	bool inplace; /* --host in-place: CVMCONV_REGION_INPLACE, one file per region */
+	bool backing_given;
 	enum cvmconv_unaligned policy;
 	uint64_t granule;
 	enum backing_kind backing;

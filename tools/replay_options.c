@@ -21,6 +21,11 @@ static void usage(FILE *f)
 		"or perf script, or the map/fault/convert format of docs/trace-format.md)\n"
 		"through cvmconv and print its statistics. TRACE '-' reads standard input.\n"
 		"\n"
+		"      --host cvmconv|in-place     cvmconv with two backings (default), or in\n"
+		"                                  place: CVMCONV_REGION_INPLACE, one guest_memfd\n"
+		"                                  per region holding both sides (a shmem memfd\n"
+		"                                  stands in; KVM_SET_MEMORY_ATTRIBUTES2 checked\n"
+		"                                  with the posted uAPI's rules)\n"
 		"  -p, --policy allow|log|reject   unaligned guest requests (default allow)\n"
 		"  -g, --granule 4k|2m|1g          alignment granule of the policy (default 2m)\n"
 		"  -b, --backing shmem|hugetlb|hugetlbfs|none\n"
@@ -53,8 +58,9 @@ static void usage(FILE *f)
 
 int replay_parse_options(int argc, char **argv)
 {
-	enum { OPT_PAGE_SIZE = 256, OPT_START, OPT_TOUCH, OPT_STRICT };
+	enum { OPT_PAGE_SIZE = 256, OPT_START, OPT_TOUCH, OPT_STRICT, OPT_HOST };
 	static const struct option longopts[] = {
+		{ "host", required_argument, NULL, OPT_HOST },
 		{ "policy", required_argument, NULL, 'p' },
 		{ "granule", required_argument, NULL, 'g' },
 		{ "backing", required_argument, NULL, 'b' },
@@ -77,6 +83,12 @@ int replay_parse_options(int argc, char **argv)
 		if (cli_output_option(ch, optarg, &opt.out))
 			continue;
 		switch (ch) {
+		case OPT_HOST:
+			if (strcmp(optarg, "cvmconv") && strcmp(optarg, "in-place"))
+				return usage_error("--host %s: expected cvmconv or in-place",
+						   optarg);
+			opt.inplace = !strcmp(optarg, "in-place");
+			break;
 		case 'p':
 			for (i = 0; i < 3 && strcmp(optarg, policy_names[i]); i++)
 				;
@@ -101,6 +113,7 @@ int replay_parse_options(int argc, char **argv)
 						   "hugetlbfs or none",
 						   optarg);
 			opt.backing = (enum backing_kind)i;
+			opt.backing_given = true;
 			break;
 		case OPT_PAGE_SIZE:
 			if (trace_parse_size(optarg, strlen(optarg), &v) ||
@@ -151,5 +164,9 @@ int replay_parse_options(int argc, char **argv)
 	opt.trace = argv[optind];
 	if (opt.out.quiet && opt.out.verbose)
 		return usage_error("--quiet and --verbose exclude each other");
+	if (opt.inplace && opt.backing_given)
+		return usage_error(
+			"--host in-place holds both sides in one guest_memfd per region: "
+			"--backing does not apply");
 	return 0;
 }

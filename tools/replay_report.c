@@ -80,6 +80,12 @@ void replay_print_kernel(void)
 
 	printf("\nkernel (st_blocks of the backings%s)\n",
 	       opt.touch ? "" : "; not populated: --touch allocates the live side");
+	if (opt.inplace) {
+		/* one file per region: both sides' pages */
+		printf("  guest_memfd stand-in allocated %14" PRIu64 "  %s\n", private_,
+		       stats_human_bytes(private_, b, sizeof(b)));
+		return;
+	}
 	printf("  shared backing allocated %20" PRIu64 "  %s\n", shared,
 	       stats_human_bytes(shared, a, sizeof(a)));
 	printf("  private stand-in allocated %18" PRIu64 "  %s\n", private_,
@@ -126,6 +132,15 @@ void replay_print_header(void)
 	       "             inside guest memory)\n");
 	printf("policy:      unaligned %s, granule %s\n", policy_names[opt.policy],
 	       stats_human_bytes(opt.granule, g, sizeof(g)));
+	if (opt.inplace) {
+		printf("backings:    in place (CVMCONV_REGION_INPLACE): per region one shmem memfd "
+		       "standing in\n"
+		       "             for a guest_memfd holding both sides; "
+		       "KVM_SET_MEMORY_ATTRIBUTES2 is checked\n"
+		       "             with the posted uAPI's rules (offsets, PRIVATE only, content "
+		       "modes)\n");
+		return;
+	}
 	if (opt.backing == BACKING_SHMEM)
 		printf("backings:    shared: shmem memfd (4 KiB pages)");
 	else if (opt.backing == BACKING_NONE)

@@ -136,6 +136,22 @@ run "ftrace start private" 0 "$ftrace" --start private --json "$tmp/g.json"
 expect_json "$tmp/g.json" "ftrace start private" attr_updates=3 to_private_bytes=0 \
 	to_shared_bytes=2101248
 
+# --host in-place (CVMCONV_REGION_INPLACE, one guest_memfd stand-in per
+# region): the same requests, the same attribute updates (one
+# KVM_SET_MEMORY_ATTRIBUTES2 each, every run inside the one region) and the
+# same final state, but nothing to punch: punches 0, double allocation 0.
+# With --touch the one file holds each page once: the whole 1 GiB, no more.
+run "ftrace in place" 0 "$ftrace" --host in-place --json "$tmp/ip.json"
+expect_json "$tmp/ip.json" "ftrace in place" exits=11 rejected=2 unaligned=8 attr_updates=8 \
+	punches=0 to_private_bytes=8396800 to_shared_bytes=2101248 double_alloc_bytes=0 \
+	double_alloc_peak_bytes=0 mixed_extents=3 huge_mappable_bytes=1067450368 broken=0
+expect_in "$tmp/out" "ftrace in place" '^backings: +in place \(CVMCONV_REGION_INPLACE\)'
+expect_in "$tmp/out" "ftrace in place" 'agrees with the recorded attributes on all 262144 pages'
+run "ftrace in place touch" 0 "$ftrace" --host in-place --touch
+expect_in "$tmp/out" "ftrace in place touch" 'guest_memfd stand-in allocated +1073741824 '
+run "usage in place backing" 2 "$ftrace" --host in-place --backing hugetlb
+run "usage host" 2 "$ftrace" --host qemu
+
 # ---------------------------------------------------------------------------
 # own-format.trace on two adjacent 64 MiB regions at 4 GiB (32 extents
 # each), policy allow:
@@ -167,6 +183,15 @@ expect_in "$tmp/out" "own allow" 'memory faults replayed +3$'
 expect_in "$tmp/out" "own allow" 'refused \(fatal for a vCPU\) +1$'
 expect_in "$tmp/out" "own allow" 'refused \(-EINVAL\) +1$'
 expect_in "$tmp/err" "own allow" '^line 22: fault gpa 0x108000000 size 0x1000 shared: refused'
+
+# in place: L7's run crosses from one region's guest_memfd into the
+# other's: two KVM_SET_MEMORY_ATTRIBUTES2 pieces where the two-backing host
+# made one KVM_SET_MEMORY_ATTRIBUTES (attr_updates 8); no punches.
+run "own in place" 0 "$own" "${mem[@]}" --host in-place --json "$tmp/h2.json"
+expect_json "$tmp/h2.json" "own in place" exits=11 rejected=5 unaligned=2 attr_updates=8 \
+	punches=0 to_private_bytes=10493952 to_shared_bytes=2097152 mixed_extents=2
+expect_in "$tmp/out" "own in place" 'memory faults replayed +3$'
+expect_in "$tmp/out" "own in place" 'agrees with the recorded attributes on all 32768 pages'
 
 # policy reject: L3 and L4 are refused by policy (-EPERM for a fault):
 # rejected 7, one update and one punch fewer, 4 KiB less to private, and
