@@ -1,26 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * cvmconv-replay: feed a recorded conversion trace through the library and
+ * cvmconv-replay: feed a recorded conversion trace through a host and
  * print what it did.
  *
  *   cvmconv-replay [options] TRACE        (TRACE "-" reads standard input)
  *
  * Input (docs/trace-format.md, parsed by trace_parse.c): the text print of
  * the kvm:kvm_hypercall tracepoint (ftrace, trace-cmd report, perf script),
- * of which KVM_HC_MAP_GPA_RANGE (nr 0xc) is replayed through
- * cvmconv_map_gpa_range(), and the project's own map/fault/convert lines.
+ * of which KVM_HC_MAP_GPA_RANGE (nr 0xc) is replayed as a map_gpa_range
+ * exit, and the project's own map/fault/convert lines.
  *
- * Guest memory is real kernel memory, held by the host engine
- * (tools/engine/host_engine.h) with a pair of files per region: a shmem
- * memfd stands in for guest_memfd on the private side, and the shared side
- * is a shmem memfd, an MFD_HUGETLB memfd, a file on a hugetlbfs mount, or
- * nothing. Punches are the library's real fallocate calls. There is no
- * /dev/kvm here: memory attributes go to the engine's strict recorder
+ * The host is one of the host engine's (tools/engine/host_engine.h):
+ * cvmconv with two backings (the default), cvmconv in place
+ * (CVMCONV_REGION_INPLACE) or the QEMU-like baseline. Guest memory is real
+ * kernel memory with files of its own per region: a shmem memfd stands in
+ * for guest_memfd on the private side (in place: for the one guest_memfd),
+ * and the shared side is a shmem memfd, an MFD_HUGETLB memfd, a file on a
+ * hugetlbfs mount, or nothing. Punches are real fallocate calls. There is
+ * no /dev/kvm here: memory attributes go to the engine's strict recorder
  * (attr_recorder.c) that refuses what KVM_SET_MEMORY_ATTRIBUTES refuses.
  *
  * Exit status: 0 success; 1 a malformed line under --strict, a host failure
- * (the library returned an error a VMM must act on, backings could not be
- * created, the recorder disagrees with the library); 2 usage errors.
+ * (the host returned an error a VMM must act on, backings could not be
+ * created, the recorder disagrees with the library, the kernel's double
+ * allocation differs from the library's under --touch); 2 usage errors.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -240,7 +243,9 @@ static int setup(void)
 		[BACKING_NONE] = HOST_ENGINE_SHARED_NONE,
 	};
 	struct host_engine_config cfg = {
-		.host = opt.inplace ? HOST_ENGINE_INPLACE : HOST_ENGINE_CVMCONV,
+		.host = opt.host == REPLAY_INPLACE     ? HOST_ENGINE_INPLACE
+			: opt.host == REPLAY_QEMU_LIKE ? HOST_ENGINE_QEMU_LIKE
+						       : HOST_ENGINE_CVMCONV,
 		.nreg = (int)opt.nmem,
 		.per_region_files = true,
 		.shared = shared[opt.backing],
@@ -309,8 +314,19 @@ static void replay_map(struct replay_counts *n, uint64_t gpa, uint64_t npages, u
 
 	n->map_requests++;
 	ret = host_engine_map_gpa_range(&eng, gpa, npages, attrs, &hc_ret);
+	if (ret == -EINVAL && !eng.conv) {
+		/* the baseline refuses what kvm_convert_memory refuses, and
+		 * QEMU stops the vCPU (the guest is never answered) */
+		n->map_refused++;
+		if (!opt.out.quiet && spend(&refusal_budget, "refusals"))
+			note("line %" PRIu64 ": map gpa 0x%" PRIx64 " npages 0x%" PRIx64
+			     " attrs 0x%" PRIx64 ": refused (-EINVAL), QEMU would stop this vCPU",
+			     current_line, gpa, npages, attrs);
+		return;
+	}
 	if (ret < 0) {
-		host_failure(n, "cvmconv_map_gpa_range", ret);
+		host_failure(n, eng.conv ? "cvmconv_map_gpa_range" : "qemu_like_map_gpa_range",
+			     ret);
 		return;
 	}
 	if (hc_ret) {
@@ -340,7 +356,7 @@ static void replay_fault(struct replay_counts *n, uint64_t gpa, uint64_t size, b
 			n->host_failures++;
 		return;
 	}
-	if (ret == -EFAULT || ret == -EPERM || ret == -ELOOP) {
+	if (ret == -EFAULT || ret == -EPERM || ret == -ELOOP || (ret == -EINVAL && !eng.conv)) {
 		/* cannot be answered: the VMM stops this vCPU; the replay goes on */
 		n->faults_refused++;
 		if (!opt.out.quiet && spend(&refusal_budget, "refusals"))
@@ -352,7 +368,8 @@ static void replay_fault(struct replay_counts *n, uint64_t gpa, uint64_t size, b
 					     : "invalid range");
 		return;
 	}
-	host_failure(n, "cvmconv_handle_exit", ret == 0 ? -ENOSYS : ret);
+	host_failure(n, eng.conv ? "cvmconv_handle_exit" : "qemu_like_convert",
+		     ret == 0 ? -ENOSYS : ret);
 }
 
 static void replay_convert(struct replay_counts *n, uint64_t gpa, uint64_t size, bool to_private)
@@ -374,7 +391,7 @@ static void replay_convert(struct replay_counts *n, uint64_t gpa, uint64_t size,
 			     current_line, gpa, size, to_private ? "private" : "shared");
 		return;
 	}
-	host_failure(n, "cvmconv_convert", ret);
+	host_failure(n, eng.conv ? "cvmconv_convert" : "qemu_like_convert", ret);
 }
 
 /* Pass 2. Returns EXIT_OK, EXIT_FAIL when it had to stop, or EXIT_USAGE
@@ -503,7 +520,9 @@ int main(int argc, char **argv)
 	if (lr.f != stdin)
 		fclose(lr.f);
 
-	if (cvmconv_get_stats(eng.conv, &st) == 0) {
+	if (!eng.conv) {
+		replay_print_baseline();
+	} else if (cvmconv_get_stats(eng.conv, &st) == 0) {
 		printf("\ncvmconv statistics (cvmconv_get_stats)\n");
 		stats_print_table(stdout, &st);
 		if (st.broken) {
@@ -516,7 +535,8 @@ int main(int argc, char **argv)
 		note("cvmconv-replay: the recorder and the library disagree: a library bug");
 		status = EXIT_FAIL;
 	}
-	replay_print_kernel();
+	if (replay_print_kernel(&st))
+		status = EXIT_FAIL;
 	if (replay_write_outputs(&st))
 		status = EXIT_FAIL;
 	return status;

@@ -33,11 +33,14 @@
 
 enum backing_kind { BACKING_SHMEM, BACKING_HUGETLB, BACKING_HUGETLBFS, BACKING_NONE };
 extern const char *const backing_names[4];
+/* --host: the engine's hosts (tools/engine/host_engine.h) */
+enum replay_host { REPLAY_CVMCONV, REPLAY_INPLACE, REPLAY_QEMU_LIKE };
+extern const char *const host_names[3];
 extern const char *const policy_names[3];
 
 struct options {
-	bool inplace; /* --host in-place: CVMCONV_REGION_INPLACE, one file per region */
-	bool backing_given;
+	enum replay_host host;
+	bool backing_given, policy_given; /* for the checks of replay_parse_options() */
 	enum cvmconv_unaligned policy;
 	uint64_t granule;
 	enum backing_kind backing;
@@ -94,7 +97,12 @@ void replay_print_counts(const struct replay_counts *n, double elapsed);
 /* The recorder's per-page state against cvmconv_is_private(): EXIT_OK or
  * EXIT_FAIL (a difference or a refused update). */
 int replay_cross_check(void);
-void replay_print_kernel(void);
+/* The backings' allocation; with --touch also the kernel's double
+ * allocation, which must equal cvmconv's @st->double_alloc_bytes: EXIT_OK
+ * or EXIT_FAIL. */
+int replay_print_kernel(const struct cvmconv_stats *st);
+/* The QEMU-like host's counts in place of cvmconv's statistics. */
+void replay_print_baseline(void);
 /* --csv and --json: EXIT_OK or EXIT_FAIL. */
 int replay_write_outputs(const struct cvmconv_stats *st);
 

@@ -10,6 +10,7 @@
 
 const char *const backing_names[4] = { "shmem", "hugetlb", "hugetlbfs", "none" };
 const char *const policy_names[3] = { "allow", "log", "reject" };
+const char *const host_names[3] = { "cvmconv", "in-place", "qemu-like" };
 
 /* ---- options ---- */
 
@@ -21,11 +22,16 @@ static void usage(FILE *f)
 		"or perf script, or the map/fault/convert format of docs/trace-format.md)\n"
 		"through cvmconv and print its statistics. TRACE '-' reads standard input.\n"
 		"\n"
-		"      --host cvmconv|in-place     cvmconv with two backings (default), or in\n"
-		"                                  place: CVMCONV_REGION_INPLACE, one guest_memfd\n"
-		"                                  per region holding both sides (a shmem memfd\n"
+		"      --host cvmconv|in-place|qemu-like\n"
+		"                                  cvmconv with two backings (default); in place:\n"
+		"                                  CVMCONV_REGION_INPLACE, one guest_memfd per\n"
+		"                                  region holding both sides (a shmem memfd\n"
 		"                                  stands in; KVM_SET_MEMORY_ATTRIBUTES2 checked\n"
-		"                                  with the posted uAPI's rules)\n"
+		"                                  with the posted uAPI's rules); qemu-like: the\n"
+		"                                  baseline, QEMU's kvm_convert_memory (no "
+		"policy,\n"
+		"                                  no statistics of its own: --csv and --json\n"
+		"                                  apply to cvmconv)\n"
 		"  -p, --policy allow|log|reject   unaligned guest requests (default allow)\n"
 		"  -g, --granule 4k|2m|1g          alignment granule of the policy (default 2m)\n"
 		"  -b, --backing shmem|hugetlb|hugetlbfs|none\n"
@@ -84,10 +90,13 @@ int replay_parse_options(int argc, char **argv)
 			continue;
 		switch (ch) {
 		case OPT_HOST:
-			if (strcmp(optarg, "cvmconv") && strcmp(optarg, "in-place"))
-				return usage_error("--host %s: expected cvmconv or in-place",
-						   optarg);
-			opt.inplace = !strcmp(optarg, "in-place");
+			for (i = 0; i < 3 && strcmp(optarg, host_names[i]); i++)
+				;
+			if (i == 3)
+				return usage_error(
+					"--host %s: expected cvmconv, in-place or qemu-like",
+					optarg);
+			opt.host = (enum replay_host)i;
 			break;
 		case 'p':
 			for (i = 0; i < 3 && strcmp(optarg, policy_names[i]); i++)
@@ -96,6 +105,7 @@ int replay_parse_options(int argc, char **argv)
 				return usage_error("--policy %s: expected allow, log or reject",
 						   optarg);
 			opt.policy = (enum cvmconv_unaligned)i;
+			opt.policy_given = true;
 			break;
 		case 'g':
 			if (trace_parse_size(optarg, strlen(optarg), &v) || v < PAGE_4K ||
@@ -104,6 +114,7 @@ int replay_parse_options(int argc, char **argv)
 						   "of two from 4 KiB to 1 GiB)",
 						   optarg);
 			opt.granule = v;
+			opt.policy_given = true;
 			break;
 		case 'b':
 			for (i = 0; i < 4 && strcmp(optarg, backing_names[i]); i++)
@@ -164,9 +175,20 @@ int replay_parse_options(int argc, char **argv)
 	opt.trace = argv[optind];
 	if (opt.out.quiet && opt.out.verbose)
 		return usage_error("--quiet and --verbose exclude each other");
-	if (opt.inplace && opt.backing_given)
+	if (opt.host == REPLAY_INPLACE && opt.backing_given)
 		return usage_error(
 			"--host in-place holds both sides in one guest_memfd per region: "
 			"--backing does not apply");
+	if (opt.host == REPLAY_QEMU_LIKE) {
+		if (opt.policy_given)
+			return usage_error("--host qemu-like has no policy: --policy and --granule "
+					   "apply to cvmconv");
+		if (opt.out.csv || opt.out.json)
+			return usage_error("--csv and --json write cvmconv's statistics: not with "
+					   "--host qemu-like");
+		if (opt.backing == BACKING_NONE)
+			return usage_error("--host qemu-like needs a shared backing (QEMU's RAM "
+					   "block): not --backing none");
+	}
 	return 0;
 }

@@ -152,6 +152,24 @@ expect_in "$tmp/out" "ftrace in place touch" 'guest_memfd stand-in allocated +10
 run "usage in place backing" 2 "$ftrace" --host in-place --backing hugetlb
 run "usage host" 2 "$ftrace" --host qemu
 
+# --host qemu-like: the baseline (tools/engine/qemu_like.c) takes every one
+# of the 11 exits: it ignores every attribute bit but the encrypted one, so
+# h1 (attrs 0x80) becomes a to-shared conversion of a shared page and h2 a
+# to-private conversion of 512 unaligned pages, and s4 converts again what
+# is private already: 11 attribute updates (10 MiB private, 2 MiB shared),
+# and on 4 KiB backings one discard of the old side each: 11. h2 leaves two
+# more extents mixed (0x30000000 and 0x30200000): 5. The options of
+# cvmconv alone are refused.
+run "ftrace qemu-like" 0 "$ftrace" --host qemu-like
+expect_in "$tmp/out" "ftrace qemu-like" '^  conversions +11$'
+expect_in "$tmp/out" "ftrace qemu-like" '^  attribute updates +11$'
+expect_in "$tmp/out" "ftrace qemu-like" '^  discards \(punches\) +11$'
+expect_in "$tmp/out" "ftrace qemu-like" '^  mixed extents \(the attributes\) +5$'
+expect_in "$tmp/out" "ftrace qemu-like" '11 update\(s\): 10.0 MiB set private, 2.0 MiB set shared, 0 refused'
+run "usage qemu-like policy" 2 "$ftrace" --host qemu-like --policy reject
+run "usage qemu-like json" 2 "$ftrace" --host qemu-like --json "$tmp/q.json"
+run "usage qemu-like none" 2 "$ftrace" --host qemu-like --backing none
+
 # ---------------------------------------------------------------------------
 # own-format.trace on two adjacent 64 MiB regions at 4 GiB (32 extents
 # each), policy allow:
@@ -192,6 +210,17 @@ expect_json "$tmp/h2.json" "own in place" exits=11 rejected=5 unaligned=2 attr_u
 	punches=0 to_private_bytes=10493952 to_shared_bytes=2097152 mixed_extents=2
 expect_in "$tmp/out" "own in place" 'memory faults replayed +3$'
 expect_in "$tmp/out" "own in place" 'agrees with the recorded attributes on all 32768 pages'
+
+# the baseline on the same trace: L8 (outside), L12 (no pages), L13
+# (unaligned) and L9's fault and L10's convert fail (QEMU stops the vCPU):
+# 14 conversions, 5 failed; the 9 others each set attributes, L4 again for
+# pages already private; 10 discards (L7 one per region).
+run "own qemu-like" 0 "$own" "${mem[@]}" --host qemu-like
+expect_in "$tmp/out" "own qemu-like" 'refused \(QEMU stops the vCPU\) +3$'
+expect_in "$tmp/out" "own qemu-like" '^  conversions +14$'
+expect_in "$tmp/out" "own qemu-like" '^    failed \(QEMU stops the vCPU\) +5$'
+expect_in "$tmp/out" "own qemu-like" '^  attribute updates +9$'
+expect_in "$tmp/out" "own qemu-like" '^  discards \(punches\) +10$'
 
 # policy reject: L3 and L4 are refused by policy (-EPERM for a fault):
 # rejected 7, one update and one punch fewer, 4 KiB less to private, and
@@ -299,6 +328,25 @@ else
 			double_alloc_bytes=2101248 double_alloc_peak_bytes=4190208 mixed_extents=3
 		expect_in "$tmp/out" "hugetlb" 'shared backing allocated +1069547520 '
 		expect_in "$tmp/out" "hugetlb" 'private stand-in allocated +6295552 '
+		# the kernel's own double allocation, checked against cvmconv's
+		expect_in "$tmp/out" "hugetlb" '^  double allocation +2101248 '
+	fi
+	# The baseline on the same huge pages never discards a shared huge
+	# page (c1-c4, s2-s4, h2: 8 skipped; s1, a1, h1 discard the private
+	# side: 3): all 512 stay allocated and every private page inside
+	# them is held twice: 1537 + h2's 512 = 2049 pages = 8392704.
+	"$replay" "$ftrace" --host qemu-like --backing hugetlb --touch >"$tmp/out" 2>"$tmp/err"
+	status=$?
+	if [ $status -eq 1 ] && grep -q "needs 512 huge pages" "$tmp/err"; then
+		echo "SKIP: huge page part (qemu-like): $(grep -m1 'needs' "$tmp/err")"
+	elif [ $status -ne 0 ]; then
+		fail "hugetlb qemu-like: exit status $status"
+		sed 's/^/    /' "$tmp/err" >&2
+	else
+		expect_in "$tmp/out" "hugetlb qemu-like" '^  discards \(punches\) +3$'
+		expect_in "$tmp/out" "hugetlb qemu-like" 'skipped: shared side huge +8$'
+		expect_in "$tmp/out" "hugetlb qemu-like" 'shared backing allocated +1073741824 '
+		expect_in "$tmp/out" "hugetlb qemu-like" '^  double allocation +8392704 '
 	fi
 	[ "$before" = "$after" ] || fail "hugetlb: nr_hugepages $before before, $after after"
 fi
