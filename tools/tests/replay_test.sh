@@ -314,16 +314,26 @@ else
 			cat /proc/sys/vm/nr_hugepages
 		fi
 	}
+	# run_huge WHAT ARGS...: a --touch run on huge pages; status 0 when it
+	# ran, else it skipped (no pool to be had) or failed, and said so
+	run_huge() {
+		local what=$1 status
+		shift
+		"$replay" "$@" >"$tmp/out" 2>"$tmp/err"
+		status=$?
+		if [ $status -eq 1 ] && grep -q "needs 512 huge pages" "$tmp/err"; then
+			echo "SKIP: huge page part ($what): $(grep -m1 'needs' "$tmp/err")"
+		elif [ $status -ne 0 ]; then
+			fail "$what: exit status $status"
+			sed 's/^/    /' "$tmp/err" >&2
+		fi
+		return $status
+	}
 	before=$(pool)
-	"$replay" "$ftrace" --backing hugetlb --touch --json "$tmp/l.json" >"$tmp/out" 2>"$tmp/err"
+	run_huge hugetlb "$ftrace" --backing hugetlb --touch --json "$tmp/l.json"
 	status=$?
 	after=$(pool)
-	if [ $status -eq 1 ] && grep -q "needs 512 huge pages" "$tmp/err"; then
-		echo "SKIP: huge page part: $(grep -m1 'needs' "$tmp/err")"
-	elif [ $status -ne 0 ]; then
-		fail "hugetlb: exit status $status"
-		sed 's/^/    /' "$tmp/err" >&2
-	else
+	if [ $status -eq 0 ]; then
 		expect_json "$tmp/l.json" "hugetlb" exits=11 attr_updates=8 punches=6 \
 			double_alloc_bytes=2101248 double_alloc_peak_bytes=4190208 mixed_extents=3
 		expect_in "$tmp/out" "hugetlb" 'shared backing allocated +1069547520 '
@@ -335,14 +345,7 @@ else
 	# page (c1-c4, s2-s4, h2: 8 skipped; s1, a1, h1 discard the private
 	# side: 3): all 512 stay allocated and every private page inside
 	# them is held twice: 1537 + h2's 512 = 2049 pages = 8392704.
-	"$replay" "$ftrace" --host qemu-like --backing hugetlb --touch >"$tmp/out" 2>"$tmp/err"
-	status=$?
-	if [ $status -eq 1 ] && grep -q "needs 512 huge pages" "$tmp/err"; then
-		echo "SKIP: huge page part (qemu-like): $(grep -m1 'needs' "$tmp/err")"
-	elif [ $status -ne 0 ]; then
-		fail "hugetlb qemu-like: exit status $status"
-		sed 's/^/    /' "$tmp/err" >&2
-	else
+	if run_huge "hugetlb qemu-like" "$ftrace" --host qemu-like --backing hugetlb --touch; then
 		expect_in "$tmp/out" "hugetlb qemu-like" '^  discards \(punches\) +3$'
 		expect_in "$tmp/out" "hugetlb qemu-like" 'skipped: shared side huge +8$'
 		expect_in "$tmp/out" "hugetlb qemu-like" 'shared backing allocated +1073741824 '
