@@ -1,46 +1,25 @@
 /* SPDX-License-Identifier: MIT */
-/* The host engine: backings, hosts, the attributes as set (see host_engine.h). */
+/* The host engine: the layout, the attributes as set, the kernel ops the
+ * hosts call, the hosts (see host_engine.h; the files: engine_files.c). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "attr_recorder.h"
+#include "engine_internal.h"
 #include "host_engine.h"
-#include "kernel_accounting.h"
 #include "kvm_compat.h" /* src/: the kvm_run memory_fault accessor */
-#include "private_backing.h"
 #include "qemu_like.h"
 
 #define PAGES_PER_EXTENT 512u
 #define RUNS 64 /* kvm_runs of host_engine_memory_fault(), by vCPU modulo */
-
-
-static int __attribute__((format(printf, 3, 4)))
-fail(struct host_engine *e, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(e->why, sizeof(e->why), fmt, ap);
-	va_end(ap);
-	return err;
-}
-
-long host_engine_hugepages_free(void)
-{
-	return meminfo_count("HugePages_Free:");
-}
 
 bool host_engine_regions_offset(const struct host_engine_region *reg, int nreg, uint64_t gpa,
 				uint64_t *off, uint64_t *left)
@@ -60,28 +39,6 @@ bool host_engine_regions_offset(const struct host_engine_region *reg, int nreg, 
 bool host_engine_offset(const struct host_engine *e, uint64_t gpa, uint64_t *off, uint64_t *left)
 {
 	return host_engine_regions_offset(e->cfg.reg, e->cfg.nreg, gpa, off, left);
-}
-
-/* The files of region @i and the region's offset in them. */
-static const struct host_engine_files *files_of(const struct host_engine *e, int i,
-						uint64_t *file_off)
-{
-	*file_off = e->cfg.per_region_files ? 0 : e->cfg.reg[i].off;
-	return &e->files[e->cfg.per_region_files ? i : 0];
-}
-
-/* The region holding @gpa (its bytes from there in *left), or -1. */
-static int region_of(const struct host_engine *e, uint64_t gpa, uint64_t *left)
-{
-	for (int i = 0; i < e->cfg.nreg; i++) {
-		const struct host_engine_region *r = &e->cfg.reg[i];
-
-		if (gpa >= r->gpa && gpa - r->gpa < r->size) {
-			*left = r->size - (gpa - r->gpa);
-			return i;
-		}
-	}
-	return -1;
 }
 
 /* ---- the attributes as set ---- */
@@ -189,7 +146,7 @@ static int set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64
 		const struct host_engine_region *r = &e->cfg.reg[i];
 		uint64_t foff;
 
-		if (files_of(e, i, &foff)->private_fd != fd)
+		if (engine_files_of(e, i, &foff)->private_fd != fd)
 			continue;
 		if (offset >= foff && offset - foff < r->size) {
 			if (size > r->size - (offset - foff))
@@ -218,226 +175,6 @@ static int punch(void *opaque, int fd, uint64_t offset, uint64_t len)
 	return 0;
 }
 
-/* ---- touching the shared side ---- */
-
-static sigjmp_buf touch_jmp;
-static volatile sig_atomic_t touching;
-static struct sigaction old_sigbus;
-
-static void on_sigbus(int sig)
-{
-	if (touching)
-		siglongjmp(touch_jmp, 1);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-int host_engine_touch(struct host_engine *e, uint64_t off, uint64_t len)
-{
-	uint64_t first = off / HOST_ENGINE_4K, last = (off + len) / HOST_ENGINE_4K;
-
-	if (!e->shared_map)
-		return 0;
-	if (sigsetjmp(touch_jmp, 1)) {
-		touching = 0;
-		return fail(e, -ENOMEM,
-			    "SIGBUS touching the shared memfd near offset %#" PRIx64
-			    ": no huge page left (HugePages_Free %ld)",
-			    off, host_engine_hugepages_free());
-	}
-	touching = 1;
-	for (uint64_t p = first; p < last; p++)
-		if (!host_engine_page_private(e, p))
-			((volatile uint8_t *)e->shared_map)[p * HOST_ENGINE_4K] = 1;
-	touching = 0;
-	return 0;
-}
-
-int host_engine_touch_gpa(struct host_engine *e, uint64_t gpa, uint64_t len)
-{
-	uint64_t end = gpa + len;
-
-	while (gpa < end) {
-		uint64_t off, left, n;
-		int ret;
-
-		if (!host_engine_offset(e, gpa, &off, &left))
-			return 0;
-		n = end - gpa < left ? end - gpa : left;
-		ret = host_engine_touch(e, off, n);
-		if (ret)
-			return ret;
-		gpa += n;
-	}
-	return 0;
-}
-
-int host_engine_populate(struct host_engine *e, uint64_t gpa, uint64_t len, bool to_private)
-{
-	uint64_t end = gpa + len;
-
-	while (gpa < end) {
-		uint64_t left, foff, n, at;
-		int i = region_of(e, gpa, &left);
-		const struct host_engine_files *f;
-		int fd;
-
-		if (i < 0)
-			return 0;
-		f = files_of(e, i, &foff);
-		fd = to_private ? f->private_fd : f->shared_fd;
-		n = end - gpa < left ? end - gpa : left;
-		at = foff + (gpa - e->cfg.reg[i].gpa);
-		/* fallocate allocates like a first touch; on hugetlbfs whole huge
-		 * pages (fs/hugetlbfs/inode.c hugetlbfs_fallocate) */
-		if (fd >= 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)n) != 0)
-			return fail(e, -errno,
-				    "allocating %s memory at gpa 0x%" PRIx64 " (+0x%" PRIx64
-				    "): %s",
-				    to_private ? "private" : "shared", gpa, n, strerror(errno));
-		gpa += n;
-	}
-	return 0;
-}
-
-/* ---- measuring ---- */
-
-uint64_t host_engine_alloc_bytes(int fd)
-{
-	uint64_t bytes = fd >= 0 ? fd_allocated_bytes(fd) : UINT64_MAX;
-
-	return bytes == UINT64_MAX ? 0 : bytes;
-}
-
-uint64_t host_engine_shared_bytes(const struct host_engine *e)
-{
-	uint64_t sum = 0;
-
-	for (int i = 0; i < e->nfiles; i++)
-		sum += host_engine_alloc_bytes(e->files[i].shared_fd);
-	return sum;
-}
-
-uint64_t host_engine_private_bytes(const struct host_engine *e)
-{
-	uint64_t sum = 0;
-
-	for (int i = 0; i < e->nfiles; i++)
-		sum += host_engine_alloc_bytes(e->files[i].private_fd);
-	return sum;
-}
-
-uint64_t host_engine_kernel_da(const struct host_engine *e)
-{
-	uint64_t alloc = host_engine_shared_bytes(e);
-	uint64_t live = e->live_shared_pages * HOST_ENGINE_4K;
-
-	if (!e->priv)
-		return 0;
-	if (e->cfg.host == HOST_ENGINE_INPLACE)
-		live = e->cfg.span;
-	return alloc > live ? alloc - live : 0;
-}
-
-/* ---- backings ---- */
-
-static int map_shared(struct host_engine *e, struct host_engine_files *f, const char *what)
-{
-	/* MAP_NORESERVE: hugetlbfs would otherwise reserve the whole RAM's
-	 * worth of huge pages at mmap (hugetlb_reserve_pages) */
-	void *m = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-		       f->shared_fd, 0);
-
-	if (m == MAP_FAILED)
-		return fail(e, -errno, "mmap(%s): %s", what, strerror(errno));
-	f->shared_map = m;
-	return 0;
-}
-
-static const char *const shared_names[] = { "shmem", "hugetlb", "hugetlbfs", "none" };
-
-static int shared_backing(struct host_engine *e, struct host_engine_files *f)
-{
-	const struct host_engine_config *c = &e->cfg;
-	const char *name = c->shared_name ? c->shared_name : "cvmconv-shared";
-	uint64_t hps = c->huge_page_size ? c->huge_page_size : HOST_ENGINE_2M;
-
-	switch (c->shared) {
-	case HOST_ENGINE_SHARED_SHMEM:
-		f->shared_fd = cvmconv_memfd_create(name, f->size, HOST_ENGINE_4K);
-		break;
-	case HOST_ENGINE_SHARED_MFD_HUGETLB:
-		f->shared_fd = cvmconv_memfd_create(name, f->size, hps);
-		break;
-	case HOST_ENGINE_SHARED_HUGETLBFS:
-		f->shared_fd = cvmconv_hugetlbfs_create(f->size, hps);
-		break;
-	case HOST_ENGINE_SHARED_NONE:
-		return 0;
-	default:
-		return fail(e, -EINVAL, "bad shared backing %d", (int)c->shared);
-	}
-	if (f->shared_fd < 0)
-		return fail(e, f->shared_fd,
-			    "cannot create the %s shared backing of %" PRIu64 " bytes: %s",
-			    shared_names[c->shared], f->size, strerror(-f->shared_fd));
-	return 0;
-}
-
-static int private_backing(struct host_engine *e, struct host_engine_files *f)
-{
-	const char *what = e->cfg.private_standin ? "shmem stand-in" : private_backing_name();
-
-	/* a real guest_memfd where the host's KVM makes one, else a stand-in */
-	f->private_fd = e->cfg.private_standin
-				? cvmconv_memfd_create("cvmconv-private", f->size, HOST_ENGINE_4K)
-				: private_backing_fd(f->size);
-	if (f->private_fd < 0)
-		return fail(e, f->private_fd, "%s of %" PRIu64 " bytes (%s): %s",
-			    e->cfg.host == HOST_ENGINE_INPLACE ? "guest_memfd" : "private side",
-			    f->size, what, strerror(-f->private_fd));
-	return 0;
-}
-
-static int backing_pair(struct host_engine *e, struct host_engine_files *f)
-{
-	int ret = private_backing(e, f);
-
-	if (ret)
-		return ret;
-	if (e->cfg.host == HOST_ENGINE_INPLACE) {
-		/* one file for both sides */
-		f->shared_fd = f->private_fd;
-		return e->cfg.map_shared ? map_shared(e, f, "guest_memfd") : 0;
-	}
-	ret = shared_backing(e, f);
-	if (ret)
-		return ret;
-	return e->cfg.map_shared && f->shared_fd >= 0 ? map_shared(e, f, "shared memfd") : 0;
-}
-
-static int backings(struct host_engine *e)
-{
-	const struct host_engine_config *c = &e->cfg;
-
-	e->nfiles = c->per_region_files ? c->nreg : 1;
-	for (int i = 0; i < e->nfiles; i++)
-		e->files[i].shared_fd = e->files[i].private_fd = -1;
-	for (int i = 0; i < e->nfiles; i++) {
-		struct host_engine_files *f = &e->files[i];
-		int ret;
-
-		f->size = c->per_region_files ? c->reg[i].size : c->span;
-		ret = backing_pair(e, f);
-		if (ret)
-			return ret;
-	}
-	e->shared_fd = e->files[0].shared_fd;
-	e->private_fd = e->files[0].private_fd;
-	e->shared_map = e->files[0].shared_map;
-	return 0;
-}
-
 static int recorder_init(struct host_engine *e)
 {
 	struct attr_recorder_range ranges[HOST_ENGINE_MAX_REGIONS];
@@ -446,7 +183,7 @@ static int recorder_init(struct host_engine *e)
 	for (int i = 0; i < e->cfg.nreg; i++)
 		ranges[i] = (struct attr_recorder_range){ e->cfg.reg[i].gpa, e->cfg.reg[i].size };
 	ret = attr_recorder_create(ranges, (size_t)e->cfg.nreg, e->cfg.track_limit_pages, &e->rec);
-	return ret ? fail(e, ret, "attr_recorder_create: %s", strerror(-ret)) : 0;
+	return ret ? engine_fail(e, ret, "attr_recorder_create: %s", strerror(-ret)) : 0;
 }
 
 static int state_init(struct host_engine *e)
@@ -458,7 +195,7 @@ static int state_init(struct host_engine *e)
 	e->priv = malloc(words * sizeof(*e->priv));
 	e->ext_shared = malloc(e->nextents * sizeof(*e->ext_shared));
 	if (!e->priv || !e->ext_shared)
-		return fail(e, -ENOMEM, "out of memory");
+		return engine_fail(e, -ENOMEM, "out of memory");
 	memset(e->priv, 0xff, words * sizeof(*e->priv));
 	if (e->cfg.start_private) {
 		/* the regions are added private: set them so at once */
@@ -476,29 +213,25 @@ static int state_init(struct host_engine *e)
 
 int host_engine_open(struct host_engine *e, const struct host_engine_config *cfg)
 {
-	struct sigaction sa = { .sa_handler = on_sigbus };
 	int ret;
 
 	memset(e, 0, sizeof(*e));
 	e->shared_fd = e->private_fd = -1;
 	if (!cfg || cfg->nreg < 1 || cfg->nreg > HOST_ENGINE_MAX_REGIONS)
-		return fail(e, -EINVAL, "bad engine configuration");
+		return engine_fail(e, -EINVAL, "bad engine configuration");
 	e->cfg = *cfg;
 	for (int i = 0; i < cfg->nreg; i++)
 		if (cfg->reg[i].off > cfg->span || cfg->reg[i].size > cfg->span - cfg->reg[i].off)
-			return fail(e, -EINVAL, "a region lies beyond the files");
+			return engine_fail(e, -EINVAL, "a region lies beyond the files");
 	e->npages = cfg->span / HOST_ENGINE_4K;
 	e->nextents = (cfg->span + HOST_ENGINE_2M - 1) / HOST_ENGINE_2M;
 	if (cfg->map_shared && (cfg->per_region_files ||
 				(cfg->track_limit_pages && e->npages > cfg->track_limit_pages)))
-		return fail(e, -EINVAL,
-			    "a mapped shared side needs one pair of files and the record");
+		return engine_fail(e, -EINVAL,
+				   "a mapped shared side needs one pair of files and the record");
 	if (cfg->host == HOST_ENGINE_QEMU_LIKE && cfg->shared == HOST_ENGINE_SHARED_NONE)
-		return fail(e, -EINVAL, "the QEMU-like host needs a shared backing");
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, &old_sigbus);
-	e->sigbus_installed = true;
-	ret = backings(e);
+		return engine_fail(e, -EINVAL, "the QEMU-like host needs a shared backing");
+	ret = engine_files_open(e);
 	return ret ? ret : state_init(e);
 }
 
@@ -525,10 +258,10 @@ static int start_cvmconv(struct host_engine *e)
 	int ret = cvmconv_create(&cfg, &e->conv);
 
 	if (ret)
-		return fail(e, ret, "cvmconv_create: %s", strerror(-ret));
+		return engine_fail(e, ret, "cvmconv_create: %s", strerror(-ret));
 	for (int i = 0; i < c->nreg && !ret; i++) {
 		uint64_t foff;
-		const struct host_engine_files *f = files_of(e, i, &foff);
+		const struct host_engine_files *f = engine_files_of(e, i, &foff);
 		struct cvmconv_region r = {
 			.sz = sizeof(r),
 			.gpa = c->reg[i].gpa,
@@ -552,9 +285,10 @@ static int start_cvmconv(struct host_engine *e)
 		}
 		ret = cvmconv_add_region(e->conv, &r);
 		if (ret)
-			return fail(e, ret,
-				    "cvmconv_add_region(gpa 0x%" PRIx64 ", size 0x%" PRIx64 "): %s",
-				    r.gpa, r.size, strerror(-ret));
+			return engine_fail(e, ret,
+					   "cvmconv_add_region(gpa 0x%" PRIx64 ", size 0x%" PRIx64
+					   "): %s",
+					   r.gpa, r.size, strerror(-ret));
 	}
 	return 0;
 }
@@ -566,7 +300,7 @@ static int start_qemu_like(struct host_engine *e)
 
 	for (int i = 0; i < c->nreg && !ret; i++) {
 		uint64_t foff;
-		const struct host_engine_files *f = files_of(e, i, &foff);
+		const struct host_engine_files *f = engine_files_of(e, i, &foff);
 		struct qemu_like_region r = {
 			.gpa = c->reg[i].gpa,
 			.size = c->reg[i].size,
@@ -579,7 +313,7 @@ static int start_qemu_like(struct host_engine *e)
 
 		ret = qemu_like_add_region(e->ql, &r);
 	}
-	return ret ? fail(e, ret, "qemu-like setup: %s", strerror(-ret)) : 0;
+	return ret ? engine_fail(e, ret, "qemu-like setup: %s", strerror(-ret)) : 0;
 }
 
 int host_engine_start(struct host_engine *e)
@@ -619,7 +353,7 @@ int host_engine_memory_fault(struct host_engine *e, unsigned vcpu, uint64_t gpa,
 	if (!e->runs) {
 		e->runs = calloc(RUNS, sizeof(*e->runs));
 		if (!e->runs)
-			return fail(e, -ENOMEM, "out of memory");
+			return engine_fail(e, -ENOMEM, "out of memory");
 	}
 	run = &e->runs[vcpu % RUNS];
 	memset(run, 0, sizeof(*run));
@@ -639,26 +373,9 @@ void host_engine_close(struct host_engine *e)
 	e->rec = NULL;
 	free(e->runs);
 	e->runs = NULL;
-	for (int i = 0; i < e->nfiles; i++) {
-		struct host_engine_files *f = &e->files[i];
-
-		if (f->shared_map)
-			munmap(f->shared_map, f->size);
-		if (f->shared_fd >= 0)
-			close(f->shared_fd);
-		if (f->private_fd >= 0 && f->private_fd != f->shared_fd)
-			close(f->private_fd);
-		f->shared_map = NULL;
-		f->shared_fd = f->private_fd = -1;
-	}
-	e->nfiles = 0;
-	e->shared_map = NULL;
-	e->shared_fd = e->private_fd = -1;
+	engine_files_close(e);
 	free(e->priv);
 	e->priv = NULL;
 	free(e->ext_shared);
 	e->ext_shared = NULL;
-	if (e->sigbus_installed)
-		sigaction(SIGBUS, &old_sigbus, NULL);
-	e->sigbus_installed = false;
 }
