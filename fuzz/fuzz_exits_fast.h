@@ -40,8 +40,10 @@
  *   fuzz_exits_fast.h            geometry, state, bitmaps, prototypes
  *   fuzz_exits_fast_main.c       the state, LLVMFuzzerTestOneInput,
  *                                LLVMFuzzerInitialize (geometry, smaps text)
- *   fuzz_exits_fast_input.c      input decoding, dispatch, configuration
+ *   fuzz_exits_fast_input.c      dispatch, configuration
  *   fuzz_exits_fast_operations.c the operations, their predictions, settle()
+ *   fuzz_exits_fast_picks.c      the input's values (gpas, sizes, masks), below
+ *                                both
  *   fuzz_exits_fast_kernel.c     the model kernel (__wrap_ functions), listener
  *   fuzz_exits_fast_checks.c     the checks after every operation
  *   fuzz_common.h                the reader and the outcome of a guest
@@ -166,7 +168,7 @@ extern struct kvm_run fault_run; /* one vCPU: the fault guard keys on it */
 
 /* ---- bitmaps over window pages ---- */
 
-static inline uint64_t word_mask(uint64_t w, uint64_t lo, uint64_t hi)
+static inline uint64_t bm_word_mask(uint64_t w, uint64_t lo, uint64_t hi)
 {
 	uint64_t a = lo > w * 64 ? lo - w * 64 : 0, b = hi < w * 64 + 64 ? hi - w * 64 : 64;
 
@@ -176,7 +178,7 @@ static inline uint64_t word_mask(uint64_t w, uint64_t lo, uint64_t hi)
 static inline void bm_set(uint64_t *bm, uint64_t lo, uint64_t hi, bool v)
 {
 	for (uint64_t w = lo / 64; lo < hi && w <= (hi - 1) / 64; w++) {
-		uint64_t m = word_mask(w, lo, hi);
+		uint64_t m = bm_word_mask(w, lo, hi);
 
 		bm[w] = v ? bm[w] | m : bm[w] & ~m;
 	}
@@ -186,7 +188,7 @@ static inline void bm_set(uint64_t *bm, uint64_t lo, uint64_t hi, bool v)
 static inline bool bm_all(const uint64_t *bm, uint64_t lo, uint64_t hi, bool v)
 {
 	for (uint64_t w = lo / 64; lo < hi && w <= (hi - 1) / 64; w++) {
-		uint64_t m = word_mask(w, lo, hi);
+		uint64_t m = bm_word_mask(w, lo, hi);
 
 		if ((bm[w] & m) != (v ? m : 0))
 			return false;
@@ -213,7 +215,7 @@ static inline uint64_t bm_count_range(const uint64_t *bm, uint64_t lo, uint64_t 
 	uint64_t n = 0;
 
 	for (uint64_t w = lo / 64; lo < hi && w <= (hi - 1) / 64; w++)
-		n += (uint64_t)__builtin_popcountll(bm[w] & word_mask(w, lo, hi));
+		n += (uint64_t)__builtin_popcountll(bm[w] & bm_word_mask(w, lo, hi));
 	return n;
 }
 
@@ -272,9 +274,14 @@ static inline bool hp_edge(unsigned h)
 	return (hi - lo) * PG != HPG;
 }
 
-/* fuzz_exits_fast_input.c */
+/* fuzz_exits_fast_picks.c: the input's values */
 uint64_t pick_gpa(struct rd *r);
+uint64_t pick_npages(struct rd *r);
 uint64_t pick_size(struct rd *r);
+uint64_t pick_attrs(struct rd *r);
+uint32_t pick_mask(struct rd *in); /* which calls of a kind fail */
+
+/* fuzz_exits_fast_input.c */
 void run_op(struct rd *in);
 int setup_input(struct rd *in);
 
@@ -303,7 +310,7 @@ struct walk {
 	int prev_state;
 };
 
-int walk_cb(void *opaque, uint64_t gpa, uint64_t size, bool is_private);
+int view_walk_cb(void *opaque, uint64_t gpa, uint64_t size, bool is_private);
 void check_views(void);
 void touch_and_check_data(void);
 void check_stats(void);

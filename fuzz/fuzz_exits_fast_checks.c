@@ -10,7 +10,7 @@
 
 /* ---- checks ---- */
 
-int walk_cb(void *opaque, uint64_t gpa, uint64_t size, bool is_private)
+int view_walk_cb(void *opaque, uint64_t gpa, uint64_t size, bool is_private)
 {
 	struct walk *w = opaque;
 
@@ -31,7 +31,7 @@ void check_views(void)
 	struct walk w = { .prev_state = -1 };
 	uint64_t kern[NW] = { 0 };
 
-	CHECK(cvmconv_for_each_range(H.c, win_lo, win_pages * PG, walk_cb, &w) == 0,
+	CHECK(cvmconv_for_each_range(H.c, win_lo, win_pages * PG, view_walk_cb, &w) == 0,
 	      "for_each_range");
 	CHECK(w.bytes == bm_count(regions_bm, regions_bm, false) * PG, "walk covered %llu bytes",
 	      (unsigned long long)w.bytes);

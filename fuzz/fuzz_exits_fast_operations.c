@@ -293,7 +293,7 @@ void op_flush(void)
 static void replay_after(void *opaque, uint64_t gpa, uint64_t size, bool to_private, int result)
 {
 	CHECK(result == 0, "replay: result %d", result);
-	walk_cb(opaque, gpa, size, to_private);
+	view_walk_cb(opaque, gpa, size, to_private);
 }
 
 void op_replay(void)

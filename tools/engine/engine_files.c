@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The host engine's files: creating and mapping the backings, touching and
- * populating them, and what the kernel holds for them (see host_engine.h). */
+/* The host engine's files and its life: creating and mapping the backings,
+ * touching and populating them, what the kernel holds for them, and
+ * host_engine_open() / host_engine_close() (see host_engine.h). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -11,35 +12,20 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "attr_recorder.h"
 #include "engine_internal.h"
 #include "host_engine.h"
 #include "kernel_accounting.h"
 #include "private_backing.h"
-
-int engine_fail(struct host_engine *e, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(e->why, sizeof(e->why), fmt, ap);
-	va_end(ap);
-	return err;
-}
-
-/* The files of region @i and the region's offset in them. */
-const struct host_engine_files *engine_files_of(const struct host_engine *e, int i,
-						uint64_t *file_off)
-{
-	*file_off = e->cfg.per_region_files ? 0 : e->cfg.reg[i].off;
-	return &e->files[e->cfg.per_region_files ? i : 0];
-}
+#include "qemu_like.h"
 
 /* The region holding @gpa (its bytes from there in *left), or -1. */
-int engine_region_of(const struct host_engine *e, uint64_t gpa, uint64_t *left)
+static int region_of(const struct host_engine *e, uint64_t gpa, uint64_t *left)
 {
 	for (int i = 0; i < e->cfg.nreg; i++) {
 		const struct host_engine_region *r = &e->cfg.reg[i];
@@ -112,7 +98,7 @@ int host_engine_populate(struct host_engine *e, uint64_t gpa, uint64_t len, bool
 
 	while (gpa < end) {
 		uint64_t left, foff, n, at;
-		int i = engine_region_of(e, gpa, &left);
+		int i = region_of(e, gpa, &left);
 		const struct host_engine_files *f;
 		int fd;
 
@@ -180,7 +166,7 @@ uint64_t host_engine_kernel_da(const struct host_engine *e)
 
 /* ---- backings ---- */
 
-static int map_shared(struct host_engine *e, struct host_engine_files *f, const char *what)
+static int map_shared_side(struct host_engine *e, struct host_engine_files *f, const char *what)
 {
 	/* MAP_NORESERVE: hugetlbfs would otherwise reserve the whole RAM's
 	 * worth of huge pages at mmap (hugetlb_reserve_pages) */
@@ -248,12 +234,12 @@ static int backing_pair(struct host_engine *e, struct host_engine_files *f)
 	if (e->cfg.host == HOST_ENGINE_INPLACE) {
 		/* one file for both sides */
 		f->shared_fd = f->private_fd;
-		return e->cfg.map_shared ? map_shared(e, f, "guest_memfd") : 0;
+		return e->cfg.map_shared ? map_shared_side(e, f, "guest_memfd") : 0;
 	}
 	ret = shared_backing(e, f);
 	if (ret)
 		return ret;
-	return e->cfg.map_shared && f->shared_fd >= 0 ? map_shared(e, f, "shared memfd") : 0;
+	return e->cfg.map_shared && f->shared_fd >= 0 ? map_shared_side(e, f, "shared memfd") : 0;
 }
 
 static int backings(struct host_engine *e)
@@ -278,7 +264,7 @@ static int backings(struct host_engine *e)
 	return 0;
 }
 
-int engine_files_open(struct host_engine *e)
+static int files_open(struct host_engine *e)
 {
 	struct sigaction sa = { .sa_handler = on_sigbus };
 
@@ -288,7 +274,7 @@ int engine_files_open(struct host_engine *e)
 	return backings(e);
 }
 
-void engine_files_close(struct host_engine *e)
+static void files_close(struct host_engine *e)
 {
 	for (int i = 0; i < e->nfiles; i++) {
 		struct host_engine_files *f = &e->files[i];
@@ -308,4 +294,47 @@ void engine_files_close(struct host_engine *e)
 	if (e->sigbus_installed)
 		sigaction(SIGBUS, &old_sigbus, NULL);
 	e->sigbus_installed = false;
+}
+
+/* ---- the engine ---- */
+
+int host_engine_open(struct host_engine *e, const struct host_engine_config *cfg)
+{
+	int ret;
+
+	memset(e, 0, sizeof(*e));
+	e->shared_fd = e->private_fd = -1;
+	if (!cfg || cfg->nreg < 1 || cfg->nreg > HOST_ENGINE_MAX_REGIONS)
+		return engine_fail(e, -EINVAL, "bad engine configuration");
+	e->cfg = *cfg;
+	for (int i = 0; i < cfg->nreg; i++)
+		if (cfg->reg[i].off > cfg->span || cfg->reg[i].size > cfg->span - cfg->reg[i].off)
+			return engine_fail(e, -EINVAL, "a region lies beyond the files");
+	e->npages = cfg->span / HOST_ENGINE_4K;
+	e->nextents = (cfg->span + HOST_ENGINE_2M - 1) / HOST_ENGINE_2M;
+	if (cfg->map_shared && (cfg->per_region_files ||
+				(cfg->track_limit_pages && e->npages > cfg->track_limit_pages)))
+		return engine_fail(e, -EINVAL,
+				   "a mapped shared side needs one pair of files and the record");
+	if (cfg->host == HOST_ENGINE_QEMU_LIKE && cfg->shared == HOST_ENGINE_SHARED_NONE)
+		return engine_fail(e, -EINVAL, "the QEMU-like host needs a shared backing");
+	ret = files_open(e);
+	return ret ? ret : engine_state_init(e);
+}
+
+void host_engine_close(struct host_engine *e)
+{
+	cvmconv_destroy(e->conv);
+	e->conv = NULL;
+	qemu_like_destroy(e->ql);
+	e->ql = NULL;
+	attr_recorder_destroy(e->rec);
+	e->rec = NULL;
+	free(e->runs);
+	e->runs = NULL;
+	files_close(e);
+	free(e->priv);
+	e->priv = NULL;
+	free(e->ext_shared);
+	e->ext_shared = NULL;
 }

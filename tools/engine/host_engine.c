@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The host engine: the layout, the attributes as set, the kernel ops the
- * hosts call, the hosts (see host_engine.h; the files: engine_files.c). */
+ * hosts call, the hosts (see host_engine.h). Below engine_files.c, which
+ * creates the files and opens and closes the engine. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -186,7 +187,7 @@ static int recorder_init(struct host_engine *e)
 	return ret ? engine_fail(e, ret, "attr_recorder_create: %s", strerror(-ret)) : 0;
 }
 
-static int state_init(struct host_engine *e)
+int engine_state_init(struct host_engine *e)
 {
 	uint64_t words = (e->npages + 63) / 64;
 
@@ -209,30 +210,6 @@ static int state_init(struct host_engine *e)
 		e->live_shared_pages = e->npages;
 	}
 	return recorder_init(e);
-}
-
-int host_engine_open(struct host_engine *e, const struct host_engine_config *cfg)
-{
-	int ret;
-
-	memset(e, 0, sizeof(*e));
-	e->shared_fd = e->private_fd = -1;
-	if (!cfg || cfg->nreg < 1 || cfg->nreg > HOST_ENGINE_MAX_REGIONS)
-		return engine_fail(e, -EINVAL, "bad engine configuration");
-	e->cfg = *cfg;
-	for (int i = 0; i < cfg->nreg; i++)
-		if (cfg->reg[i].off > cfg->span || cfg->reg[i].size > cfg->span - cfg->reg[i].off)
-			return engine_fail(e, -EINVAL, "a region lies beyond the files");
-	e->npages = cfg->span / HOST_ENGINE_4K;
-	e->nextents = (cfg->span + HOST_ENGINE_2M - 1) / HOST_ENGINE_2M;
-	if (cfg->map_shared && (cfg->per_region_files ||
-				(cfg->track_limit_pages && e->npages > cfg->track_limit_pages)))
-		return engine_fail(e, -EINVAL,
-				   "a mapped shared side needs one pair of files and the record");
-	if (cfg->host == HOST_ENGINE_QEMU_LIKE && cfg->shared == HOST_ENGINE_SHARED_NONE)
-		return engine_fail(e, -EINVAL, "the QEMU-like host needs a shared backing");
-	ret = engine_files_open(e);
-	return ret ? ret : state_init(e);
 }
 
 /* ---- hosts ---- */
@@ -361,21 +338,4 @@ int host_engine_memory_fault(struct host_engine *e, unsigned vcpu, uint64_t gpa,
 	*cvmconv_run_memory_fault(run) =
 		(struct cvmconv_kvm_memory_fault){ .flags = flags, .gpa = gpa, .size = size };
 	return cvmconv_handle_exit(e->conv, run);
-}
-
-void host_engine_close(struct host_engine *e)
-{
-	cvmconv_destroy(e->conv);
-	e->conv = NULL;
-	qemu_like_destroy(e->ql);
-	e->ql = NULL;
-	attr_recorder_destroy(e->rec);
-	e->rec = NULL;
-	free(e->runs);
-	e->runs = NULL;
-	engine_files_close(e);
-	free(e->priv);
-	e->priv = NULL;
-	free(e->ext_shared);
-	e->ext_shared = NULL;
 }
