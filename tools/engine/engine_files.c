@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "attr_recorder.h"
-#include "engine_internal.h"
 #include "host_engine.h"
 #include "kernel_accounting.h"
 #include "private_backing.h"
@@ -60,10 +59,10 @@ int host_engine_touch(struct host_engine *e, uint64_t off, uint64_t len)
 		return 0;
 	if (sigsetjmp(touch_jmp, 1)) {
 		touching = 0;
-		return engine_fail(e, -ENOMEM,
-				   "SIGBUS touching the shared memfd near offset %#" PRIx64
-				   ": no huge page left (HugePages_Free %ld)",
-				   off, host_engine_hugepages_free());
+		return host_engine_fail(e, -ENOMEM,
+					"SIGBUS touching the shared memfd near offset %#" PRIx64
+					": no huge page left (HugePages_Free %ld)",
+					off, host_engine_hugepages_free());
 	}
 	touching = 1;
 	for (uint64_t p = first; p < last; p++)
@@ -104,14 +103,14 @@ int host_engine_populate(struct host_engine *e, uint64_t gpa, uint64_t len, bool
 
 		if (i < 0)
 			return 0;
-		f = engine_files_of(e, i, &foff);
+		f = host_engine_files_of(e, i, &foff);
 		fd = to_private ? f->private_fd : f->shared_fd;
 		n = end - gpa < left ? end - gpa : left;
 		at = foff + (gpa - e->cfg.reg[i].gpa);
 		/* fallocate allocates like a first touch; on hugetlbfs whole huge
 		 * pages (fs/hugetlbfs/inode.c hugetlbfs_fallocate) */
 		if (fd >= 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)n) != 0)
-			return engine_fail(
+			return host_engine_fail(
 				e, -errno,
 				"allocating %s memory at gpa 0x%" PRIx64 " (+0x%" PRIx64 "): %s",
 				to_private ? "private" : "shared", gpa, n, strerror(errno));
@@ -174,7 +173,7 @@ static int map_shared_side(struct host_engine *e, struct host_engine_files *f, c
 		       f->shared_fd, 0);
 
 	if (m == MAP_FAILED)
-		return engine_fail(e, -errno, "mmap(%s): %s", what, strerror(errno));
+		return host_engine_fail(e, -errno, "mmap(%s): %s", what, strerror(errno));
 	f->shared_map = m;
 	return 0;
 }
@@ -200,12 +199,13 @@ static int shared_backing(struct host_engine *e, struct host_engine_files *f)
 	case HOST_ENGINE_SHARED_NONE:
 		return 0;
 	default:
-		return engine_fail(e, -EINVAL, "bad shared backing %d", (int)c->shared);
+		return host_engine_fail(e, -EINVAL, "bad shared backing %d", (int)c->shared);
 	}
 	if (f->shared_fd < 0)
-		return engine_fail(e, f->shared_fd,
-				   "cannot create the %s shared backing of %" PRIu64 " bytes: %s",
-				   shared_names[c->shared], f->size, strerror(-f->shared_fd));
+		return host_engine_fail(e, f->shared_fd,
+					"cannot create the %s shared backing of %" PRIu64
+					" bytes: %s",
+					shared_names[c->shared], f->size, strerror(-f->shared_fd));
 	return 0;
 }
 
@@ -218,10 +218,10 @@ static int private_backing(struct host_engine *e, struct host_engine_files *f)
 				? cvmconv_memfd_create("cvmconv-private", f->size, HOST_ENGINE_4K)
 				: private_backing_fd(f->size);
 	if (f->private_fd < 0)
-		return engine_fail(e, f->private_fd, "%s of %" PRIu64 " bytes (%s): %s",
-				   e->cfg.host == HOST_ENGINE_INPLACE ? "guest_memfd"
-								      : "private side",
-				   f->size, what, strerror(-f->private_fd));
+		return host_engine_fail(e, f->private_fd, "%s of %" PRIu64 " bytes (%s): %s",
+					e->cfg.host == HOST_ENGINE_INPLACE ? "guest_memfd"
+									   : "private side",
+					f->size, what, strerror(-f->private_fd));
 	return 0;
 }
 
@@ -305,21 +305,21 @@ int host_engine_open(struct host_engine *e, const struct host_engine_config *cfg
 	memset(e, 0, sizeof(*e));
 	e->shared_fd = e->private_fd = -1;
 	if (!cfg || cfg->nreg < 1 || cfg->nreg > HOST_ENGINE_MAX_REGIONS)
-		return engine_fail(e, -EINVAL, "bad engine configuration");
+		return host_engine_fail(e, -EINVAL, "bad engine configuration");
 	e->cfg = *cfg;
 	for (int i = 0; i < cfg->nreg; i++)
 		if (cfg->reg[i].off > cfg->span || cfg->reg[i].size > cfg->span - cfg->reg[i].off)
-			return engine_fail(e, -EINVAL, "a region lies beyond the files");
+			return host_engine_fail(e, -EINVAL, "a region lies beyond the files");
 	e->npages = cfg->span / HOST_ENGINE_4K;
 	e->nextents = (cfg->span + HOST_ENGINE_2M - 1) / HOST_ENGINE_2M;
 	if (cfg->map_shared && (cfg->per_region_files ||
 				(cfg->track_limit_pages && e->npages > cfg->track_limit_pages)))
-		return engine_fail(e, -EINVAL,
-				   "a mapped shared side needs one pair of files and the record");
+		return host_engine_fail(
+			e, -EINVAL, "a mapped shared side needs one pair of files and the record");
 	if (cfg->host == HOST_ENGINE_QEMU_LIKE && cfg->shared == HOST_ENGINE_SHARED_NONE)
-		return engine_fail(e, -EINVAL, "the QEMU-like host needs a shared backing");
+		return host_engine_fail(e, -EINVAL, "the QEMU-like host needs a shared backing");
 	ret = files_open(e);
-	return ret ? ret : engine_state_init(e);
+	return ret ? ret : host_engine_state_init(e);
 }
 
 void host_engine_close(struct host_engine *e)

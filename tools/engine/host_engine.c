@@ -1,26 +1,44 @@
 /* SPDX-License-Identifier: MIT */
 /* The host engine: the layout, the attributes as set, the kernel ops the
  * hosts call, the hosts (see host_engine.h). Below engine_files.c, which
- * creates the files and opens and closes the engine. */
+ * creates the files and opens and closes the engine, and calls nothing of
+ * it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "attr_recorder.h"
-#include "engine_internal.h"
 #include "host_engine.h"
 #include "kvm_compat.h" /* src/: the kvm_run memory_fault accessor */
 #include "qemu_like.h"
 
 #define PAGES_PER_EXTENT 512u
 #define RUNS 64 /* kvm_runs of host_engine_memory_fault(), by vCPU modulo */
+
+int host_engine_fail(struct host_engine *e, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->why, sizeof(e->why), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+const struct host_engine_files *host_engine_files_of(const struct host_engine *e, int i,
+						     uint64_t *file_off)
+{
+	*file_off = e->cfg.per_region_files ? 0 : e->cfg.reg[i].off;
+	return &e->files[e->cfg.per_region_files ? i : 0];
+}
 
 bool host_engine_regions_offset(const struct host_engine_region *reg, int nreg, uint64_t gpa,
 				uint64_t *off, uint64_t *left)
@@ -147,7 +165,7 @@ static int set_gmem(void *opaque, int fd, uint64_t offset, uint64_t size, uint64
 		const struct host_engine_region *r = &e->cfg.reg[i];
 		uint64_t foff;
 
-		if (engine_files_of(e, i, &foff)->private_fd != fd)
+		if (host_engine_files_of(e, i, &foff)->private_fd != fd)
 			continue;
 		if (offset >= foff && offset - foff < r->size) {
 			if (size > r->size - (offset - foff))
@@ -184,10 +202,10 @@ static int recorder_init(struct host_engine *e)
 	for (int i = 0; i < e->cfg.nreg; i++)
 		ranges[i] = (struct attr_recorder_range){ e->cfg.reg[i].gpa, e->cfg.reg[i].size };
 	ret = attr_recorder_create(ranges, (size_t)e->cfg.nreg, e->cfg.track_limit_pages, &e->rec);
-	return ret ? engine_fail(e, ret, "attr_recorder_create: %s", strerror(-ret)) : 0;
+	return ret ? host_engine_fail(e, ret, "attr_recorder_create: %s", strerror(-ret)) : 0;
 }
 
-int engine_state_init(struct host_engine *e)
+int host_engine_state_init(struct host_engine *e)
 {
 	uint64_t words = (e->npages + 63) / 64;
 
@@ -196,7 +214,7 @@ int engine_state_init(struct host_engine *e)
 	e->priv = malloc(words * sizeof(*e->priv));
 	e->ext_shared = malloc(e->nextents * sizeof(*e->ext_shared));
 	if (!e->priv || !e->ext_shared)
-		return engine_fail(e, -ENOMEM, "out of memory");
+		return host_engine_fail(e, -ENOMEM, "out of memory");
 	memset(e->priv, 0xff, words * sizeof(*e->priv));
 	if (e->cfg.start_private) {
 		/* the regions are added private: set them so at once */
@@ -235,10 +253,10 @@ static int start_cvmconv(struct host_engine *e)
 	int ret = cvmconv_create(&cfg, &e->conv);
 
 	if (ret)
-		return engine_fail(e, ret, "cvmconv_create: %s", strerror(-ret));
+		return host_engine_fail(e, ret, "cvmconv_create: %s", strerror(-ret));
 	for (int i = 0; i < c->nreg && !ret; i++) {
 		uint64_t foff;
-		const struct host_engine_files *f = engine_files_of(e, i, &foff);
+		const struct host_engine_files *f = host_engine_files_of(e, i, &foff);
 		struct cvmconv_region r = {
 			.sz = sizeof(r),
 			.gpa = c->reg[i].gpa,
@@ -262,10 +280,10 @@ static int start_cvmconv(struct host_engine *e)
 		}
 		ret = cvmconv_add_region(e->conv, &r);
 		if (ret)
-			return engine_fail(e, ret,
-					   "cvmconv_add_region(gpa 0x%" PRIx64 ", size 0x%" PRIx64
-					   "): %s",
-					   r.gpa, r.size, strerror(-ret));
+			return host_engine_fail(e, ret,
+						"cvmconv_add_region(gpa 0x%" PRIx64
+						", size 0x%" PRIx64 "): %s",
+						r.gpa, r.size, strerror(-ret));
 	}
 	return 0;
 }
@@ -277,7 +295,7 @@ static int start_qemu_like(struct host_engine *e)
 
 	for (int i = 0; i < c->nreg && !ret; i++) {
 		uint64_t foff;
-		const struct host_engine_files *f = engine_files_of(e, i, &foff);
+		const struct host_engine_files *f = host_engine_files_of(e, i, &foff);
 		struct qemu_like_region r = {
 			.gpa = c->reg[i].gpa,
 			.size = c->reg[i].size,
@@ -290,7 +308,7 @@ static int start_qemu_like(struct host_engine *e)
 
 		ret = qemu_like_add_region(e->ql, &r);
 	}
-	return ret ? engine_fail(e, ret, "qemu-like setup: %s", strerror(-ret)) : 0;
+	return ret ? host_engine_fail(e, ret, "qemu-like setup: %s", strerror(-ret)) : 0;
 }
 
 int host_engine_start(struct host_engine *e)
@@ -330,7 +348,7 @@ int host_engine_memory_fault(struct host_engine *e, unsigned vcpu, uint64_t gpa,
 	if (!e->runs) {
 		e->runs = calloc(RUNS, sizeof(*e->runs));
 		if (!e->runs)
-			return engine_fail(e, -ENOMEM, "out of memory");
+			return host_engine_fail(e, -ENOMEM, "out of memory");
 	}
 	run = &e->runs[vcpu % RUNS];
 	memset(run, 0, sizeof(*run));

@@ -294,4 +294,18 @@ long host_engine_hugepages_free(void);
  */
 void host_engine_close(struct host_engine *e);
 
+/* ---- between the engine's own parts: engine_files.c (the files, open and
+ * close) calls these of host_engine.c (the layout, the record, the hosts),
+ * never the other way ---- */
+
+/* The last failure into @e->why; returns @err. */
+int host_engine_fail(struct host_engine *e, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* The files of region @i and the region's offset in them. */
+const struct host_engine_files *host_engine_files_of(const struct host_engine *e, int i,
+						     uint64_t *file_off);
+/* The record of the attributes (the regions' start state, unless above
+ * cfg.track_limit_pages) and the recorder: 0 or -errno, @e->why set. */
+int host_engine_state_init(struct host_engine *e);
+
 #endif /* CVMCONV_HOST_ENGINE_H */
