@@ -22,6 +22,15 @@ run() {
 	echo "--- mini-vmm $* exited $rc"
 }
 
+# the exit status of the last run: 0, or 77 passed on with the path's reason
+status_ok() {
+	if [ "$rc" -eq 77 ]; then
+		echo "SKIP: $(grep 'not available' "$log")"
+		exit 77
+	fi
+	[ "$rc" -eq 0 ] || fail "exit status $rc"
+}
+
 need() {
 	grep -q -- "$1" "$log" || fail "missing line: $1"
 }
@@ -38,25 +47,21 @@ scenario_lines() {
 case "$mode" in
 simulate)
 	run --simulate
-	[ "$rc" -eq 0 ] || fail "exit status $rc"
+	status_ok
 	need "mini-vmm: OK (simulate path"
 	need "attributes     : strict recorder"
 	scenario_lines
 	;;
 simulate-shmem)
 	run --simulate --shmem
-	[ "$rc" -eq 0 ] || fail "exit status $rc"
+	status_ok
 	need "shared backing : shmem memfd"
 	need "mini-vmm: OK (simulate path"
 	scenario_lines
 	;;
 native)
 	run --native
-	if [ "$rc" -eq 77 ]; then
-		echo "SKIP: $(grep 'not available' "$log")"
-		exit 77
-	fi
-	[ "$rc" -eq 0 ] || fail "exit status $rc"
+	status_ok
 	need "mini-vmm: OK (native path"
 	need "vmcall sites patched"
 	scenario_lines
@@ -89,11 +94,7 @@ real | real-shmem | real-1g)
 	real-shmem) run --real --shmem ;;
 	real-1g) run --real --huge-1g ;;
 	esac
-	if [ "$rc" -eq 77 ]; then
-		echo "SKIP: $(grep 'not available' "$log")"
-		exit 77
-	fi
-	[ "$rc" -eq 0 ] || fail "exit status $rc"
+	status_ok
 	need "mini-vmm: OK (kvm path"
 	need "private backing: guest_memfd"
 	case "$mode" in
