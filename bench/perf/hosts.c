@@ -76,15 +76,9 @@ static void note_call(struct run *r, char what, uint64_t a, uint64_t b, bool pri
 
 static int push_shared(struct run *r, uint64_t gpa, uint64_t size)
 {
-	if (r->made_shared.n + 2 > r->made_shared.cap) {
-		size_t cap = r->made_shared.cap ? r->made_shared.cap * 2 : 256;
-		uint64_t *p = realloc(r->made_shared.v, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		r->made_shared.v = p;
-		r->made_shared.cap = cap;
-	}
+	if (perf_grow((void **)&r->made_shared.v, &r->made_shared.cap, r->made_shared.n + 2,
+		      sizeof(*r->made_shared.v)))
+		return -ENOMEM;
 	r->made_shared.v[r->made_shared.n++] = gpa;
 	r->made_shared.v[r->made_shared.n++] = size;
 	return 0;

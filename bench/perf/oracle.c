@@ -34,15 +34,8 @@ struct vec {
 
 static int vec_push(struct vec *x, uint64_t val)
 {
-	if (x->n == x->cap) {
-		size_t cap = x->cap ? x->cap * 2 : 1024;
-		uint64_t *p = realloc(x->v, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		x->v = p;
-		x->cap = cap;
-	}
+	if (perf_grow((void **)&x->v, &x->cap, x->n + 1, sizeof(*x->v)))
+		return -ENOMEM;
 	x->v[x->n++] = val;
 	return 0;
 }

@@ -120,6 +120,11 @@ int perf_gen_random_4k(struct perf_stream *s, uint64_t gpa, uint64_t window, uin
 int perf_gen_psc(struct perf_stream *s, uint64_t gpa, uint64_t window, uint64_t n, unsigned entries,
 		 uint64_t seed);
 
+/* Make room for @need elements of @elem bytes in *@p (capacity *@cap,
+ * doubled from 1024): 0 or -ENOMEM (*@p unchanged). The benches' one
+ * growable array. */
+int perf_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* ---- the oracle (oracle.c) ---- */
 
 struct perf_oracle_exit {

@@ -42,7 +42,7 @@ void perf_stream_free(struct perf_stream *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
+int perf_grow(void **p, size_t *cap, size_t need, size_t elem)
 {
 	size_t n = *cap ? *cap : 1024;
 	void *q;
@@ -63,7 +63,7 @@ static int add_exit(struct perf_stream *s, struct perf_exit e)
 {
 	if (s->error)
 		return s->error;
-	if (grow((void **)&s->exits, &s->exits_cap, s->nexits + 1, sizeof(e)))
+	if (perf_grow((void **)&s->exits, &s->exits_cap, s->nexits + 1, sizeof(e)))
 		return s->error = -ENOMEM;
 	s->exits[s->nexits++] = e;
 	return 0;
@@ -80,7 +80,7 @@ int perf_stream_add_batch(struct perf_stream *s, const struct cvmconv_range *r, 
 
 	if (s->error)
 		return s->error;
-	if (grow((void **)&s->ranges, &s->ranges_cap, s->nranges + n, sizeof(*r)))
+	if (perf_grow((void **)&s->ranges, &s->ranges_cap, s->nranges + n, sizeof(*r)))
 		return s->error = -ENOMEM;
 	memcpy(s->ranges + first, r, n * sizeof(*r));
 	s->nranges += n;
