@@ -255,6 +255,7 @@ static int setup(void)
 		.start_private = opt.start_private,
 		.policy = opt.policy,
 		.granule = opt.granule,
+		.gmem_busy_every = opt.gmem_busy_every,
 		.log = log_cb,
 		.shared_name = "cvmconv-replay-shared",
 	};

@@ -40,6 +40,7 @@ extern const char *const policy_names[3];
 
 struct options {
 	enum replay_host host;
+	uint32_t gmem_busy_every;	  /* in place: every Nth to-private update busy once */
 	bool backing_given, policy_given; /* for the checks of replay_parse_options() */
 	enum cvmconv_unaligned policy;
 	uint64_t granule;

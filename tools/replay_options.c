@@ -32,6 +32,9 @@ static void usage(FILE *f)
 		"policy,\n"
 		"                                  no statistics of its own: --csv and --json\n"
 		"                                  apply to cvmconv)\n"
+		"      --gmem-busy-every N         in place: every Nth to-private guest_memfd\n"
+		"                                  update meets a transient host reference\n"
+		"                                  (EAGAIN once, then retried; default 0: never)\n"
 		"  -p, --policy allow|log|reject   unaligned guest requests (default allow)\n"
 		"  -g, --granule 4k|2m|1g          alignment granule of the policy (default 2m)\n"
 		"  -b, --backing shmem|hugetlb|hugetlbfs|none\n"
@@ -64,9 +67,10 @@ static void usage(FILE *f)
 
 int replay_parse_options(int argc, char **argv)
 {
-	enum { OPT_PAGE_SIZE = 256, OPT_START, OPT_TOUCH, OPT_STRICT, OPT_HOST };
+	enum { OPT_PAGE_SIZE = 256, OPT_START, OPT_TOUCH, OPT_STRICT, OPT_HOST, OPT_GMEM_BUSY };
 	static const struct option longopts[] = {
 		{ "host", required_argument, NULL, OPT_HOST },
+		{ "gmem-busy-every", required_argument, NULL, OPT_GMEM_BUSY },
 		{ "policy", required_argument, NULL, 'p' },
 		{ "granule", required_argument, NULL, 'g' },
 		{ "backing", required_argument, NULL, 'b' },
@@ -97,6 +101,11 @@ int replay_parse_options(int argc, char **argv)
 					"--host %s: expected cvmconv, in-place or qemu-like",
 					optarg);
 			opt.host = (enum replay_host)i;
+			break;
+		case OPT_GMEM_BUSY:
+			if (!cli_parse_u64(optarg, &v) || v > UINT32_MAX)
+				return usage_error("--gmem-busy-every: a number: '%s'", optarg);
+			opt.gmem_busy_every = (uint32_t)v;
 			break;
 		case 'p':
 			for (i = 0; i < 3 && strcmp(optarg, policy_names[i]); i++)
@@ -179,6 +188,8 @@ int replay_parse_options(int argc, char **argv)
 		return usage_error(
 			"--host in-place holds both sides in one guest_memfd per region: "
 			"--backing does not apply");
+	if (opt.gmem_busy_every && opt.host != REPLAY_INPLACE)
+		return usage_error("--gmem-busy-every needs --host in-place");
 	if (opt.host == REPLAY_QEMU_LIKE) {
 		if (opt.policy_given)
 			return usage_error("--host qemu-like has no policy: --policy and --granule "

@@ -149,6 +149,19 @@ expect_in "$tmp/out" "ftrace in place" '^backings: +in place \(CVMCONV_REGION_IN
 expect_in "$tmp/out" "ftrace in place" 'agrees with the recorded attributes on all 262144 pages'
 run "ftrace in place touch" 0 "$ftrace" --host in-place --touch
 expect_in "$tmp/out" "ftrace in place touch" 'guest_memfd stand-in allocated +1073741824 '
+# --gmem-busy-every N: every Nth to-private guest_memfd update finds a
+# transient host reference and is refused once with EAGAIN; the library
+# tries it again and it goes through. The to-private updates are c1-c4,
+# s2 and s3 (s4 makes no call): N = 1 busies all 6 (attr_updates 8 + 6
+# retries = 14), N = 2 the 2nd, 4th and 6th (c2, c4, s3: 11); the end
+# state is the same.
+run "ftrace in place busy 1" 0 "$ftrace" --host in-place --gmem-busy-every 1 --json "$tmp/ib1.json"
+expect_json "$tmp/ib1.json" "ftrace in place busy 1" gmem_busy_retries=6 gmem_busy_failures=0 \
+	attr_updates=14 to_private_bytes=8396800 mixed_extents=3 broken=0
+expect_in "$tmp/out" "ftrace in place busy 1" 'agrees with the recorded attributes on all 262144 pages'
+run "ftrace in place busy 2" 0 "$ftrace" --host in-place --gmem-busy-every 2 --json "$tmp/ib2.json"
+expect_json "$tmp/ib2.json" "ftrace in place busy 2" gmem_busy_retries=3 attr_updates=11
+run "usage busy without in place" 2 "$ftrace" --gmem-busy-every 2
 run "usage in place backing" 2 "$ftrace" --host in-place --backing hugetlb
 run "usage host" 2 "$ftrace" --host qemu
 
